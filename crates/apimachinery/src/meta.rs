@@ -1,0 +1,1 @@
+//! Helpers over objects held as JSON values.

@@ -1,0 +1,141 @@
+//! Command-line flags, named as upstream kube-apiserver names them.
+
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// kube-apiserver flags (the subset ferrokube implements, upstream names and defaults).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kube-apiserver", about = "The Kubernetes API server validates and configures data for the api objects.")]
+pub struct Options {
+    /// List of etcd servers to connect with (scheme://ip:port), comma separated.
+    #[arg(long = "etcd-servers", value_delimiter = ',', required = true)]
+    pub etcd_servers: Vec<String>,
+    /// The prefix to prepend to all resource paths in etcd.
+    #[arg(long = "etcd-prefix", default_value = "/registry")]
+    pub etcd_prefix: String,
+    /// SSL Certificate Authority file used to secure etcd communication.
+    #[arg(long = "etcd-cafile")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// SSL certification file used to secure etcd communication.
+    #[arg(long = "etcd-certfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// SSL key file used to secure etcd communication.
+    #[arg(long = "etcd-keyfile")]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// The interval of compaction requests (e.g. 5m, 30s). 0 disables compaction.
+    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: std::time::Duration,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// The port on which to serve HTTPS with authentication and authorization.
+    #[arg(long = "secure-port", default_value_t = 6443)]
+    pub secure_port: u16,
+    /// File containing the default x509 Certificate for HTTPS.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file.
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// If set, any request presenting a client certificate signed by one of the authorities
+    /// in the client-ca-file is authenticated with an identity corresponding to the CommonName.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// If set, the file that will be used to secure the secure port of the API server via token authentication.
+    #[arg(long = "token-auth-file")]
+    pub token_auth_file: Option<PathBuf>,
+    /// Enables anonymous requests to the secure port of the API server.
+    #[arg(long = "anonymous-auth", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub anonymous_auth: bool,
+    /// A CIDR notation IP range from which to assign service cluster IPs.
+    #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// A port range to reserve for services with NodePort visibility.
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// The IP address on which to advertise the apiserver to members of the cluster.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
+    /// The maximum number of non-mutating requests in flight at a given time. 0 = no limit.
+    #[arg(long = "max-requests-inflight", default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The maximum number of mutating requests in flight at a given time. 0 = no limit.
+    #[arg(long = "max-mutating-requests-inflight", default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// A duration that is the default request timeout (e.g. 60s); watches and other long-running requests are exempt.
+    #[arg(long = "request-timeout", default_value = "1m", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Time to wait for in-flight requests when shutting down.
+    #[arg(long = "shutdown-delay-duration", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay_duration: std::time::Duration,
+    /// Number for the log level verbosity.
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+/// Parses Go-style durations: "90s", "5m", "1h30m", "250ms", "0".
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        num.clear();
+        let mult = match unit.as_str() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += v * mult;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(format!("missing unit in duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn anonymous_auth_accepts_bare_and_valued_forms() {
+        let o = Options::parse_from(["x", "--etcd-servers=http://a:1,http://b:2", "--anonymous-auth"]);
+        assert!(o.anonymous_auth);
+        assert_eq!(o.etcd_servers.len(), 2);
+        let o = Options::parse_from(["x", "--etcd-servers=http://a:1", "--anonymous-auth=false"]);
+        assert!(!o.anonymous_auth);
+    }
+}

@@ -1,0 +1,106 @@
+//! Admission: checks that run around every write, after validation and
+//! before storage. A chain of plugins; NamespaceLifecycle is the first.
+
+use std::sync::Arc;
+
+use apimachinery::errors::{ApiError, GroupResource};
+use resources::ResourceInfo;
+use serde_json::{json, Value};
+use storage::EtcdStorage;
+
+use super::context::RequestContext;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One admission plugin.
+#[async_trait::async_trait]
+pub trait AdmissionPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, old: Option<&Value>, ctx: &RequestContext) -> Result<(), ApiError>;
+}
+
+/// The ordered admission chain.
+#[derive(Default)]
+pub struct Admission {
+    plugins: Vec<Arc<dyn AdmissionPlugin>>,
+}
+
+impl Admission {
+    pub fn new(plugins: Vec<Arc<dyn AdmissionPlugin>>) -> Self {
+        Admission { plugins }
+    }
+    pub async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, old: Option<&Value>, ctx: &RequestContext) -> Result<(), ApiError> {
+        for p in &self.plugins {
+            p.admit(op, info, obj, old, ctx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The namespaces that always exist and may not be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// NamespaceLifecycle: no new objects in a missing or terminating namespace;
+/// the system namespaces cannot be deleted.
+pub struct NamespaceLifecycle {
+    storage: EtcdStorage,
+    namespaces_key_root: String,
+}
+
+impl NamespaceLifecycle {
+    pub fn new(storage: EtcdStorage) -> Self {
+        let namespaces_key_root = format!("{}/namespaces/", storage.prefix().trim_end_matches('/'));
+        NamespaceLifecycle { storage, namespaces_key_root }
+    }
+}
+
+#[async_trait::async_trait]
+impl AdmissionPlugin for NamespaceLifecycle {
+    fn name(&self) -> &'static str {
+        "NamespaceLifecycle"
+    }
+
+    async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, _old: Option<&Value>, _ctx: &RequestContext) -> Result<(), ApiError> {
+        if info.group.is_empty() && info.plural == "namespaces" {
+            if op == Operation::Delete {
+                let name = apimachinery::meta::name(obj);
+                if SYSTEM_NAMESPACES.contains(&name) {
+                    return Err(ApiError::forbidden(&GroupResource::new("", "namespaces"), name, "this namespace may not be deleted"));
+                }
+            }
+            return Ok(());
+        }
+        if op != Operation::Create || !info.namespaced {
+            return Ok(());
+        }
+        let ns = apimachinery::meta::namespace(obj);
+        let kv = self
+            .storage
+            .get(&format!("{}{ns}", self.namespaces_key_root))
+            .await
+            .map_err(|e| ApiError::internal(e))?;
+        let Some(kv) = kv else {
+            return Err(ApiError::not_found(&GroupResource::new("", "namespaces"), ns));
+        };
+        let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+        let terminating = nsobj.pointer("/metadata/deletionTimestamp").is_some()
+            || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+        if terminating {
+            let mut e = ApiError::forbidden(
+                &info.group_resource(),
+                apimachinery::meta::name(obj),
+                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            );
+            if let Some(d) = e.details.as_mut() {
+                d["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The generic registry: one [`store::Store`] per served resource, all
+//! built from `resources::all()`; resources sharing an etcd segment share
+//! one watch cache.
+
+pub mod admission;
+pub mod context;
+pub mod managed_fields;
+pub mod service_alloc;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use storage::cache::WatchCache;
+use storage::EtcdStorage;
+
+use self::admission::{Admission, NamespaceLifecycle};
+use self::service_alloc::ServiceAllocator;
+use self::store::{Allocator, Store};
+
+/// Size of each watch cache's ring of recent events.
+pub const WATCH_CACHE_CAPACITY: usize = 4096;
+
+pub struct Registry {
+    /// Every store, in discovery order.
+    pub stores: Vec<Arc<Store>>,
+    index: HashMap<(String, String, String), Arc<Store>>,
+    pub storage: EtcdStorage,
+    pub service_allocator: Arc<ServiceAllocator>,
+}
+
+impl Registry {
+    pub fn new(storage: EtcdStorage, service_allocator: Arc<ServiceAllocator>) -> Self {
+        let admission = Arc::new(Admission::new(vec![Arc::new(NamespaceLifecycle::new(storage.clone()))]));
+        let mut caches: HashMap<&'static str, Arc<WatchCache>> = HashMap::new();
+        let mut stores = Vec::new();
+        let mut index = HashMap::new();
+        for strategy in resources::all() {
+            let info = strategy.info().clone();
+            let cache = caches
+                .entry(info.storage_segment)
+                .or_insert_with(|| {
+                    let prefix = format!("{}/{}/", storage.prefix().trim_end_matches('/'), info.storage_segment);
+                    WatchCache::start(storage.clone(), prefix, WATCH_CACHE_CAPACITY)
+                })
+                .clone();
+            let allocator: Option<Arc<dyn Allocator>> = if info.group.is_empty() && info.plural == "services" {
+                Some(service_allocator.clone())
+            } else {
+                None
+            };
+            let store = Arc::new(Store::new(strategy, storage.clone(), cache, admission.clone(), allocator));
+            index.insert((info.group.to_string(), info.version.to_string(), info.plural.to_string()), store.clone());
+            stores.push(store);
+        }
+        Registry { stores, index, storage, service_allocator }
+    }
+
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
+        self.index.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    }
+
+    /// Wait until every watch cache has its initial list.
+    pub async fn wait_ready(&self) {
+        for s in &self.stores {
+            s.cache().wait_ready().await;
+        }
+    }
+
+    /// Groups with their versions, preferred version first, in discovery order.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for s in &self.stores {
+            let i = s.info();
+            match out.iter_mut().find(|(g, _)| g == i.group) {
+                Some((_, vs)) => {
+                    if !vs.iter().any(|v| v == i.version) {
+                        vs.push(i.version.to_string());
+                    }
+                }
+                None => out.push((i.group.to_string(), vec![i.version.to_string()])),
+            }
+        }
+        // Preferred version: the highest stable one (autoscaling v2 over v1).
+        for (_, vs) in out.iter_mut() {
+            vs.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        }
+        out
+    }
+
+    pub fn stores_in(&self, group: &str, version: &str) -> Vec<Arc<Store>> {
+        self.stores.iter().filter(|s| s.info().group == group && s.info().version == version).cloned().collect()
+    }
+}
+
+/// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
+fn version_priority(v: &str) -> (u8, u32, u32) {
+    let rest = v.trim_start_matches('v');
+    let (major, tail) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
+    let major: u32 = major.parse().unwrap_or(0);
+    if tail.is_empty() {
+        (3, major, 0)
+    } else if let Some(b) = tail.strip_prefix("beta") {
+        (2, major, b.parse().unwrap_or(0))
+    } else if let Some(a) = tail.strip_prefix("alpha") {
+        (1, major, a.parse().unwrap_or(0))
+    } else {
+        (0, major, 0)
+    }
+}

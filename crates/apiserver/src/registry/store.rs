@@ -1,0 +1,854 @@
+//! The generic registry: one implementation of get/list/watch/create/update/
+//! patch/delete/deletecollection for every resource, configured only by the
+//! resource's [`Strategy`]. Pipelines (see docs/architecture.md):
+//!
+//! create: system meta → strategy.prepare_for_create → default → allocate →
+//!         validate → admission → storage txn (key absent, claims absent)
+//! update: read → transform (PUT body / patch) → keep system meta → status
+//!         split → prepare_for_update → default → generation → allocate →
+//!         validate_update → admission → no-op check → CAS on mod revision
+//! delete: preconditions → graceful period / finalizers → CAS delete
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apimachinery::errors::{ApiError, GroupResource};
+use apimachinery::fields::FieldSelector;
+use apimachinery::labels::Selector;
+use apimachinery::{meta, validation, FieldError};
+use resources::{ResourceInfo, Strategy};
+use serde_json::{json, Value};
+use storage::cache::{CachedObject, WatchCache, WatchItem};
+use storage::{EtcdStorage, Revision, StorageError};
+
+use super::admission::{Admission, Operation};
+use super::context::RequestContext;
+use super::managed_fields;
+
+/// Chooses and releases values a resource must hold uniquely across the
+/// cluster (Service ClusterIPs and NodePorts). Claims are etcd keys written
+/// in the same transaction as the object, so nothing is ever double-allocated,
+/// even across apiserver restarts.
+#[async_trait::async_trait]
+pub trait Allocator: Send + Sync {
+    /// Fill in values the object needs (`old` on update).
+    async fn allocate(&self, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError>;
+    /// The claim keys the object holds.
+    fn claims(&self, obj: &Value) -> Vec<String>;
+    /// Turn a failed claim into the user-facing error (a requested value that is taken).
+    fn claim_taken(&self, obj: &Value, key: &str) -> ApiError;
+}
+
+/// Options of a list or watch (query parameters, parsed).
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub label_selector: Selector,
+    pub field_selector: FieldSelector,
+    pub limit: Option<i64>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub allow_watch_bookmarks: bool,
+    pub send_initial_events: Option<bool>,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+    pub remaining_item_count: Option<i64>,
+}
+
+/// Options of a delete (metav1.DeleteOptions).
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub orphan_dependents: Option<bool>,
+}
+
+/// A watch event on the wire: type and object.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub event_type: &'static str,
+    pub object: Value,
+}
+
+/// The registry for one served group/version/resource.
+pub struct Store {
+    pub strategy: Arc<dyn Strategy>,
+    storage: EtcdStorage,
+    cache: Arc<WatchCache>,
+    key_root: String,
+    admission: Arc<Admission>,
+    allocator: Option<Arc<dyn Allocator>>,
+}
+
+fn storage_err(gr: &GroupResource, name: &str, e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound { .. } => ApiError::not_found(gr, name),
+        StorageError::AlreadyExists { .. } => ApiError::already_exists(gr, name),
+        StorageError::Conflict { .. } => ApiError::conflict_modified(gr, name),
+        StorageError::Expired { requested, oldest } => {
+            ApiError::expired(format!("too old resource version: {requested} ({oldest})"))
+        }
+        StorageError::TooLargeResourceVersion { requested, current } => {
+            let mut e = ApiError::timeout();
+            e.message = format!("Too large resource version: {requested}, current: {current}");
+            e.retry_after = Some(1);
+            e.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+            e
+        }
+        StorageError::Unavailable(m) => ApiError::service_unavailable(m),
+        other => ApiError::internal(other),
+    }
+}
+
+fn parse_rv(s: &str) -> Result<Revision, ApiError> {
+    s.parse::<Revision>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
+}
+
+/// Everything outside metadata and status: what a generation bump tracks.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    v
+}
+
+/// Equality ignoring resourceVersion and managedFields timestamps: a no-op write.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf.iter_mut() {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+impl Store {
+    pub fn new(
+        strategy: Arc<dyn Strategy>,
+        storage: EtcdStorage,
+        cache: Arc<WatchCache>,
+        admission: Arc<Admission>,
+        allocator: Option<Arc<dyn Allocator>>,
+    ) -> Self {
+        let key_root = format!("{}/{}/", storage.prefix().trim_end_matches('/'), strategy.info().storage_segment);
+        Store { strategy, storage, cache, key_root, admission, allocator }
+    }
+
+    pub fn info(&self) -> &ResourceInfo {
+        self.strategy.info()
+    }
+
+    pub fn gr(&self) -> GroupResource {
+        self.info().group_resource()
+    }
+
+    pub fn cache(&self) -> &Arc<WatchCache> {
+        &self.cache
+    }
+
+    fn key(&self, ns: &str, name: &str) -> String {
+        if self.info().namespaced {
+            format!("{}{}/{}", self.key_root, ns, name)
+        } else {
+            format!("{}{}", self.key_root, name)
+        }
+    }
+
+    fn prefix_for(&self, ns: &str) -> String {
+        if self.info().namespaced && !ns.is_empty() {
+            format!("{}{}/", self.key_root, ns)
+        } else {
+            self.key_root.clone()
+        }
+    }
+
+    /// Storage form → served form, with resourceVersion set.
+    fn present(&self, stored: &Value, rv: Revision) -> Value {
+        let mut v = self.strategy.from_storage(stored.clone());
+        if let Some(m) = v.as_object_mut() {
+            m.insert("apiVersion".into(), Value::String(self.info().api_version()));
+            m.insert("kind".into(), Value::String(self.info().kind.to_string()));
+        }
+        meta::set_resource_version(&mut v, &rv.to_string());
+        v
+    }
+
+    fn decode(&self, bytes: &[u8], rv: Revision) -> Result<Value, ApiError> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("decoding stored object: {e}")))?;
+        Ok(self.present(&v, rv))
+    }
+
+    fn encode(&self, obj: &Value) -> Result<Vec<u8>, ApiError> {
+        let mut v = self.strategy.to_storage(obj.clone());
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("selfLink");
+        }
+        serde_json::to_vec(&v).map_err(ApiError::internal)
+    }
+
+    /// Read one object straight from etcd (a consistent read).
+    pub async fn get(&self, ns: &str, name: &str) -> Result<Value, ApiError> {
+        match self.storage.get(&self.key(ns, name)).await {
+            Ok(Some(kv)) => self.decode(&kv.value, kv.mod_revision),
+            Ok(None) => Err(ApiError::not_found(&self.gr(), name)),
+            Err(e) => Err(storage_err(&self.gr(), name, e)),
+        }
+    }
+
+    /// The field values a field selector can address.
+    pub fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "metadata.name" => Some(meta::name(obj).to_string()),
+            "metadata.namespace" => Some(meta::namespace(obj).to_string()),
+            f => self.strategy.selectable_fields(obj).into_iter().find(|(k, _)| *k == f).map(|(_, v)| v),
+        }
+    }
+
+    /// Reject selectors on fields this resource cannot select by.
+    pub fn check_field_selector(&self, sel: &FieldSelector) -> Result<(), ApiError> {
+        for f in sel.fields() {
+            if f != "metadata.name" && f != "metadata.namespace" && !self.strategy.selectable_field_names().contains(&f) {
+                return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, obj: &Value, opts: &ListOptions) -> bool {
+        opts.label_selector.matches(meta::labels(obj)) && opts.field_selector.matches(&|f: &str| self.field_value(obj, f))
+    }
+
+    async fn consistent_revision(&self) -> Result<Revision, ApiError> {
+        self.storage.current_revision().await.map_err(|e| storage_err(&self.gr(), "", e))
+    }
+
+    /// List objects, served from the watch cache (consistent reads wait for
+    /// the cache to catch up to etcd's current revision).
+    pub async fn list(&self, ns: &str, opts: &ListOptions) -> Result<ListResult, ApiError> {
+        self.check_field_selector(&opts.field_selector)?;
+        let mut start_after: Option<String> = None;
+        let mut min_rev = match opts.resource_version.as_deref() {
+            None | Some("") => Some(self.consistent_revision().await?),
+            Some("0") => None,
+            Some(rv) => Some(parse_rv(rv)?),
+        };
+        if let Some(tok) = &opts.continue_token {
+            let (rv, start) = decode_continue(tok)?;
+            min_rev = Some(rv);
+            start_after = Some(start);
+        }
+        let (objects, rev) = self
+            .cache
+            .list(&self.prefix_for(ns), min_rev)
+            .await
+            .map_err(|e| storage_err(&self.gr(), "", e))?;
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut remaining = 0i64;
+        let limit = opts.limit.filter(|l| *l > 0).map(|l| l as usize);
+        for CachedObject { key, object, revision } in objects.iter() {
+            if let Some(s) = &start_after {
+                if key.as_str() <= s.as_str() {
+                    continue;
+                }
+            }
+            let v = self.present(object, *revision);
+            if !self.matches(&v, opts) {
+                continue;
+            }
+            if let Some(l) = limit {
+                if items.len() >= l {
+                    remaining += 1;
+                    continue;
+                }
+            }
+            last_key = Some(key.clone());
+            items.push(v);
+        }
+        let continue_token = if remaining > 0 { last_key.map(|k| encode_continue(rev, &k)) } else { None };
+        Ok(ListResult {
+            items,
+            resource_version: rev,
+            remaining_item_count: if continue_token.is_some() && opts.label_selector.is_empty() && opts.field_selector.is_empty() {
+                Some(remaining)
+            } else {
+                None
+            },
+            continue_token,
+        })
+    }
+
+    /// Fill system metadata for a new object and run the create pipeline up
+    /// to (not including) storage. Returns the object to store.
+    async fn prepare_create(&self, ctx: &RequestContext, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+        let info = self.info();
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+        }
+        if obj.get("metadata").map(|m| !m.is_object()).unwrap_or(true) {
+            obj["metadata"] = json!({});
+        }
+        if info.namespaced {
+            meta::set_namespace(&mut obj, ns);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        if !meta::resource_version(&obj).is_empty() {
+            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        }
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+            m.remove("selfLink");
+            m.remove("managedFields");
+            m.remove("generation");
+        }
+        if meta::name(&obj).is_empty() {
+            if let Some(g) = obj.pointer("/metadata/generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                let name = format!("{g}{}", meta::generate_name_suffix());
+                meta::set_name(&mut obj, &name);
+            }
+        }
+        meta::set_uid(&mut obj, &uuid::Uuid::new_v4().to_string());
+        meta::set_creation_timestamp(&mut obj, &meta::now_rfc3339());
+        if self.strategy.has_status() {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        self.strategy.prepare_for_create(&mut obj);
+        self.strategy.default(&mut obj);
+        if self.strategy.bumps_generation() {
+            meta::set_generation(&mut obj, 1);
+        }
+        if let Some(a) = &self.allocator {
+            a.allocate(&mut obj, None).await?;
+        }
+        let mut errs = validation::validate_object_meta(&obj["metadata"], info.namespaced, self.strategy.name_validator());
+        errs.extend(self.strategy.validate(&obj));
+        if !errs.is_empty() {
+            return Err(self.invalid(&obj, &errs));
+        }
+        self.admission.admit(Operation::Create, info, &obj, None, ctx).await?;
+        managed_fields::record_update(&mut obj, None, &ctx.field_manager, &info.api_version(), "", &meta::now_rfc3339());
+        Ok(obj)
+    }
+
+    fn invalid(&self, obj: &Value, errs: &[FieldError]) -> ApiError {
+        ApiError::invalid(self.info().kind, self.info().group, meta::name(obj), errs)
+    }
+
+    /// POST: create an object.
+    pub async fn create(&self, ctx: &RequestContext, ns: &str, obj: Value) -> Result<Value, ApiError> {
+        let generated = meta::name(&obj).is_empty();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let prepared = self.prepare_create(ctx, ns, obj.clone()).await?;
+            let name = meta::name(&prepared).to_string();
+            if ctx.dry_run {
+                return Ok(self.strategy.from_storage(self.strategy.to_storage(prepared)));
+            }
+            let claims: Vec<(String, Vec<u8>)> = self
+                .allocator
+                .as_ref()
+                .map(|a| a.claims(&prepared).into_iter().map(|k| (k, name.clone().into_bytes())).collect())
+                .unwrap_or_default();
+            let bytes = self.encode(&prepared)?;
+            match self.storage.create(&self.key(ns, &name), bytes, &claims).await {
+                Ok(rev) => {
+                    let mut out = prepared;
+                    meta::set_resource_version(&mut out, &rev.to_string());
+                    return Ok(out);
+                }
+                Err(StorageError::AlreadyExists { .. }) if generated && attempts < 8 => continue,
+                Err(StorageError::ClaimTaken { key }) => {
+                    if let Some(a) = &self.allocator {
+                        let e = a.claim_taken(&obj, &key);
+                        if e.code == 409 && attempts < 8 {
+                            continue; // we chose a value that raced: choose again
+                        }
+                        return Err(e);
+                    }
+                    return Err(ApiError::internal(format!("claim {key} taken")));
+                }
+                Err(e) => return Err(storage_err(&self.gr(), &name, e)),
+            }
+        }
+    }
+
+    /// The shared read-modify-write loop of update and patch. `transform`
+    /// gets the current object (None when absent) and returns the desired
+    /// one; a conflict with a concurrent writer retries unless the client
+    /// pinned a resourceVersion.
+    pub async fn guaranteed_update<F>(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        name: &str,
+        subresource: &str,
+        mut transform: F,
+    ) -> Result<(Value, bool), ApiError>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
+    {
+        let gr = self.gr();
+        for _ in 0..16 {
+            let current = self.storage.get(&self.key(ns, name)).await.map_err(|e| storage_err(&gr, name, e))?;
+            let Some(kv) = current else {
+                if !self.strategy.allow_create_on_update() || !subresource.is_empty() {
+                    return Err(ApiError::not_found(&gr, name));
+                }
+                let new = transform(None)?;
+                return match self.create(ctx, ns, new).await {
+                    Ok(v) => Ok((v, true)),
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => Err(e),
+                };
+            };
+            let old = self.decode(&kv.value, kv.mod_revision)?;
+            let mut new = transform(Some(&old))?;
+            if !new.is_object() {
+                return Err(ApiError::bad_request("the object provided is not a JSON object"));
+            }
+            // A client-supplied resourceVersion is a precondition.
+            let client_rv = meta::resource_version(&new).to_string();
+            let pinned = !client_rv.is_empty();
+            if pinned && client_rv != kv.mod_revision.to_string() {
+                return Err(ApiError::conflict_modified(&gr, name));
+            }
+            if meta::name(&new).is_empty() {
+                meta::set_name(&mut new, name);
+            }
+            if meta::name(&new) != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::name(&new)
+                )));
+            }
+            let new = self.prepare_update(ctx, ns, new, &old, subresource).await?;
+            if same_content(&new, &old) {
+                return Ok((old, false));
+            }
+            // Removing the last finalizer of an object being deleted deletes it.
+            if meta::deletion_timestamp(&new).is_some()
+                && meta::finalizers(&new).is_empty()
+                && !self.is_graceful_pending(&new)
+                && !self.strategy.hold_deletion(&mut new.clone())
+            {
+                if ctx.dry_run {
+                    return Ok((new, false));
+                }
+                let claims = self.allocator.as_ref().map(|a| a.claims(&old)).unwrap_or_default();
+                match self.storage.delete(&self.key(ns, name), Some(kv.mod_revision), &claims).await {
+                    Ok(rev) => {
+                        let mut out = new;
+                        meta::set_resource_version(&mut out, &rev.to_string());
+                        return Ok((out, false));
+                    }
+                    Err(StorageError::Conflict { .. }) if !pinned => continue,
+                    Err(e) => return Err(storage_err(&gr, name, e)),
+                }
+            }
+            if ctx.dry_run {
+                return Ok((new, false));
+            }
+            let (add, release) = match &self.allocator {
+                Some(a) => {
+                    let o: std::collections::BTreeSet<String> = a.claims(&old).into_iter().collect();
+                    let n: std::collections::BTreeSet<String> = a.claims(&new).into_iter().collect();
+                    (
+                        n.difference(&o).map(|k| (k.clone(), name.as_bytes().to_vec())).collect::<Vec<_>>(),
+                        o.difference(&n).cloned().collect::<Vec<_>>(),
+                    )
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            let bytes = self.encode(&new)?;
+            match self.storage.update(&self.key(ns, name), bytes, Some(kv.mod_revision), &add, &release).await {
+                Ok(rev) => {
+                    let mut out = new;
+                    meta::set_resource_version(&mut out, &rev.to_string());
+                    return Ok((out, false));
+                }
+                Err(StorageError::Conflict { .. }) if !pinned => continue,
+                Err(StorageError::ClaimTaken { key }) => {
+                    return Err(self.allocator.as_ref().map(|a| a.claim_taken(&new, &key)).unwrap_or_else(|| ApiError::internal(key)))
+                }
+                Err(e) => return Err(storage_err(&gr, name, e)),
+            }
+        }
+        Err(ApiError::conflict_modified(&gr, name))
+    }
+
+    /// Pods being gracefully deleted keep existing (with finalizers gone)
+    /// until the kubelet confirms or the grace period is 0.
+    fn is_graceful_pending(&self, obj: &Value) -> bool {
+        self.strategy.default_grace_period(obj).is_some()
+            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+    }
+
+    async fn prepare_update(&self, ctx: &RequestContext, _ns: &str, mut new: Value, old: &Value, subresource: &str) -> Result<Value, ApiError> {
+        let info = self.info();
+        if new.get("metadata").map(|m| !m.is_object()).unwrap_or(true) {
+            new["metadata"] = json!({});
+        }
+        if let Some(m) = new.as_object_mut() {
+            m.insert("apiVersion".into(), Value::String(info.api_version()));
+            m.insert("kind".into(), Value::String(info.kind.to_string()));
+        }
+        // System metadata is the server's.
+        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+            match old["metadata"].get(f) {
+                Some(v) => {
+                    new["metadata"][f] = v.clone();
+                }
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(f);
+                    }
+                }
+            }
+        }
+        if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("managedFields");
+            m.remove("selfLink");
+        }
+        if let Some(mf) = old.pointer("/metadata/managedFields") {
+            new["metadata"]["managedFields"] = mf.clone();
+        }
+        match subresource {
+            "status" => {
+                // Only status changes through /status; metadata and spec stay.
+                let status = new.get("status").cloned();
+                let mut merged = old.clone();
+                match status {
+                    Some(s) => merged["status"] = s,
+                    None => {
+                        if let Some(m) = merged.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                merged["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+                new = merged;
+            }
+            "finalize" => {
+                // namespaces/finalize changes spec.finalizers only.
+                let fins = new.pointer("/spec/finalizers").cloned();
+                let mut merged = old.clone();
+                match fins {
+                    Some(f) => merged["spec"]["finalizers"] = f,
+                    None => {
+                        if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                            spec.remove("finalizers");
+                        }
+                    }
+                }
+                merged["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+                new = merged;
+            }
+            "" => {
+                if self.strategy.has_status() {
+                    match old.get("status") {
+                        Some(s) => new["status"] = s.clone(),
+                        None => {
+                            if let Some(m) = new.as_object_mut() {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                // A client cannot start deletion by update, nor add finalizers to a deleting object it did not have.
+                self.strategy.prepare_for_update(&mut new, old);
+            }
+            _ => {}
+        }
+        self.strategy.default(&mut new);
+        if self.strategy.bumps_generation() && spec_part(&new) != spec_part(old) {
+            meta::set_generation(&mut new, meta::generation(old) + 1);
+        }
+        if subresource.is_empty() {
+            if let Some(a) = &self.allocator {
+                a.allocate(&mut new, Some(old)).await?;
+            }
+        }
+        let mut errs = validation::validate_object_meta(&new["metadata"], info.namespaced, self.strategy.name_validator());
+        errs.extend(validation::validate_object_meta_update(&new["metadata"], &old["metadata"]));
+        // Binding is the server's own assignment of spec.nodeName: not a user spec update.
+        if subresource != "status-binding" {
+            errs.extend(self.strategy.validate_update(&new, old));
+        }
+        if !errs.is_empty() {
+            return Err(self.invalid(&new, &errs));
+        }
+        self.admission.admit(Operation::Update, info, &new, Some(old), ctx).await?;
+        let sub = if subresource == "status-binding" { "binding" } else { subresource };
+        managed_fields::record_update(&mut new, Some(old), &ctx.field_manager, &info.api_version(), sub, &meta::now_rfc3339());
+        Ok(new)
+    }
+
+    /// PUT: replace an object (or its status).
+    pub async fn update(&self, ctx: &RequestContext, ns: &str, name: &str, subresource: &str, obj: Value) -> Result<(Value, bool), ApiError> {
+        let mut obj = obj;
+        if self.info().namespaced {
+            let body_ns = meta::namespace(&obj).to_string();
+            if !body_ns.is_empty() && body_ns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta::set_namespace(&mut obj, ns);
+        }
+        self.guaranteed_update(ctx, ns, name, subresource, |_old| Ok(obj.clone())).await
+    }
+
+    /// DELETE one object. Returns the object and whether it is gone now
+    /// (false: it has a deletionTimestamp and waits for finalizers or its grace period).
+    pub async fn delete(&self, ctx: &RequestContext, ns: &str, name: &str, opts: &DeleteOptions) -> Result<(Value, bool), ApiError> {
+        let gr = self.gr();
+        for _ in 0..16 {
+            let kv = self
+                .storage
+                .get(&self.key(ns, name))
+                .await
+                .map_err(|e| storage_err(&gr, name, e))?
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let mut obj = self.decode(&kv.value, kv.mod_revision)?;
+            if let Some(uid) = &opts.precondition_uid {
+                if uid != meta::uid(&obj) {
+                    return Err(ApiError::conflict(
+                        &gr,
+                        name,
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&obj)),
+                    ));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv != meta::resource_version(&obj) {
+                    return Err(ApiError::conflict(
+                        &gr,
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                            meta::resource_version(&obj)
+                        ),
+                    ));
+                }
+            }
+            self.admission.admit(Operation::Delete, self.info(), &obj, None, ctx).await?;
+            let mut finalizers = meta::finalizers(&obj);
+            let policy = opts.propagation_policy.clone().or_else(|| match opts.orphan_dependents {
+                Some(true) => Some("Orphan".into()),
+                Some(false) => Some("Background".into()),
+                None => None,
+            });
+            let mut changed_finalizers = false;
+            match policy.as_deref() {
+                Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                    finalizers.retain(|f| f != "orphan");
+                    finalizers.push("foregroundDeletion".into());
+                    changed_finalizers = true;
+                }
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.retain(|f| f != "foregroundDeletion");
+                    finalizers.push("orphan".into());
+                    changed_finalizers = true;
+                }
+                Some("Background") => {
+                    let n = finalizers.len();
+                    finalizers.retain(|f| f != "orphan" && f != "foregroundDeletion");
+                    changed_finalizers = n != finalizers.len();
+                }
+                Some(p) if !matches!(p, "Foreground" | "Orphan" | "Background") => {
+                    return Err(ApiError::invalid(
+                        "DeleteOptions",
+                        "",
+                        "",
+                        &[FieldError::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan"])],
+                    ));
+                }
+                _ => {}
+            }
+            // Graceful deletion (pods): a bound pod gets a deletionTimestamp in the future.
+            let mut grace = None;
+            if let Some(default) = self.strategy.default_grace_period(&obj) {
+                let mut g = opts.grace_period_seconds.unwrap_or(default).max(0);
+                let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+                let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+                if !bound || phase == "Failed" || phase == "Succeeded" {
+                    g = 0;
+                }
+                if let Some(cur) = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) {
+                    g = g.min(cur);
+                }
+                grace = Some(g);
+            }
+            let held = self.strategy.hold_deletion(&mut obj);
+            let pending = held || !finalizers.is_empty() || grace.is_some_and(|g| g > 0);
+            if pending {
+                let already = meta::deletion_timestamp(&obj).is_some();
+                let cur_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let new_grace = grace.unwrap_or(0);
+                if already && !changed_finalizers && cur_grace == Some(new_grace) && !held {
+                    return Ok((obj, false));
+                }
+                meta::set_finalizers(&mut obj, &finalizers);
+                let now = chrono::Utc::now();
+                if !already || cur_grace.is_some_and(|c| new_grace < c) {
+                    let ts = (now + chrono::Duration::seconds(new_grace)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    meta::set_deletion_timestamp(&mut obj, &ts);
+                }
+                meta::set_deletion_grace_period_seconds(&mut obj, new_grace);
+                if meta::generation(&obj) > 0 && !already {
+                    meta::set_generation(&mut obj, meta::generation(&obj) + 1);
+                }
+                if ctx.dry_run {
+                    return Ok((obj, false));
+                }
+                let bytes = self.encode(&obj)?;
+                match self.storage.update(&self.key(ns, name), bytes, Some(kv.mod_revision), &[], &[]).await {
+                    Ok(rev) => {
+                        meta::set_resource_version(&mut obj, &rev.to_string());
+                        return Ok((obj, false));
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(e) => return Err(storage_err(&gr, name, e)),
+                }
+            }
+            if ctx.dry_run {
+                return Ok((obj, true));
+            }
+            let claims = self.allocator.as_ref().map(|a| a.claims(&obj)).unwrap_or_default();
+            match self.storage.delete(&self.key(ns, name), Some(kv.mod_revision), &claims).await {
+                Ok(_) => return Ok((obj, true)),
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound { .. }) => return Err(ApiError::not_found(&gr, name)),
+                Err(e) => return Err(storage_err(&gr, name, e)),
+            }
+        }
+        Err(ApiError::conflict_modified(&gr, name))
+    }
+
+    /// DELETE on the collection: every matching object.
+    pub async fn delete_collection(&self, ctx: &RequestContext, ns: &str, list: &ListOptions, opts: &DeleteOptions) -> Result<Vec<Value>, ApiError> {
+        let items = self.list(ns, list).await?.items;
+        let mut out = Vec::new();
+        for item in items {
+            match self.delete(ctx, meta::namespace(&item), meta::name(&item), opts).await {
+                Ok((v, _)) => out.push(v),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start a watch. Returns the initial events to send (for RV "" / "0" /
+    /// sendInitialEvents) and the live receiver.
+    pub async fn watch(&self, ns: &str, opts: &ListOptions) -> Result<(Vec<WatchEvent>, Revision, tokio::sync::mpsc::Receiver<WatchItem>), ApiError> {
+        self.check_field_selector(&opts.field_selector)?;
+        let rv = opts.resource_version.clone().unwrap_or_default();
+        let send_initial = opts.send_initial_events.unwrap_or(rv.is_empty() || rv == "0");
+        let mut initial = Vec::new();
+        let from = if send_initial {
+            let min = if rv.is_empty() {
+                Some(self.consistent_revision().await?)
+            } else if rv == "0" {
+                None
+            } else {
+                Some(parse_rv(&rv)?)
+            };
+            let (objects, rev) = self.cache.list(&self.prefix_for(ns), min).await.map_err(|e| storage_err(&self.gr(), "", e))?;
+            for o in objects.iter() {
+                let v = self.present(&o.object, o.revision);
+                if self.matches(&v, opts) {
+                    initial.push(WatchEvent { event_type: "ADDED", object: v });
+                }
+            }
+            rev
+        } else {
+            parse_rv(&rv)?
+        };
+        let rx = self.cache.watch(&self.prefix_for(ns), from).map_err(|e| storage_err(&self.gr(), "", e))?;
+        Ok((initial, from, rx))
+    }
+
+    /// Turn a cache event into what this watcher sees (label/field filtering
+    /// with transitions: an object leaving the selection is DELETED for it).
+    pub fn filter_event(&self, ev: &storage::cache::CacheEvent, opts: &ListOptions) -> Option<WatchEvent> {
+        use storage::cache::EventType;
+        let cur = self.present(&ev.object, ev.revision);
+        let cur_match = self.matches(&cur, opts);
+        let prev_match = ev.prev.as_ref().map(|p| {
+            let pv = self.present(p, ev.revision);
+            self.matches(&pv, opts)
+        });
+        match ev.event_type {
+            EventType::Added => cur_match.then_some(WatchEvent { event_type: "ADDED", object: cur }),
+            EventType::Deleted => (cur_match || prev_match == Some(true)).then_some(WatchEvent { event_type: "DELETED", object: cur }),
+            EventType::Modified => match (prev_match.unwrap_or(true), cur_match) {
+                (true, true) => Some(WatchEvent { event_type: "MODIFIED", object: cur }),
+                (false, true) => Some(WatchEvent { event_type: "ADDED", object: cur }),
+                (true, false) => Some(WatchEvent { event_type: "DELETED", object: cur }),
+                (false, false) => None,
+            },
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.cache.count()
+    }
+
+    pub fn bookmark(&self, rev: Revision) -> WatchEvent {
+        WatchEvent {
+            event_type: "BOOKMARK",
+            object: json!({"kind": self.info().kind, "apiVersion": self.info().api_version(), "metadata": {"resourceVersion": rev.to_string()}}),
+        }
+    }
+}
+
+/// Continue tokens: base64 of {"v":"meta.k8s.io/v1","rv":N,"start":"<key>"} as upstream.
+fn encode_continue(rev: Revision, last_key: &str) -> String {
+    use base64::Engine;
+    let tok = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": format!("{last_key}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok.to_string())
+}
+
+fn decode_continue(tok: &str) -> Result<(Revision, String), ApiError> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tok.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.trim_end_matches('\u{0}').to_string();
+    Ok((rv, start))
+}
+
+#[allow(dead_code)]
+const WATCH_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);

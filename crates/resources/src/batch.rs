@@ -1,0 +1,8 @@
+//! batch resources.
+
+use crate::Strategy;
+use std::sync::Arc;
+
+pub fn all() -> Vec<Arc<dyn Strategy>> {
+    Vec::new()
+}

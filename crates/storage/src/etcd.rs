@@ -1,0 +1,558 @@
+//! The etcd v3 client wrapper ([`EtcdStorage`]).
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp, WatchClient,
+};
+use futures::{Stream, StreamExt};
+use tokio::task::JoinHandle;
+
+use crate::watch::{spawn_watch, ProgressRequester};
+use crate::{EtcdConfig, KeyValue, Result, Revision, StorageError, StorageEvent};
+
+/// Callback receiving the latency of every etcd request:
+/// `(operation, type, duration)` where `operation` is one of `get`, `list`,
+/// `count`, `create`, `update`, `delete`, `compact` and `type` is the first key
+/// segment after the prefix (the resource, e.g. `pods`). Feed it into the
+/// `etcd_request_duration_seconds{operation,type}` histogram.
+pub type Observer = Arc<dyn Fn(&'static str, &str, Duration) + Send + Sync>;
+
+/// Timeout applied to every unary etcd request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of the health probe.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for a TCP/TLS connection to an etcd member.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Number of attempts when a failed transaction could not be attributed to a cause
+/// (the state changed between the transaction and the follow-up read).
+const TXN_ATTEMPTS: usize = 5;
+/// Key used to coordinate compaction between several apiservers sharing one etcd
+/// (the same key kube-apiserver uses, so both can coexist).
+const COMPACT_REV_KEY: &str = "compact_rev_key";
+/// Largest gRPC message accepted from etcd (large lists and watch batches).
+const MAX_DECODING_MESSAGE_SIZE: usize = i32::MAX as usize;
+
+/// Access to etcd: the apiserver's only way to read and write objects.
+///
+/// Cheap to clone; all clones share one connection pool (balanced over all
+/// configured endpoints) and one latency observer.
+#[derive(Clone)]
+pub struct EtcdStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kv: KvClient,
+    watch: WatchClient,
+    prefix: String,
+    observer: RwLock<Option<Observer>>,
+}
+
+impl std::fmt::Debug for EtcdStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStorage").field("prefix", &self.inner.prefix).finish_non_exhaustive()
+    }
+}
+
+/// What a failed precondition (transaction compare) turned out to be.
+enum Failure {
+    Err(StorageError),
+    /// Nothing explains the failure any more (state changed meanwhile): retry.
+    Retry,
+}
+
+impl EtcdStorage {
+    /// Connects to the etcd members in `cfg.endpoints`.
+    ///
+    /// Requests are balanced over all endpoints, so the loss of a member is
+    /// tolerated as long as the cluster keeps quorum. `https://` endpoints are
+    /// verified with `ca_file` and authenticate with `cert_file`/`key_file`.
+    /// Connections are established lazily: this succeeds even when etcd is not
+    /// up yet (use [`EtcdStorage::health`] to probe it).
+    pub async fn connect(cfg: &EtcdConfig) -> Result<Self> {
+        let endpoints: Vec<String> = cfg
+            .endpoints
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(StorageError::Internal("no etcd endpoints configured".into()));
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
+            .with_require_leader(true);
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        if https > 0 {
+            if https != endpoints.len() {
+                return Err(StorageError::Internal(
+                    "etcd endpoints mix http:// and https:// URLs".into(),
+                ));
+            }
+            opts = opts.with_tls(tls_options(cfg)?);
+        } else if cfg.ca_file.is_some() || cfg.cert_file.is_some() || cfg.key_file.is_some() {
+            tracing::warn!("etcd TLS files are configured but no endpoint uses https://; ignoring them");
+        }
+        let client = Client::connect(&endpoints, Some(opts)).await?;
+        Ok(Self::from_client(client, &cfg.prefix))
+    }
+
+    fn from_client(client: Client, prefix: &str) -> Self {
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+        let watch = client
+            .watch_client()
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+        EtcdStorage {
+            inner: Arc::new(Inner {
+                kv,
+                watch,
+                prefix: normalize_prefix(prefix),
+                observer: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// The key prefix (normalized: leading `/`, no trailing `/`; e.g. `/registry`).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Installs the request latency observer (shared by all clones); see [`Observer`].
+    pub fn set_observer(&self, f: Observer) {
+        let mut guard = self.inner.observer.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Some(f);
+    }
+
+    fn kv(&self) -> KvClient {
+        self.inner.kv.clone()
+    }
+
+    pub(crate) fn watch_client(&self) -> WatchClient {
+        self.inner.watch.clone()
+    }
+
+    /// The resource segment of `key` (first path segment after the prefix).
+    fn key_type<'a>(&self, key: &'a str) -> &'a str {
+        let rest = key.strip_prefix(self.inner.prefix.as_str()).unwrap_or(key);
+        let rest = rest.trim_start_matches('/');
+        rest.split('/').next().unwrap_or("")
+    }
+
+    /// Runs `fut` with the request timeout and reports its latency to the observer.
+    async fn timed<T, F>(&self, op: &'static str, key: &str, fut: F) -> Result<T>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let start = Instant::now();
+        let res = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        let elapsed = start.elapsed();
+        let observer = self
+            .inner
+            .observer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(obs) = observer {
+            obs(op, self.key_type(key), elapsed);
+        }
+        match res {
+            Ok(r) => r.map_err(map_etcd_error),
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "etcd request {op} {key} timed out after {REQUEST_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn timed_txn(&self, op: &'static str, key: &str, txn: Txn) -> Result<(bool, Revision)> {
+        let mut kv = self.kv();
+        let resp = self.timed(op, key, kv.txn(txn)).await?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        Ok((resp.succeeded(), rev))
+    }
+
+    /// Reads one key (linearizable). `Ok(None)` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let mut kv = self.kv();
+        let mut resp = self.timed("get", key, kv.get(key, None)).await?;
+        Ok(resp.take_kvs().into_iter().next().map(convert_kv))
+    }
+
+    /// Lists all keys starting with `key_prefix` (consistent read), sorted by
+    /// key. Also returns the store revision the list was taken at.
+    pub async fn list(&self, key_prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+        let mut kv = self.kv();
+        let mut resp = self
+            .timed("list", key_prefix, kv.get(key_prefix, Some(GetOptions::new().with_prefix())))
+            .await?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let kvs = resp.take_kvs().into_iter().map(convert_kv).collect();
+        Ok((kvs, rev))
+    }
+
+    /// Counts the keys starting with `key_prefix`.
+    pub async fn count(&self, key_prefix: &str) -> Result<i64> {
+        let mut kv = self.kv();
+        let opts = GetOptions::new().with_prefix().with_count_only();
+        let resp = self.timed("count", key_prefix, kv.get(key_prefix, Some(opts))).await?;
+        Ok(resp.count())
+    }
+
+    /// Creates `key` iff it is absent and every claim key is absent, writing the
+    /// claims in the same transaction. Claim keys reserve unique values such as
+    /// ClusterIPs or NodePorts (e.g. `/registry/ranges/serviceips/10.96.0.10`).
+    ///
+    /// Returns the revision of the write (the new object's resourceVersion).
+    /// Errors: [`StorageError::AlreadyExists`] if `key` exists,
+    /// [`StorageError::ClaimTaken`] if a claim exists. Keys must be distinct.
+    pub async fn create(&self, key: &str, value: Vec<u8>, claims: &[(String, Vec<u8>)]) -> Result<Revision> {
+        let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
+        let mut ops = vec![TxnOp::put(key, value, None)];
+        for (ck, cv) in claims {
+            compares.push(Compare::version(ck.as_str(), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(ck.as_str(), cv.clone(), None));
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        for _ in 0..TXN_ATTEMPTS {
+            let (ok, rev) = self.timed_txn("create", key, txn.clone()).await?;
+            if ok {
+                return Ok(rev);
+            }
+            if self.get(key).await?.is_some() {
+                return Err(StorageError::AlreadyExists { key: key.to_string() });
+            }
+            match self.check_claims_absent(claims.iter().map(|(k, _)| k.as_str())).await? {
+                Failure::Err(e) => return Err(e),
+                Failure::Retry => continue,
+            }
+        }
+        Err(StorageError::Internal(format!("create of {key} kept failing its preconditions")))
+    }
+
+    /// Replaces the value of `key` iff its mod revision equals `expected` (when
+    /// `expected` is `None`: iff the key exists). In the same transaction, creates
+    /// every key of `add_claims` (each must be absent) and deletes every key of
+    /// `release_claims`. Returns the revision of the write.
+    ///
+    /// Errors: [`StorageError::NotFound`] if the key is missing,
+    /// [`StorageError::Conflict`] (with the current state) on a revision
+    /// mismatch, [`StorageError::ClaimTaken`] if an added claim exists.
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+        add_claims: &[(String, Vec<u8>)],
+        release_claims: &[String],
+    ) -> Result<Revision> {
+        let mut compares = vec![match expected {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::version(key, CompareOp::Greater, 0),
+        }];
+        let mut ops = vec![TxnOp::put(key, value, None)];
+        for (ck, cv) in add_claims {
+            compares.push(Compare::version(ck.as_str(), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(ck.as_str(), cv.clone(), None));
+        }
+        for ck in release_claims {
+            ops.push(TxnOp::delete(ck.as_str(), None));
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        for _ in 0..TXN_ATTEMPTS {
+            let (ok, rev) = self.timed_txn("update", key, txn.clone()).await?;
+            if ok {
+                return Ok(rev);
+            }
+            match self.explain_precondition(key, expected).await? {
+                Failure::Err(e) => return Err(e),
+                Failure::Retry => {}
+            }
+            match self.check_claims_absent(add_claims.iter().map(|(k, _)| k.as_str())).await? {
+                Failure::Err(e) => return Err(e),
+                Failure::Retry => continue,
+            }
+        }
+        Err(StorageError::Internal(format!("update of {key} kept failing its preconditions")))
+    }
+
+    /// Deletes `key` iff its mod revision equals `expected` (when `None`:
+    /// unconditionally, but the key must exist), deleting `release_claims` in the
+    /// same transaction. Returns the revision of the deletion.
+    ///
+    /// Errors: [`StorageError::NotFound`], [`StorageError::Conflict`].
+    pub async fn delete(&self, key: &str, expected: Option<Revision>, release_claims: &[String]) -> Result<Revision> {
+        let compare = match expected {
+            Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            None => Compare::version(key, CompareOp::Greater, 0),
+        };
+        let mut ops = vec![TxnOp::delete(key, None)];
+        for ck in release_claims {
+            ops.push(TxnOp::delete(ck.as_str(), None));
+        }
+        let txn = Txn::new().when(vec![compare]).and_then(ops);
+        for _ in 0..TXN_ATTEMPTS {
+            let (ok, rev) = self.timed_txn("delete", key, txn.clone()).await?;
+            if ok {
+                return Ok(rev);
+            }
+            match self.explain_precondition(key, expected).await? {
+                Failure::Err(e) => return Err(e),
+                Failure::Retry => continue,
+            }
+        }
+        Err(StorageError::Internal(format!("delete of {key} kept failing its preconditions")))
+    }
+
+    /// Finds out why a "key exists with mod revision == expected" compare failed.
+    async fn explain_precondition(&self, key: &str, expected: Option<Revision>) -> Result<Failure> {
+        match self.get(key).await? {
+            None => Ok(Failure::Err(StorageError::NotFound { key: key.to_string() })),
+            Some(kv) => match expected {
+                Some(rev) if rev != kv.mod_revision => Ok(Failure::Err(StorageError::Conflict {
+                    key: key.to_string(),
+                    current: Some(kv),
+                })),
+                _ => Ok(Failure::Retry),
+            },
+        }
+    }
+
+    async fn check_claims_absent<'a>(&self, claims: impl Iterator<Item = &'a str>) -> Result<Failure> {
+        for ck in claims {
+            if self.get(ck).await?.is_some() {
+                return Ok(Failure::Err(StorageError::ClaimTaken { key: ck.to_string() }));
+            }
+        }
+        Ok(Failure::Retry)
+    }
+
+    /// Writes `key` without any precondition (for bookkeeping keys that are not
+    /// API objects). Returns the revision of the write.
+    pub async fn put_unconditional(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
+        let mut kv = self.kv();
+        let resp = self.timed("update", key, kv.put(key, value, None)).await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// The current revision of the etcd store (linearizable).
+    pub async fn current_revision(&self) -> Result<Revision> {
+        let mut kv = self.kv();
+        let key = format!("{}/", self.inner.prefix);
+        let opts = GetOptions::new().with_count_only();
+        let resp = self.timed("get", &key, kv.get(key.as_str(), Some(opts))).await?;
+        resp.header()
+            .map(|h| h.revision())
+            .ok_or_else(|| StorageError::Internal("etcd response without header".into()))
+    }
+
+    /// Compacts the etcd history up to `rev` (revisions before `rev` are
+    /// discarded). Compacting to an already compacted revision is a no-op;
+    /// a future revision yields [`StorageError::TooLargeResourceVersion`].
+    pub async fn compact(&self, rev: Revision) -> Result<()> {
+        let mut kv = self.kv();
+        match self.timed("compact", COMPACT_REV_KEY, kv.compact(rev, None)).await {
+            Ok(_) => Ok(()),
+            Err(StorageError::Expired { .. }) => Ok(()),
+            Err(StorageError::TooLargeResourceVersion { .. }) => {
+                let current = self.current_revision().await.unwrap_or(0);
+                Err(StorageError::TooLargeResourceVersion { requested: rev, current })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Probes etcd with a quick linearizable read (2 s timeout). Used by the
+    /// `/readyz` and `/livez` etcd checks.
+    pub async fn health(&self) -> Result<()> {
+        let mut kv = self.kv();
+        let key = format!("{}/health", self.inner.prefix);
+        let opts = GetOptions::new().with_count_only();
+        match tokio::time::timeout(HEALTH_TIMEOUT, kv.get(key.as_str(), Some(opts))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(map_etcd_error(e)),
+            Err(_) => Err(StorageError::Unavailable(format!("etcd health check timed out after {HEALTH_TIMEOUT:?}"))),
+        }
+    }
+
+    /// Starts the periodic compactor (`--etcd-compaction-interval`): every
+    /// `interval` it compacts etcd to the revision it observed one interval
+    /// earlier, so that history of at least one interval is always kept.
+    /// Several apiservers sharing one etcd coordinate through a version check on
+    /// a bookkeeping key so that only one of them compacts per interval.
+    /// A zero interval disables compaction (the task returns at once).
+    pub fn spawn_compactor(&self, interval: Duration) -> JoinHandle<()> {
+        let storage = self.clone();
+        tokio::spawn(async move {
+            if interval.is_zero() {
+                return;
+            }
+            let mut expected_version: i64 = 0;
+            let mut previous_rev: Revision = 0;
+            loop {
+                tokio::time::sleep(interval).await;
+                match storage.compact_round(expected_version, previous_rev).await {
+                    Ok((version, rev)) => {
+                        expected_version = version;
+                        previous_rev = rev;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "etcd compaction round failed"),
+                }
+            }
+        })
+    }
+
+    /// One compactor round. Returns the new expected version of the bookkeeping
+    /// key and the current revision (the target of the next round).
+    async fn compact_round(&self, expected_version: i64, previous_rev: Revision) -> Result<(i64, Revision)> {
+        let txn = Txn::new()
+            .when(vec![Compare::version(COMPACT_REV_KEY, CompareOp::Equal, expected_version)])
+            .and_then(vec![TxnOp::put(COMPACT_REV_KEY, Vec::new(), None)]);
+        let (won, current) = self.timed_txn("compact", COMPACT_REV_KEY, txn).await?;
+        if !won {
+            // Another apiserver compacted during this interval; follow its lead.
+            let mut kv = self.kv();
+            let mut resp = self.timed("get", COMPACT_REV_KEY, kv.get(COMPACT_REV_KEY, None)).await?;
+            let version = resp.take_kvs().first().map(|kv| kv.version()).unwrap_or(0);
+            let rev = resp.header().map(|h| h.revision()).unwrap_or(current);
+            tracing::debug!(version, "etcd compaction done by another apiserver");
+            return Ok((version, rev));
+        }
+        if previous_rev > 0 {
+            let start = Instant::now();
+            self.compact(previous_rev).await?;
+            tracing::info!(revision = previous_rev, elapsed = ?start.elapsed(), "compacted etcd history");
+        }
+        Ok((expected_version + 1, current))
+    }
+
+    /// Watches every key starting with `key_prefix`, delivering changes with a
+    /// revision `> from` (with previous values) and periodic
+    /// [`StorageEvent::Progress`] notifications. Transient connection failures
+    /// are retried transparently (resuming after the last delivered revision);
+    /// if that history was compacted the stream yields
+    /// [`StorageError::Expired`] and ends. Must be called within a Tokio runtime;
+    /// dropping the stream stops the watch.
+    pub fn watch(&self, key_prefix: &str, from: Revision) -> impl Stream<Item = Result<StorageEvent>> + Send + 'static {
+        let rx = spawn_watch(self.clone(), key_prefix.to_string(), from, ProgressRequester::default());
+        tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(|batch| {
+            let items: Vec<Result<StorageEvent>> = match batch {
+                Ok(events) => events.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(items)
+        })
+    }
+}
+
+fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+fn tls_options(cfg: &EtcdConfig) -> Result<TlsOptions> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StorageError::Internal(format!("reading {}: {e}", p.display())))
+    };
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = &cfg.ca_file {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StorageError::Internal(
+                "etcd client certificate and key must be given together".into(),
+            ))
+        }
+    }
+    Ok(tls)
+}
+
+/// Converts an etcd client key-value into ours.
+pub(crate) fn convert_kv(kv: etcd_client::KeyValue) -> KeyValue {
+    let mod_revision = kv.mod_revision();
+    let create_revision = kv.create_revision();
+    let (key, value) = kv.into_key_value();
+    KeyValue {
+        key: String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        value: bytes::Bytes::from(value),
+        mod_revision,
+        create_revision,
+    }
+}
+
+/// Maps an etcd client error onto [`StorageError`].
+pub(crate) fn map_etcd_error(e: etcd_client::Error) -> StorageError {
+    use etcd_client::Error as E;
+    match e {
+        E::GRpcStatus(status) => {
+            let msg = status.message().to_string();
+            if msg.contains("required revision has been compacted") {
+                return StorageError::Expired { requested: 0, oldest: 0 };
+            }
+            if msg.contains("required revision is a future revision") {
+                return StorageError::TooLargeResourceVersion { requested: 0, current: 0 };
+            }
+            // `etcd_client` does not re-export tonic's `Code`; its Debug output is the variant name.
+            let code = format!("{:?}", status.code());
+            match code.as_str() {
+                "Unavailable" | "DeadlineExceeded" | "Cancelled" | "ResourceExhausted" => {
+                    StorageError::Unavailable(format!("{code}: {msg}"))
+                }
+                _ if is_transient_message(&msg) => StorageError::Unavailable(format!("{code}: {msg}")),
+                _ => StorageError::Internal(format!("{code}: {msg}")),
+            }
+        }
+        E::TransportError(e) => StorageError::Unavailable(format!("transport error: {e}")),
+        E::IoError(e) => StorageError::Unavailable(format!("io error: {e}")),
+        other => StorageError::Internal(other.to_string()),
+    }
+}
+
+fn is_transient_message(msg: &str) -> bool {
+    const TRANSIENT: [&str; 7] = [
+        "no leader",
+        "leader changed",
+        "timed out",
+        "timeout",
+        "too many requests",
+        "not capable",
+        "transport",
+    ];
+    let lower = msg.to_ascii_lowercase();
+    TRANSIENT.iter().any(|t| lower.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_normalization() {
+        assert_eq!(normalize_prefix("/registry"), "/registry");
+        assert_eq!(normalize_prefix("registry/"), "/registry");
+        assert_eq!(normalize_prefix("/"), "");
+        assert_eq!(normalize_prefix(""), "");
+        assert_eq!(normalize_prefix("/a/b/"), "/a/b");
+    }
+
+    #[test]
+    fn transient_messages() {
+        assert!(is_transient_message("etcdserver: no leader"));
+        assert!(is_transient_message("etcdserver: request timed out"));
+        assert!(!is_transient_message("etcdserver: duplicate key given in txn request"));
+    }
+}
