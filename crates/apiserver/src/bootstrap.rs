@@ -1,0 +1,119 @@
+//! The bootstrap controller: the system namespaces and the `kubernetes`
+//! Service with its Endpoints and EndpointSlice in default, created at
+//! start and kept in place.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::registry::admission::SYSTEM_NAMESPACES;
+use crate::registry::context::{RequestContext, UserInfo};
+use crate::registry::Registry;
+
+fn system_ctx() -> RequestContext {
+    let mut ctx = RequestContext::new(UserInfo { name: "system:apiserver".into(), uid: String::new(), groups: vec!["system:masters".into()] });
+    ctx.field_manager = "kube-apiserver".into();
+    ctx
+}
+
+async fn ensure(reg: &Registry, group: &str, version: &str, plural: &str, ns: &str, obj: Value, replace: bool) -> anyhow::Result<()> {
+    let store = reg.get(group, version, plural).ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
+    let name = apimachinery::meta::name(&obj).to_string();
+    let ctx = system_ctx();
+    match store.get(ns, &name).await {
+        Ok(cur) => {
+            if replace {
+                let mut want = obj.clone();
+                apimachinery::meta::set_resource_version(&mut want, apimachinery::meta::resource_version(&cur));
+                // Only rewrite when the part we own differs.
+                let differs = ["subsets", "endpoints", "ports"].iter().any(|k| cur.get(*k) != want.get(*k));
+                if differs {
+                    store.update(&ctx, ns, &name, "", want).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.code == 404 => match store.create(&ctx, ns, obj).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("creating {plural}/{name}: {e}")),
+        },
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// One reconciliation pass.
+pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::Result<()> {
+    for ns in SYSTEM_NAMESPACES {
+        ensure(reg, "", "v1", "namespaces", "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), false).await?;
+    }
+    let cluster_ip = reg.service_allocator.first_ip().to_string();
+    ensure(
+        reg,
+        "",
+        "v1",
+        "services",
+        "default",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}
+        }),
+        false,
+    )
+    .await?;
+    ensure(
+        reg,
+        "",
+        "v1",
+        "endpoints",
+        "default",
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+        }),
+        true,
+    )
+    .await?;
+    ensure(
+        reg,
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "default",
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
+        }),
+        true,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reconcile at start (retrying until it succeeds) and then every 10 s.
+pub async fn run(reg: Arc<Registry>, advertise: IpAddr, port: u16, done: impl FnOnce()) {
+    loop {
+        match reconcile(&reg, advertise, port).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "bootstrap failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    done();
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Err(e) = reconcile(&reg, advertise, port).await {
+            tracing::warn!(error = %e, "bootstrap reconcile failed");
+        }
+    }
+}

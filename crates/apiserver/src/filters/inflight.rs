@@ -1,0 +1,86 @@
+//! MaxInFlightLayer: --max-requests-inflight and
+//! --max-mutating-requests-inflight. Over the limit a request gets 429 with
+//! Retry-After: 1 at once (upstream's behaviour without priority & fairness).
+//! Long-running requests (watches) are not counted.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use apimachinery::errors::ApiError;
+use tokio::sync::Semaphore;
+use tower::{Layer, Service};
+
+use super::BoxFut;
+use crate::endpoints::request_info::RequestInfo;
+use crate::endpoints::{error_response, ResBody};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct MaxInFlightLayer {
+    readonly: Option<Arc<Semaphore>>,
+    mutating: Option<Arc<Semaphore>>,
+    metrics: Arc<Metrics>,
+}
+
+impl MaxInFlightLayer {
+    /// 0 disables a limit.
+    pub fn new(max_readonly: usize, max_mutating: usize, metrics: Arc<Metrics>) -> Self {
+        let sem = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
+        MaxInFlightLayer { readonly: sem(max_readonly), mutating: sem(max_mutating), metrics }
+    }
+}
+
+impl<S> Layer<S> for MaxInFlightLayer {
+    type Service = MaxInFlight<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MaxInFlight { inner, cfg: self.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct MaxInFlight<S> {
+    inner: S,
+    cfg: MaxInFlightLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for MaxInFlight<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFut<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let info = req.extensions().get::<RequestInfo>().cloned().unwrap_or_default();
+        let (sem, kind) = if info.is_mutating() { (&self.cfg.mutating, "mutating") } else { (&self.cfg.readonly, "readOnly") };
+        let exempt = info.is_long_running() || info.path == "/healthz" || info.path == "/livez" || info.path == "/readyz";
+        let permit = match sem {
+            Some(s) if !exempt => match s.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return Box::pin(async { Ok(error_response(&ApiError::too_many_requests())) }),
+            },
+            _ => None,
+        };
+        let gauge = self.cfg.metrics.inflight.with_label_values(&[kind]);
+        if permit.is_some() {
+            gauge.inc();
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let r = inner.call(req).await;
+            if permit.is_some() {
+                gauge.dec();
+            }
+            drop(permit);
+            r
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! TimeoutLayer: --request-timeout (or a shorter `timeout` query parameter)
+//! for everything but long-running requests; on expiry the client gets 504
+//! with upstream's Timeout Status.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apimachinery::errors::ApiError;
+use tower::{Layer, Service};
+
+use super::BoxFut;
+use crate::endpoints::request_info::RequestInfo;
+use crate::endpoints::{error_response, ResBody};
+
+#[derive(Clone)]
+pub struct TimeoutLayer {
+    default: Duration,
+}
+
+impl TimeoutLayer {
+    pub fn new(default: Duration) -> Self {
+        TimeoutLayer { default }
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout { inner, default: self.default }
+    }
+}
+
+#[derive(Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    default: Duration,
+}
+
+fn query_timeout(q: Option<&str>) -> Option<Duration> {
+    let q = q?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "timeout")
+        .and_then(|(_, v)| crate::options::parse_duration(&v).ok())
+}
+
+impl<S, B> Service<http::Request<B>> for Timeout<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFut<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let long = req.extensions().get::<RequestInfo>().is_some_and(|i| i.is_long_running());
+        let mut limit = self.default;
+        if let Some(t) = query_timeout(req.uri().query()) {
+            if t > Duration::ZERO && t < limit {
+                limit = t;
+            }
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            if long || limit.is_zero() {
+                return inner.call(req).await;
+            }
+            match tokio::time::timeout(limit, inner.call(req)).await {
+                Ok(r) => r,
+                Err(_) => Ok(error_response(&ApiError::timeout())),
+            }
+        })
+    }
+}
