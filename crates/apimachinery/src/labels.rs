@@ -587,7 +587,7 @@ impl Selector {
     }
 
     /// Adds a requirement, keeping requirements sorted by key.
-    pub fn add(mut self, r: Requirement) -> Selector {
+    pub fn with_requirement(mut self, r: Requirement) -> Selector {
         if !self.nothing {
             self.requirements.push(r);
             self.requirements.sort_by(|a, b| a.key.cmp(&b.key));
@@ -797,6 +797,19 @@ mod tests {
         let s = Selector::from_map(&l);
         assert_eq!(s.to_string(), "a=1,b=2");
         assert!(s.matches(Some(&l)));
+    }
+
+    #[test]
+    fn requirements_can_be_built_and_added() {
+        let r = Requirement::new("tier", Operator::NotIn, vec!["b".into(), "a".into()]).unwrap();
+        let s = Selector::parse("app=web").unwrap().with_requirement(r);
+        assert_eq!(s.to_string(), "app=web,tier notin (a,b)");
+        assert_eq!(s.requirements()[1].operator(), Operator::NotIn);
+        let e = Requirement::new("bad key", Operator::Exists, vec![]).unwrap_err();
+        assert!(e.starts_with("key: Invalid value: \"bad key\": name part must consist of"), "{e}");
+        let e = Requirement::new("a", Operator::Equals, vec![]).unwrap_err();
+        assert_eq!(e, "values: Invalid value: []string{}: exact-match compatibility requires one single value");
+        assert!(Selector::nothing().with_requirement(Requirement::new("a", Operator::Exists, vec![]).unwrap()).matches_nothing());
     }
 
     #[test]

@@ -659,9 +659,10 @@ mod tests {
     #[test]
     fn qualified_name_reports_bad_prefix_and_name() {
         let e = is_qualified_name("Bad_Prefix/");
-        assert_eq!(e.len(), 2);
+        assert_eq!(e.len(), 3);
         assert!(e[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
         assert_eq!(e[1], "name part must be non-empty");
+        assert!(e[2].starts_with("name part must consist of alphanumeric characters"));
         let e = is_qualified_name("a/b/c");
         assert!(e[0].starts_with("a qualified name must consist of alphanumeric characters"));
         assert!(e[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));

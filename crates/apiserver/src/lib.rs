@@ -10,6 +10,8 @@ pub mod options;
 pub mod registry;
 pub mod server;
 pub mod subresources;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -59,7 +61,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         cert_file: opts.etcd_certfile.clone(),
         key_file: opts.etcd_keyfile.clone(),
     };
-    let mut storage = storage::EtcdStorage::connect(&cfg).await.context("connecting to etcd")?;
+    let storage = storage::EtcdStorage::connect(&cfg).await.context("connecting to etcd")?;
     {
         let m = metrics.clone();
         storage.set_observer(Arc::new(move |op: &'static str, typ: &str, d: std::time::Duration| m.observe_etcd(op, typ, d)));

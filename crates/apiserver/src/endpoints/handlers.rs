@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_json::{json, Value};
 
-use super::negotiation::{self, Encoding, Output};
+use super::negotiation::{self, Output};
 use super::request_info::RequestInfo;
 use super::table::{self, IncludeObject};
 use super::{error_response, ResBody};
@@ -328,22 +328,27 @@ fn patch_type(req: &ResourceRequest) -> Result<&'static str, ApiError> {
 }
 
 fn apply_patch(store: &Store, kind: &str, old: &Value, patch_body: &Value) -> Result<Value, ApiError> {
-    let r = match kind {
-        "json" => patch::apply_json_patch(old, patch_body),
-        "merge" => patch::apply_merge_patch(old, patch_body),
+    match kind {
+        "json" => patch::try_apply_json_patch(old, patch_body).map_err(|e| match e {
+            patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
+            patch::JsonPatchError::TooManyOperations(_) => ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES),
+            patch::JsonPatchError::Apply(m) => {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {m}"))
+            }
+        }),
+        "merge" => patch::apply_merge_patch(old, patch_body).map_err(ApiError::bad_request),
         _ => {
             let schemas = Schemas::embedded();
             let pm = schemas.patch_meta(store.info().definition);
-            patch::apply_strategic_merge_patch(old, patch_body, &pm)
+            patch::apply_strategic_merge_patch(old, patch_body, &pm).map_err(|e| {
+                if e.contains("invalid JSON document") || e.contains("lists of lists") {
+                    ApiError::bad_request(e)
+                } else {
+                    ApiError::invalid(store.info().kind, store.info().group, "", &[apimachinery::FieldError::invalid("patch", Value::Null, e)])
+                }
+            })
         }
-    };
-    r.map_err(|e| {
-        if kind == "json" {
-            ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
-        } else {
-            ApiError::bad_request(e)
-        }
-    })
+    }
 }
 
 /// Scale subresource: autoscaling/v1 Scale over spec.replicas.

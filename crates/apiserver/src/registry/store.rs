@@ -720,11 +720,12 @@ impl Store {
                 let now = chrono::Utc::now();
                 if !already || cur_grace.is_some_and(|c| new_grace < c) {
                     let ts = (now + chrono::Duration::seconds(new_grace)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
-                    meta::set_deletion_timestamp(&mut obj, &ts);
+                    meta::set_deletion_timestamp(&mut obj, Some(&ts));
                 }
-                meta::set_deletion_grace_period_seconds(&mut obj, new_grace);
+                meta::set_deletion_grace_period_seconds(&mut obj, Some(new_grace));
                 if meta::generation(&obj) > 0 && !already {
-                    meta::set_generation(&mut obj, meta::generation(&obj) + 1);
+                    let g = meta::generation(&obj) + 1;
+                    meta::set_generation(&mut obj, g);
                 }
                 if ctx.dry_run {
                     return Ok((obj, false));
