@@ -15,6 +15,7 @@ use crate::registry::Registry;
 fn system_ctx() -> RequestContext {
     let mut ctx = RequestContext::new(UserInfo { name: "system:apiserver".into(), uid: String::new(), groups: vec!["system:masters".into()] });
     ctx.field_manager = "kube-apiserver".into();
+    ctx.internal = true;
     ctx
 }
 

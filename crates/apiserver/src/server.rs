@@ -227,6 +227,15 @@ async fn route(state: Arc<ApiState>, req: http::Request<Incoming>) -> http::Resp
         return serve_nonresource(&state, &req, &info).await;
     }
     let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY_BYTES) {
+        // Refuse before reading: the client learns at once (no 100-continue, no upload).
+        return error_response(&ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES));
+    }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),

@@ -38,6 +38,11 @@ pub struct RequestContext {
     pub field_validation: FieldValidation,
     /// Warnings sent back as `Warning: 299 - "..."` headers.
     pub warnings: Mutex<Vec<String>>,
+    /// Set only by the apiserver's own controllers (bootstrap), which write
+    /// their objects as upstream's reconcilers do: straight to storage,
+    /// without the per-resource validation (e.g. a loopback endpoint for
+    /// an apiserver advertised on 127.0.0.1).
+    pub internal: bool,
 }
 
 impl RequestContext {
@@ -48,6 +53,7 @@ impl RequestContext {
             field_manager: "unknown".into(),
             field_validation: FieldValidation::Strict,
             warnings: Mutex::new(Vec::new()),
+            internal: false,
         }
     }
     pub fn warn(&self, w: impl Into<String>) {
