@@ -154,11 +154,16 @@ async fn reflector_keeps_exact_copy_through_restart_and_410() {
     let (reader, writer) = reflector::store::<ConfigMap>();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
     let seen2 = seen.clone();
+    let relists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let relists2 = relists.clone();
     let cfg = watcher::Config::default();
     let stream = reflector::reflector(writer, watcher(api.clone(), cfg)).default_backoff();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::Init) = &ev {
+                relists2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             if let Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::Delete(o)) = &ev {
                 seen2.lock().unwrap().push((o.metadata.name.clone().unwrap_or_default(), o.metadata.resource_version.clone().unwrap_or_default()));
             }
@@ -200,6 +205,7 @@ async fn reflector_keeps_exact_copy_through_restart_and_410() {
     api.create(&PostParams::default(), &cm("after-restart", "x")).await.unwrap();
     converge(&api, &reader).await;
 
+    let relists_before = relists.load(std::sync::atomic::Ordering::SeqCst);
     // Write behind the apiserver's back while it is down, so the reflector's
     // resourceVersion predates the new watch cache: it gets 410 and relists.
     if let Some(r) = srv.running.take() {
@@ -216,6 +222,8 @@ async fn reflector_keeps_exact_copy_through_restart_and_410() {
     converge(&api, &reader).await;
     let local: HashSet<String> = reader.state().iter().map(|c| c.metadata.name.clone().unwrap()).collect();
     assert!(local.contains("behind") && !local.contains("c1"));
+    // The watch could not resume (410 Expired): the reflector relisted.
+    assert!(relists.load(std::sync::atomic::Ordering::SeqCst) > relists_before, "no relist after the compaction");
 
     // No (name, resourceVersion) was delivered twice as a watch event.
     let seen = seen.lock().unwrap().clone();
