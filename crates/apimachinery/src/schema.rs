@@ -120,7 +120,15 @@ impl Schemas {
         out
     }
 
-    fn find_unknown(&self, schema: &Value, value: &Value, path: &mut String, top: bool, depth: usize, out: &mut Vec<String>) {
+    fn find_unknown(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &mut String,
+        top: bool,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) {
         if depth > MAX_DEPTH {
             return;
         }
@@ -323,9 +331,7 @@ impl PatchMeta for SchemaPatchMeta<'_> {
 pub fn duplicate_fields(raw_json: &[u8]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(raw_json);
-    DupSeed { path: String::new(), out: &mut out }
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
+    DupSeed { path: String::new(), out: &mut out }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(out)
 }

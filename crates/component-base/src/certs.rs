@@ -28,7 +28,9 @@ fn validity(params: &mut CertificateParams, days: i64) {
 pub fn generate_ca(common_name: &str) -> Result<(String, String)> {
     let key = KeyPair::generate().context("generating CA key")?;
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -82,7 +84,9 @@ pub fn generate_serving_cert(
         .subject_alt_names
         .extend(ips.iter().copied().map(SanType::IpAddress));
     let key = KeyPair::generate().context("generating serving key")?;
-    let cert = params.signed_by(&key, &issuer).context("signing serving certificate")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("signing serving certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -105,20 +109,26 @@ pub fn generate_client_cert(
             // rcgen writes the attributes in insertion order; put O before CN
             // like kubeadm does.
             params.distinguished_name = rcgen::DistinguishedName::new();
-            params.distinguished_name.push(DnType::OrganizationName, one.as_str());
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, one.as_str());
             params.distinguished_name.push(DnType::CommonName, cn);
         }
         _ => {
             // rcgen's DistinguishedName holds one value per attribute type, so
             // a subject with several Organizations is spliced in afterwards and
             // the certificate re-signed with the CA key.
-            let cert = params.signed_by(&key, &issuer).context("signing client certificate")?;
+            let cert = params
+                .signed_by(&key, &issuer)
+                .context("signing client certificate")?;
             let subject = der::subject_with_orgs(cn, groups);
             let der = der::replace_subject(cert.der().as_ref(), &subject, issuer.key())?;
             return Ok((der::to_pem("CERTIFICATE", &der), key.serialize_pem()));
         }
     }
-    let cert = params.signed_by(&key, &issuer).context("signing client certificate")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("signing client certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -161,10 +171,14 @@ mod der {
             if n == 0 || n > 4 || rest.len() < n {
                 bail!("unsupported DER length");
             }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | *b as usize);
             (len, 2 + n)
         };
-        let total = hdr.checked_add(len).ok_or_else(|| anyhow!("DER length overflow"))?;
+        let total = hdr
+            .checked_add(len)
+            .ok_or_else(|| anyhow!("DER length overflow"))?;
         if total > buf.len() {
             bail!("truncated DER");
         }
@@ -325,8 +339,17 @@ mod tests {
         let der = tls::parse_certs(ca.as_bytes()).unwrap();
         let (_, c) = X509Certificate::from_der(der[0].as_ref()).unwrap();
         assert!(c.is_ca());
-        assert_eq!(c.subject().iter_common_name().next().unwrap().as_str().unwrap(), "my-ca");
-        let days = (c.validity().not_after.timestamp() - c.validity().not_before.timestamp()) / 86400;
+        assert_eq!(
+            c.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "my-ca"
+        );
+        let days =
+            (c.validity().not_after.timestamp() - c.validity().not_before.timestamp()) / 86400;
         assert!((3649..=3651).contains(&days), "{days}");
     }
 
@@ -344,11 +367,18 @@ mod tests {
         let der = tls::parse_certs(crt.as_bytes()).unwrap();
         let (_, c) = X509Certificate::from_der(der[0].as_ref()).unwrap();
         let san = c.subject_alternative_name().unwrap().unwrap();
-        let names: Vec<String> = san.value.general_names.iter().map(|g| format!("{g}")).collect();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|g| format!("{g}"))
+            .collect();
         assert!(names.iter().any(|n| n.contains("kubernetes")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("0a:60:00:01")), "{names:?}");
         assert!(!c.is_ca());
-        assert!(generate_serving_cert(&ca, &ca_key, "x", &["bad name\u{7f}é".into()], &[]).is_err());
+        assert!(
+            generate_serving_cert(&ca, &ca_key, "x", &["bad name\u{7f}é".into()], &[]).is_err()
+        );
     }
 
     #[test]
@@ -364,7 +394,11 @@ mod tests {
         for groups in [
             vec![],
             vec!["system:masters".to_string()],
-            vec!["system:nodes".to_string(), "a".to_string(), "b c".to_string()],
+            vec![
+                "system:nodes".to_string(),
+                "a".to_string(),
+                "b c".to_string(),
+            ],
         ] {
             let (crt, _) = generate_client_cert(&ca, &ca_key, "kubernetes-admin", &groups).unwrap();
             let der = tls::parse_certs(crt.as_bytes()).unwrap();
@@ -383,11 +417,19 @@ mod tests {
     #[test]
     fn server_accepts_client_cert_signed_by_ca() {
         let (ca, ca_key, server) = pki();
-        for groups in [vec!["system:masters".to_string()], vec!["g1".into(), "g2".into(), "g3".into()]] {
-            let (crt, key) = generate_client_cert(&ca, &ca_key, "kubernetes-admin", &groups).unwrap();
-            let peers = handshake(server.clone(), client_cfg(&ca, Some((&crt, &key))), "localhost")
-                .expect("handshake with client cert")
-                .expect("client presented a certificate");
+        for groups in [
+            vec!["system:masters".to_string()],
+            vec!["g1".into(), "g2".into(), "g3".into()],
+        ] {
+            let (crt, key) =
+                generate_client_cert(&ca, &ca_key, "kubernetes-admin", &groups).unwrap();
+            let peers = handshake(
+                server.clone(),
+                client_cfg(&ca, Some((&crt, &key))),
+                "localhost",
+            )
+            .expect("handshake with client cert")
+            .expect("client presented a certificate");
             let (user, got) = tls::peer_identity(&peers[0]).unwrap();
             assert_eq!(user, "kubernetes-admin");
             assert_eq!(got, groups);

@@ -3,6 +3,7 @@
 //! health/metrics server and signal handling.
 
 pub mod certs;
+pub mod http_client;
 pub mod logging;
 pub mod serve;
 pub mod signals;

@@ -2,7 +2,8 @@
 //!
 //! The `-v` flag follows klog conventions: 0–1 log at info, 2–4 at debug,
 //! 5 and above at trace. `RUST_LOG` (an `EnvFilter` directive string), when
-//! set and valid, takes precedence over the verbosity flag.
+//! set and valid, takes precedence over the verbosity flag. Chatty protocol
+//! crates (h2, hyper, rustls, ...) are kept one level quieter than the rest.
 
 use tracing_subscriber::EnvFilter;
 
@@ -23,8 +24,35 @@ pub fn filter_for(verbosity: u8, rust_log: Option<&str>) -> EnvFilter {
             return f;
         }
     }
-    EnvFilter::new(level_for_verbosity(verbosity).as_str().to_ascii_lowercase())
+    let level = level_for_verbosity(verbosity);
+    let mut directives = level.as_str().to_ascii_lowercase();
+    // Protocol libraries are very chatty below info (every HTTP/2 frame);
+    // keep them one step quieter than our own code.
+    let deps = match level {
+        tracing::Level::TRACE => Some("debug"),
+        tracing::Level::DEBUG => Some("info"),
+        _ => None,
+    };
+    if let Some(dep_level) = deps {
+        for krate in NOISY_CRATES {
+            directives.push_str(&format!(",{krate}={dep_level}"));
+        }
+    }
+    EnvFilter::new(directives)
 }
+
+/// Third-party crates whose debug output drowns everything else.
+const NOISY_CRATES: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "rustls",
+    "tokio_util",
+    "tower",
+    "tonic",
+    "mio",
+    "want",
+];
 
 /// Install the global subscriber writing to stderr. Calling it more than once
 /// (or after another subscriber was installed) is harmless: later calls are
@@ -58,8 +86,16 @@ mod tests {
     #[test]
     fn rust_log_overrides_and_bad_rust_log_falls_back() {
         assert_eq!(filter_for(0, Some("warn")).to_string(), "warn");
-        assert_eq!(filter_for(3, None).to_string(), "debug");
-        assert_eq!(filter_for(6, Some("  ")).to_string(), "trace");
+        let f = filter_for(3, None).to_string();
+        assert!(
+            f.split(',').any(|d| d == "debug") && f.contains("h2=info"),
+            "{f}"
+        );
+        let f = filter_for(6, Some("  ")).to_string();
+        assert!(
+            f.split(',').any(|d| d == "trace") && f.contains("hyper=debug"),
+            "{f}"
+        );
         // An unparsable directive must not panic; it falls back to -v.
         assert_eq!(filter_for(0, Some("[[[=")).to_string(), "info");
         init(0);

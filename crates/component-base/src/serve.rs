@@ -97,7 +97,11 @@ async fn run(
 
 fn respond<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     let (status, ctype, body) = if req.method() != Method::GET && req.method() != Method::HEAD {
-        (StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "method not allowed\n".to_string())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed\n".to_string(),
+        )
     } else {
         route(state, req.uri().path(), req.uri().query().unwrap_or(""))
     };
@@ -119,7 +123,11 @@ fn route(state: &State, path: &str, query: &str) -> (StatusCode, &'static str, S
     if path == "/metrics" {
         let encoder = prometheus::TextEncoder::new();
         return match encoder.encode_to_string(&state.registry.gather()) {
-            Ok(s) => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", s),
+            Ok(s) => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                s,
+            ),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
         };
     }
@@ -127,7 +135,9 @@ fn route(state: &State, path: &str, query: &str) -> (StatusCode, &'static str, S
     for endpoint in ["healthz", "livez", "readyz"] {
         let prefix = format!("/{endpoint}");
         if trimmed == prefix {
-            let verbose = query.split('&').any(|kv| kv == "verbose" || kv.starts_with("verbose="));
+            let verbose = query
+                .split('&')
+                .any(|kv| kv == "verbose" || kv.starts_with("verbose="));
             return health(state, endpoint, verbose);
         }
         if let Some(name) = trimmed.strip_prefix(&format!("{prefix}/")) {
@@ -180,13 +190,18 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         let status = out[9..12].parse().unwrap();
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -201,13 +216,18 @@ mod tests {
         let checks: Vec<(String, Check)> =
             vec![("etcd".into(), Arc::new(move || h.load(Ordering::SeqCst)))];
         let (addr, task) =
-            bind_health_metrics("127.0.0.1:0".parse().unwrap(), None, registry, checks).await.unwrap();
+            bind_health_metrics("127.0.0.1:0".parse().unwrap(), None, registry, checks)
+                .await
+                .unwrap();
 
         assert_eq!(get(addr, "/healthz").await, (200, "ok".into()));
         assert_eq!(get(addr, "/readyz").await, (200, "ok".into()));
         let (code, body) = get(addr, "/livez?verbose").await;
         assert_eq!(code, 200);
-        assert!(body.contains("[+]etcd ok") && body.contains("livez check passed"), "{body}");
+        assert!(
+            body.contains("[+]etcd ok") && body.contains("livez check passed"),
+            "{body}"
+        );
         let (code, body) = get(addr, "/metrics").await;
         assert_eq!(code, 200);
         assert!(body.contains("test_things_total 1"), "{body}");
@@ -218,7 +238,10 @@ mod tests {
         healthy.store(false, Ordering::SeqCst);
         let (code, body) = get(addr, "/readyz").await;
         assert_eq!(code, 500);
-        assert!(body.contains("[-]etcd failed") && body.contains("readyz check failed"), "{body}");
+        assert!(
+            body.contains("[-]etcd failed") && body.contains("readyz check failed"),
+            "{body}"
+        );
         assert_eq!(get(addr, "/readyz/etcd").await.0, 500);
         task.abort();
     }
@@ -227,7 +250,8 @@ mod tests {
     async fn serves_tls() {
         let (ca, ca_key) = crate::certs::generate_ca("ca").unwrap();
         let (crt, key) =
-            crate::certs::generate_serving_cert(&ca, &ca_key, "s", &["localhost".into()], &[]).unwrap();
+            crate::certs::generate_serving_cert(&ca, &ca_key, "s", &["localhost".into()], &[])
+                .unwrap();
         let cfg = crate::tls::server_config_from(
             crate::tls::parse_certs(crt.as_bytes()).unwrap(),
             crate::tls::parse_key(key.as_bytes()).unwrap(),
@@ -242,8 +266,9 @@ mod tests {
         )
         .await
         .unwrap();
-        let client = crate::tls::client_config_from(&crate::tls::parse_certs(ca.as_bytes()).unwrap(), None)
-            .unwrap();
+        let client =
+            crate::tls::client_config_from(&crate::tls::parse_certs(ca.as_bytes()).unwrap(), None)
+                .unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();

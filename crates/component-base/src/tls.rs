@@ -81,10 +81,11 @@ pub fn server_config_from(
     let builder = match client_ca {
         Some(ca) => {
             let roots = Arc::new(root_store(&ca)?);
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| anyhow!("building client certificate verifier: {e}"))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| anyhow!("building client certificate verifier: {e}"))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -159,7 +160,9 @@ mod tests {
     fn parse_errors_do_not_panic() {
         assert!(parse_certs(b"").is_err());
         assert!(parse_certs(b"garbage").is_err());
-        assert!(parse_key(b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(
+            parse_key(b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n").is_err()
+        );
         assert!(load_certs("/nonexistent/file.crt").is_err());
         assert!(peer_identity(&CertificateDer::from(vec![1u8, 2, 3])).is_none());
     }
@@ -185,7 +188,10 @@ mod tests {
             Some(&dir.path().join("ca.crt")),
         )
         .unwrap();
-        assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            cfg.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         // Mismatched key is an error, not a panic.
         let (_, other_key) = certs::generate_ca("other").unwrap();
         std::fs::write(dir.path().join("o.key"), &other_key).unwrap();

@@ -34,7 +34,14 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
 }
 
 /// `io.k8s.api.core.v1.PodList` for the kind `io.k8s.api.core.v1.Pod`.
-pub fn list_definition(kind_def_name: &str, kind_def: Option<&Value>, kind: &str, group: &str, version: &str, list_kind: &str) -> (String, Value) {
+pub fn list_definition(
+    kind_def_name: &str,
+    kind_def: Option<&Value>,
+    kind: &str,
+    group: &str,
+    version: &str,
+    list_kind: &str,
+) -> (String, Value) {
     let package = kind_def_name.rsplit_once('.').map(|(p, _)| p).unwrap_or(kind_def_name);
     let name = format!("{package}.{list_kind}");
     let (api_version, kind_prop) = type_meta(kind_def);

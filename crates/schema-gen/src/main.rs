@@ -74,12 +74,8 @@ fn generate(verbose: bool) -> Result<Map<String, Value>> {
 
 /// Every `impl crate::Resource` in the k8s-openapi sources must be in roots.rs.
 fn check_roots_complete(sources: &merge::Sources, defs: &Map<String, Value>) -> Result<()> {
-    let missing: Vec<&str> = sources
-        .resources
-        .iter()
-        .map(|(d, _)| d.as_str())
-        .filter(|d| !defs.contains_key(*d))
-        .collect();
+    let missing: Vec<&str> =
+        sources.resources.iter().map(|(d, _)| d.as_str()).filter(|d| !defs.contains_key(*d)).collect();
     if !missing.is_empty() {
         bail!("k8s-openapi resources missing from schema-gen/src/roots.rs: {missing:?}");
     }
@@ -194,10 +190,13 @@ fn add_patch_extensions(defs: &mut Map<String, Value>, sources: &merge::Sources,
             }
             match sources.list_merge(def, field, Some(item)) {
                 Some(merge::ListMerge::Map(keys)) if keys.first().map(String::as_str) == Some(key) => {}
-                other => eprintln!("warning: {def}.{field}: patch merge key {key} but k8s-openapi merges it as {other:?}"),
+                other => {
+                    eprintln!("warning: {def}.{field}: patch merge key {key} but k8s-openapi merges it as {other:?}")
+                }
             }
         }
-        let Some(Value::Object(p)) = defs.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{field}"))) else {
+        let Some(Value::Object(p)) = defs.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{field}")))
+        else {
             continue;
         };
         p.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
@@ -209,7 +208,10 @@ fn add_patch_extensions(defs: &mut Map<String, Value>, sources: &merge::Sources,
     if verbose {
         for (def, lists) in &sources.lists {
             for (field, (merge, _)) in lists {
-                if *merge != merge::ListMerge::Atomic && !marked.contains(&(def.clone(), field.clone())) && defs.contains_key(def) {
+                if *merge != merge::ListMerge::Atomic
+                    && !marked.contains(&(def.clone(), field.clone()))
+                    && defs.contains_key(def)
+                {
                     eprintln!("info: {def}.{field}: k8s-openapi merges it as {merge:?}; no upstream patch strategy (replaced by SMP)");
                 }
             }

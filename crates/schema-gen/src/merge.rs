@@ -168,9 +168,7 @@ impl Sources {
             ListMerge::Map(_) => {
                 let names = item_def.and_then(|d| self.fields.get(d));
                 ListMerge::Map(
-                    keys.iter()
-                        .map(|k| names.and_then(|n| n.get(k)).cloned().unwrap_or_else(|| k.clone()))
-                        .collect(),
+                    keys.iter().map(|k| names.and_then(|n| n.get(k)).cloned().unwrap_or_else(|| k.clone())).collect(),
                 )
             }
             other => other.clone(),
@@ -242,7 +240,12 @@ pub const SMP_FIELDS: &[(&str, &str, &str, Option<&str>)] = &[
     ("io.k8s.api.admissionregistration.v1.ValidatingWebhook", "matchConditions", "merge", Some("name")),
     ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "matchConditions", "merge", Some("name")),
     ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "variables", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec", "matchConditions", "merge", Some("name")),
+    (
+        "io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec",
+        "matchConditions",
+        "merge",
+        Some("name"),
+    ),
     ("io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec", "variables", "merge", Some("name")),
     ("io.k8s.api.admissionregistration.v1alpha1.MutatingAdmissionPolicySpec", "matchConditions", "merge", Some("name")),
     // resource.k8s.io

@@ -168,7 +168,7 @@ pub fn register(g: &mut SchemaGenerator) -> Vec<Root> {
         meta::v1::APIResourceList,
         meta::v1::APIVersions,
         meta::v1::DeleteOptions,
-        meta::v1::WatchEvent,
+        meta::v1::WatchEvent<api::core::v1::Pod>,
         meta::v1::Patch,
         meta::v1::ListMeta,
         meta::v1::Condition,
@@ -182,6 +182,3 @@ pub fn register(g: &mut SchemaGenerator) -> Vec<Root> {
     );
     out
 }
-
-/// Definition names that are discovery documents (no GVK extension).
-pub const DISCOVERY_KINDS: &[&str] = &["APIGroup", "APIGroupList", "APIResourceList", "APIVersions"];

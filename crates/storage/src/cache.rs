@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -220,7 +219,11 @@ impl WatchCache {
     /// `/registry/pods/default/` or the whole resource), sorted by key, with the
     /// cache revision it reflects. With `min_rev`, first waits (bounded) until the
     /// cache is at least at that revision ("not older than" semantics).
-    pub async fn list(&self, key_prefix: &str, min_rev: Option<Revision>) -> Result<(Vec<CachedObject>, Revision)> {
+    pub async fn list(
+        &self,
+        key_prefix: &str,
+        min_rev: Option<Revision>,
+    ) -> Result<(Vec<CachedObject>, Revision)> {
         self.ready_bounded().await?;
         if let Some(rev) = min_rev {
             self.shared.wait_for_revision(rev).await?;
@@ -228,7 +231,10 @@ impl WatchCache {
         let state = self.shared.lock();
         let items = state
             .store
-            .range::<str, _>((std::ops::Bound::Included(key_prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(key_prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(key_prefix))
             .map(|(_, o)| o.clone())
             .collect();
@@ -265,7 +271,10 @@ impl WatchCache {
             )));
         }
         if from < state.oldest {
-            return Err(StorageError::Expired { requested: from, oldest: state.oldest });
+            return Err(StorageError::Expired {
+                requested: from,
+                oldest: state.oldest,
+            });
         }
         let replay: Vec<CacheEvent> = state
             .ring
@@ -274,7 +283,12 @@ impl WatchCache {
             .cloned()
             .collect();
         let (tx, rx) = mpsc::channel(replay.len() + WATCHER_BUFFER);
-        let mut watcher = Watcher { prefix: key_prefix.to_string(), from, last_sent: from, tx };
+        let mut watcher = Watcher {
+            prefix: key_prefix.to_string(),
+            from,
+            last_sent: from,
+            tx,
+        };
         for ev in replay {
             let rev = ev.revision;
             // Cannot fail: the channel has room for the whole replay.
@@ -290,7 +304,11 @@ impl WatchCache {
     /// revision marking the end of the initial state, then live events after
     /// that revision. Used for watches without a resourceVersion (or with
     /// `sendInitialEvents`).
-    pub async fn watch_with_initial_state(&self, key_prefix: &str, min_rev: Option<Revision>) -> Result<mpsc::Receiver<WatchItem>> {
+    pub async fn watch_with_initial_state(
+        &self,
+        key_prefix: &str,
+        min_rev: Option<Revision>,
+    ) -> Result<mpsc::Receiver<WatchItem>> {
         self.ready_bounded().await?;
         if let Some(rev) = min_rev {
             self.shared.wait_for_revision(rev).await?;
@@ -298,13 +316,21 @@ impl WatchCache {
         let mut state = self.shared.lock();
         let initial: Vec<CachedObject> = state
             .store
-            .range::<str, _>((std::ops::Bound::Included(key_prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(key_prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(key_prefix))
             .map(|(_, o)| o.clone())
             .collect();
         let rev = state.revision;
         let (tx, rx) = mpsc::channel(initial.len() + 1 + WATCHER_BUFFER);
-        let mut watcher = Watcher { prefix: key_prefix.to_string(), from: rev, last_sent: 0, tx };
+        let mut watcher = Watcher {
+            prefix: key_prefix.to_string(),
+            from: rev,
+            last_sent: 0,
+            tx,
+        };
         for obj in initial {
             let ev = CacheEvent {
                 event_type: EventType::Added,
@@ -340,12 +366,17 @@ impl Shared {
             return Ok(());
         }
         let _wanted = self.progress.want();
-        match tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= rev)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(StorageError::TooLargeResourceVersion {
+        let reached = matches!(
+            tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= rev)).await,
+            Ok(Ok(_))
+        );
+        if reached {
+            Ok(())
+        } else {
+            Err(StorageError::TooLargeResourceVersion {
                 requested: rev,
                 current: *self.revision_tx.borrow(),
-            }),
+            })
         }
     }
 
@@ -356,7 +387,11 @@ impl Shared {
             if let Some(object) = decode(&kv.value, kv.mod_revision, &kv.key) {
                 store.insert(
                     kv.key.clone(),
-                    CachedObject { key: kv.key, object: Arc::new(object), revision: kv.mod_revision },
+                    CachedObject {
+                        key: kv.key,
+                        object: Arc::new(object),
+                        revision: kv.mod_revision,
+                    },
                 );
             }
         }
@@ -387,18 +422,39 @@ impl Shared {
                 StorageEvent::Put { kv, .. } => {
                     let rev = kv.mod_revision;
                     state.revision = state.revision.max(rev);
-                    let Some(object) = decode(&kv.value, rev, &kv.key) else { continue };
+                    let Some(object) = decode(&kv.value, rev, &kv.key) else {
+                        continue;
+                    };
                     let object = Arc::new(object);
                     let prev = state
                         .store
-                        .insert(kv.key.clone(), CachedObject { key: kv.key.clone(), object: object.clone(), revision: rev })
+                        .insert(
+                            kv.key.clone(),
+                            CachedObject {
+                                key: kv.key.clone(),
+                                object: object.clone(),
+                                revision: rev,
+                            },
+                        )
                         .map(|o| o.object);
-                    let event_type = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                    state.push(CacheEvent { event_type, key: kv.key, object, prev, revision: rev });
+                    let event_type = if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    state.push(CacheEvent {
+                        event_type,
+                        key: kv.key,
+                        object,
+                        prev,
+                        revision: rev,
+                    });
                 }
                 StorageEvent::Delete { key, revision, .. } => {
                     state.revision = state.revision.max(revision);
-                    let Some(old) = state.store.remove(&key) else { continue };
+                    let Some(old) = state.store.remove(&key) else {
+                        continue;
+                    };
                     let mut last = (*old.object).clone();
                     set_resource_version(&mut last, revision);
                     state.push(CacheEvent {
@@ -488,7 +544,10 @@ fn set_resource_version(v: &mut Value, rev: Revision) {
         *meta = Value::Object(serde_json::Map::new());
     }
     if let Some(m) = meta.as_object_mut() {
-        m.insert("resourceVersion".to_string(), Value::String(rev.to_string()));
+        m.insert(
+            "resourceVersion".to_string(),
+            Value::String(rev.to_string()),
+        );
     }
 }
 
@@ -508,7 +567,12 @@ async fn run(shared: Arc<Shared>) {
         shared.replace(kvs, rev);
         tracing::debug!(prefix = %shared.key_prefix, revision = rev, "watch cache loaded");
 
-        let mut events = spawn_watch(shared.storage.clone(), shared.key_prefix.clone(), rev, shared.progress.clone());
+        let mut events = spawn_watch(
+            shared.storage.clone(),
+            shared.key_prefix.clone(),
+            rev,
+            shared.progress.clone(),
+        );
         let mut ticker = tokio::time::interval(PROGRESS_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -586,7 +650,12 @@ mod tests {
     fn overflowing_watcher_is_dropped() {
         let mut s = state(100);
         let (tx, mut rx) = mpsc::channel(2);
-        s.watchers.push(Watcher { prefix: "/r/".into(), from: 10, last_sent: 10, tx });
+        s.watchers.push(Watcher {
+            prefix: "/r/".into(),
+            from: 10,
+            last_sent: 10,
+            tx,
+        });
         s.push(event("/r/a", 11));
         s.push(event("/x/a", 12)); // other prefix: not delivered
         s.push(event("/r/b", 13));

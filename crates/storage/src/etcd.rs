@@ -1,7 +1,8 @@
 //! The etcd v3 client wrapper ([`EtcdStorage`]).
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -23,6 +24,8 @@ pub type Observer = Arc<dyn Fn(&'static str, &str, Duration) + Send + Sync>;
 
 /// Timeout applied to every unary etcd request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a failed member is avoided.
+const MEMBER_QUARANTINE: Duration = Duration::from_secs(5);
 /// Timeout of the health probe.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for a TCP/TLS connection to an etcd member.
@@ -46,15 +49,38 @@ pub struct EtcdStorage {
 }
 
 struct Inner {
-    kv: KvClient,
-    watch: WatchClient,
+    members: Vec<Member>,
+    /// Index of the member requests go to first (sticky until it fails).
+    preferred: AtomicUsize,
+    /// Members that failed recently, with the time until which they are avoided.
+    down_until: Mutex<Vec<Option<Instant>>>,
     prefix: String,
     observer: RwLock<Option<Observer>>,
 }
 
+/// The clients of one etcd member (endpoint).
+struct Member {
+    url: String,
+    kv: KvClient,
+    watch: WatchClient,
+}
+
+/// How a failed request may be retried on another member.
+#[derive(Debug, PartialEq, Eq)]
+enum Retry {
+    /// The request never reached etcd (or was rejected before being applied).
+    NotSent,
+    /// Connection trouble after sending: only idempotent requests may be retried.
+    MaybeSent,
+    /// A definite answer from etcd.
+    No,
+}
+
 impl std::fmt::Debug for EtcdStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdStorage").field("prefix", &self.inner.prefix).finish_non_exhaustive()
+        f.debug_struct("EtcdStorage")
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,13 +107,18 @@ impl EtcdStorage {
             .filter(|e| !e.is_empty())
             .collect();
         if endpoints.is_empty() {
-            return Err(StorageError::Internal("no etcd endpoints configured".into()));
+            return Err(StorageError::Internal(
+                "no etcd endpoints configured".into(),
+            ));
         }
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10))
             .with_require_leader(true);
-        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        let https = endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
         if https > 0 {
             if https != endpoints.len() {
                 return Err(StorageError::Internal(
@@ -96,27 +127,36 @@ impl EtcdStorage {
             }
             opts = opts.with_tls(tls_options(cfg)?);
         } else if cfg.ca_file.is_some() || cfg.cert_file.is_some() || cfg.key_file.is_some() {
-            tracing::warn!("etcd TLS files are configured but no endpoint uses https://; ignoring them");
+            tracing::warn!(
+                "etcd TLS files are configured but no endpoint uses https://; ignoring them"
+            );
         }
-        let client = Client::connect(&endpoints, Some(opts)).await?;
-        Ok(Self::from_client(client, &cfg.prefix))
-    }
-
-    fn from_client(client: Client, prefix: &str) -> Self {
-        let kv = client
-            .kv_client()
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
-        let watch = client
-            .watch_client()
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
-        EtcdStorage {
+        // One client per member: requests stick to one member and move on to
+        // the next one when it fails (a balanced channel would keep picking a
+        // dead member now and then).
+        let mut members = Vec::with_capacity(endpoints.len());
+        for url in &endpoints {
+            let client = Client::connect([url.as_str()], Some(opts.clone())).await?;
+            members.push(Member {
+                url: url.clone(),
+                kv: client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                watch: client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            });
+        }
+        let n = members.len();
+        Ok(EtcdStorage {
             inner: Arc::new(Inner {
-                kv,
-                watch,
-                prefix: normalize_prefix(prefix),
+                members,
+                preferred: AtomicUsize::new(0),
+                down_until: Mutex::new(vec![None; n]),
+                prefix: normalize_prefix(&cfg.prefix),
                 observer: RwLock::new(None),
             }),
-        }
+        })
     }
 
     /// The key prefix (normalized: leading `/`, no trailing `/`; e.g. `/registry`).
@@ -126,16 +166,76 @@ impl EtcdStorage {
 
     /// Installs the request latency observer (shared by all clones); see [`Observer`].
     pub fn set_observer(&self, f: Observer) {
-        let mut guard = self.inner.observer.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .inner
+            .observer
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         *guard = Some(f);
     }
 
-    fn kv(&self) -> KvClient {
-        self.inner.kv.clone()
+    /// Member indexes in the order to try them: the preferred one first, members
+    /// that failed recently last.
+    fn member_order(&self) -> Vec<usize> {
+        let n = self.inner.members.len();
+        let first = self.inner.preferred.load(Ordering::Relaxed) % n.max(1);
+        let now = Instant::now();
+        let down = self
+            .inner
+            .down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (mut healthy, sick): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|i| (first + i) % n)
+            .partition(|&i| down.get(i).copied().flatten().is_none_or(|t| t <= now));
+        healthy.extend(sick);
+        healthy
     }
 
-    pub(crate) fn watch_client(&self) -> WatchClient {
-        self.inner.watch.clone()
+    /// Remembers that member `idx` failed: avoid it for a while.
+    pub(crate) fn report_failure(&self, idx: usize) {
+        let n = self.inner.members.len();
+        if n == 0 {
+            return;
+        }
+        {
+            let mut down = self
+                .inner
+                .down_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = down.get_mut(idx) {
+                *slot = Some(Instant::now() + MEMBER_QUARANTINE);
+            }
+        }
+        let _ = self.inner.preferred.compare_exchange(
+            idx,
+            (idx + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if n > 1 {
+            tracing::warn!(endpoint = %self.inner.members[idx % n].url, "etcd member failed; switching to another one");
+        }
+    }
+
+    fn report_success(&self, idx: usize) {
+        self.inner.preferred.store(idx, Ordering::Relaxed);
+        let mut down = self
+            .inner
+            .down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = down.get_mut(idx) {
+            *slot = None;
+        }
+    }
+
+    /// A watch client of the member to use now, with its index (for
+    /// [`EtcdStorage::report_failure`]).
+    pub(crate) fn watch_client(&self) -> (usize, WatchClient) {
+        let idx = self.member_order().first().copied().unwrap_or(0);
+        (idx, self.inner.members[idx].watch.clone())
     }
 
     /// The resource segment of `key` (first path segment after the prefix).
@@ -145,13 +245,51 @@ impl EtcdStorage {
         rest.split('/').next().unwrap_or("")
     }
 
-    /// Runs `fut` with the request timeout and reports its latency to the observer.
-    async fn timed<T, F>(&self, op: &'static str, key: &str, fut: F) -> Result<T>
+    /// Runs one request (built by `f` for a member's KV client) with the request
+    /// timeout, failing over to the other members when the request could not be
+    /// delivered (any failure for `idempotent` requests), and reports the latency
+    /// to the observer.
+    async fn call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        key: &str,
+        idempotent: bool,
+        mut f: F,
+    ) -> Result<T>
     where
-        F: Future<Output = Result<T, etcd_client::Error>>,
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let start = Instant::now();
-        let res = tokio::time::timeout(REQUEST_TIMEOUT, fut).await;
+        let mut result = Err(StorageError::Unavailable("no etcd members".into()));
+        for idx in self.member_order() {
+            let kv = self.inner.members[idx].kv.clone();
+            let (retry, err) = match tokio::time::timeout(REQUEST_TIMEOUT, f(kv)).await {
+                Ok(Ok(v)) => {
+                    self.report_success(idx);
+                    result = Ok(v);
+                    break;
+                }
+                Ok(Err(e)) => (retry_class(&e), map_etcd_error(e)),
+                Err(_) => (
+                    Retry::MaybeSent,
+                    StorageError::Unavailable(format!(
+                        "etcd request {op} {key} timed out after {REQUEST_TIMEOUT:?}"
+                    )),
+                ),
+            };
+            result = Err(err);
+            match retry {
+                Retry::No => break,
+                Retry::NotSent => self.report_failure(idx),
+                Retry::MaybeSent => {
+                    self.report_failure(idx);
+                    if !idempotent {
+                        break;
+                    }
+                }
+            }
+        }
         let elapsed = start.elapsed();
         let observer = self
             .inner
@@ -162,34 +300,41 @@ impl EtcdStorage {
         if let Some(obs) = observer {
             obs(op, self.key_type(key), elapsed);
         }
-        match res {
-            Ok(r) => r.map_err(map_etcd_error),
-            Err(_) => Err(StorageError::Unavailable(format!(
-                "etcd request {op} {key} timed out after {REQUEST_TIMEOUT:?}"
-            ))),
-        }
+        result
     }
 
-    async fn timed_txn(&self, op: &'static str, key: &str, txn: Txn) -> Result<(bool, Revision)> {
-        let mut kv = self.kv();
-        let resp = self.timed(op, key, kv.txn(txn)).await?;
+    async fn call_txn(&self, op: &'static str, key: &str, txn: &Txn) -> Result<(bool, Revision)> {
+        let resp = self
+            .call(op, key, false, |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         Ok((resp.succeeded(), rev))
     }
 
     /// Reads one key (linearizable). `Ok(None)` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv();
-        let mut resp = self.timed("get", key, kv.get(key, None)).await?;
+        let mut resp = self
+            .call(
+                "get",
+                key,
+                true,
+                |mut kv| async move { kv.get(key, None).await },
+            )
+            .await?;
         Ok(resp.take_kvs().into_iter().next().map(convert_kv))
     }
 
     /// Lists all keys starting with `key_prefix` (consistent read), sorted by
     /// key. Also returns the store revision the list was taken at.
     pub async fn list(&self, key_prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
-        let mut kv = self.kv();
         let mut resp = self
-            .timed("list", key_prefix, kv.get(key_prefix, Some(GetOptions::new().with_prefix())))
+            .call("list", key_prefix, true, |mut kv| async move {
+                kv.get(key_prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
             .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         let kvs = resp.take_kvs().into_iter().map(convert_kv).collect();
@@ -198,9 +343,15 @@ impl EtcdStorage {
 
     /// Counts the keys starting with `key_prefix`.
     pub async fn count(&self, key_prefix: &str) -> Result<i64> {
-        let mut kv = self.kv();
-        let opts = GetOptions::new().with_prefix().with_count_only();
-        let resp = self.timed("count", key_prefix, kv.get(key_prefix, Some(opts))).await?;
+        let resp = self
+            .call("count", key_prefix, true, |mut kv| async move {
+                kv.get(
+                    key_prefix,
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await
+            })
+            .await?;
         Ok(resp.count())
     }
 
@@ -211,7 +362,12 @@ impl EtcdStorage {
     /// Returns the revision of the write (the new object's resourceVersion).
     /// Errors: [`StorageError::AlreadyExists`] if `key` exists,
     /// [`StorageError::ClaimTaken`] if a claim exists. Keys must be distinct.
-    pub async fn create(&self, key: &str, value: Vec<u8>, claims: &[(String, Vec<u8>)]) -> Result<Revision> {
+    pub async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        claims: &[(String, Vec<u8>)],
+    ) -> Result<Revision> {
         let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
         let mut ops = vec![TxnOp::put(key, value, None)];
         for (ck, cv) in claims {
@@ -220,19 +376,26 @@ impl EtcdStorage {
         }
         let txn = Txn::new().when(compares).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.timed_txn("create", key, txn.clone()).await?;
+            let (ok, rev) = self.call_txn("create", key, &txn).await?;
             if ok {
                 return Ok(rev);
             }
             if self.get(key).await?.is_some() {
-                return Err(StorageError::AlreadyExists { key: key.to_string() });
+                return Err(StorageError::AlreadyExists {
+                    key: key.to_string(),
+                });
             }
-            match self.check_claims_absent(claims.iter().map(|(k, _)| k.as_str())).await? {
+            match self
+                .check_claims_absent(claims.iter().map(|(k, _)| k.as_str()))
+                .await?
+            {
                 Failure::Err(e) => return Err(e),
                 Failure::Retry => continue,
             }
         }
-        Err(StorageError::Internal(format!("create of {key} kept failing its preconditions")))
+        Err(StorageError::Internal(format!(
+            "create of {key} kept failing its preconditions"
+        )))
     }
 
     /// Replaces the value of `key` iff its mod revision equals `expected` (when
@@ -265,7 +428,7 @@ impl EtcdStorage {
         }
         let txn = Txn::new().when(compares).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.timed_txn("update", key, txn.clone()).await?;
+            let (ok, rev) = self.call_txn("update", key, &txn).await?;
             if ok {
                 return Ok(rev);
             }
@@ -273,12 +436,17 @@ impl EtcdStorage {
                 Failure::Err(e) => return Err(e),
                 Failure::Retry => {}
             }
-            match self.check_claims_absent(add_claims.iter().map(|(k, _)| k.as_str())).await? {
+            match self
+                .check_claims_absent(add_claims.iter().map(|(k, _)| k.as_str()))
+                .await?
+            {
                 Failure::Err(e) => return Err(e),
                 Failure::Retry => continue,
             }
         }
-        Err(StorageError::Internal(format!("update of {key} kept failing its preconditions")))
+        Err(StorageError::Internal(format!(
+            "update of {key} kept failing its preconditions"
+        )))
     }
 
     /// Deletes `key` iff its mod revision equals `expected` (when `None`:
@@ -286,7 +454,12 @@ impl EtcdStorage {
     /// same transaction. Returns the revision of the deletion.
     ///
     /// Errors: [`StorageError::NotFound`], [`StorageError::Conflict`].
-    pub async fn delete(&self, key: &str, expected: Option<Revision>, release_claims: &[String]) -> Result<Revision> {
+    pub async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        release_claims: &[String],
+    ) -> Result<Revision> {
         let compare = match expected {
             Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
             None => Compare::version(key, CompareOp::Greater, 0),
@@ -297,7 +470,7 @@ impl EtcdStorage {
         }
         let txn = Txn::new().when(vec![compare]).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.timed_txn("delete", key, txn.clone()).await?;
+            let (ok, rev) = self.call_txn("delete", key, &txn).await?;
             if ok {
                 return Ok(rev);
             }
@@ -306,13 +479,17 @@ impl EtcdStorage {
                 Failure::Retry => continue,
             }
         }
-        Err(StorageError::Internal(format!("delete of {key} kept failing its preconditions")))
+        Err(StorageError::Internal(format!(
+            "delete of {key} kept failing its preconditions"
+        )))
     }
 
     /// Finds out why a "key exists with mod revision == expected" compare failed.
     async fn explain_precondition(&self, key: &str, expected: Option<Revision>) -> Result<Failure> {
         match self.get(key).await? {
-            None => Ok(Failure::Err(StorageError::NotFound { key: key.to_string() })),
+            None => Ok(Failure::Err(StorageError::NotFound {
+                key: key.to_string(),
+            })),
             Some(kv) => match expected {
                 Some(rev) if rev != kv.mod_revision => Ok(Failure::Err(StorageError::Conflict {
                     key: key.to_string(),
@@ -323,10 +500,15 @@ impl EtcdStorage {
         }
     }
 
-    async fn check_claims_absent<'a>(&self, claims: impl Iterator<Item = &'a str>) -> Result<Failure> {
+    async fn check_claims_absent<'a>(
+        &self,
+        claims: impl Iterator<Item = &'a str>,
+    ) -> Result<Failure> {
         for ck in claims {
             if self.get(ck).await?.is_some() {
-                return Ok(Failure::Err(StorageError::ClaimTaken { key: ck.to_string() }));
+                return Ok(Failure::Err(StorageError::ClaimTaken {
+                    key: ck.to_string(),
+                }));
             }
         }
         Ok(Failure::Retry)
@@ -335,17 +517,24 @@ impl EtcdStorage {
     /// Writes `key` without any precondition (for bookkeeping keys that are not
     /// API objects). Returns the revision of the write.
     pub async fn put_unconditional(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
-        let mut kv = self.kv();
-        let resp = self.timed("update", key, kv.put(key, value, None)).await?;
+        let resp = self
+            .call("update", key, false, |mut kv| {
+                let value = value.clone();
+                async move { kv.put(key, value, None).await }
+            })
+            .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
     /// The current revision of the etcd store (linearizable).
     pub async fn current_revision(&self) -> Result<Revision> {
-        let mut kv = self.kv();
         let key = format!("{}/", self.inner.prefix);
-        let opts = GetOptions::new().with_count_only();
-        let resp = self.timed("get", &key, kv.get(key.as_str(), Some(opts))).await?;
+        let k = key.as_str();
+        let resp = self
+            .call("get", k, true, |mut kv| async move {
+                kv.get(k, Some(GetOptions::new().with_count_only())).await
+            })
+            .await?;
         resp.header()
             .map(|h| h.revision())
             .ok_or_else(|| StorageError::Internal("etcd response without header".into()))
@@ -355,13 +544,20 @@ impl EtcdStorage {
     /// discarded). Compacting to an already compacted revision is a no-op;
     /// a future revision yields [`StorageError::TooLargeResourceVersion`].
     pub async fn compact(&self, rev: Revision) -> Result<()> {
-        let mut kv = self.kv();
-        match self.timed("compact", COMPACT_REV_KEY, kv.compact(rev, None)).await {
+        match self
+            .call("compact", COMPACT_REV_KEY, true, |mut kv| async move {
+                kv.compact(rev, None).await
+            })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(StorageError::Expired { .. }) => Ok(()),
             Err(StorageError::TooLargeResourceVersion { .. }) => {
                 let current = self.current_revision().await.unwrap_or(0);
-                Err(StorageError::TooLargeResourceVersion { requested: rev, current })
+                Err(StorageError::TooLargeResourceVersion {
+                    requested: rev,
+                    current,
+                })
             }
             Err(e) => Err(e),
         }
@@ -370,13 +566,16 @@ impl EtcdStorage {
     /// Probes etcd with a quick linearizable read (2 s timeout). Used by the
     /// `/readyz` and `/livez` etcd checks.
     pub async fn health(&self) -> Result<()> {
-        let mut kv = self.kv();
         let key = format!("{}/health", self.inner.prefix);
-        let opts = GetOptions::new().with_count_only();
-        match tokio::time::timeout(HEALTH_TIMEOUT, kv.get(key.as_str(), Some(opts))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(map_etcd_error(e)),
-            Err(_) => Err(StorageError::Unavailable(format!("etcd health check timed out after {HEALTH_TIMEOUT:?}"))),
+        let k = key.as_str();
+        let probe = self.call("get", k, true, |mut kv| async move {
+            kv.get(k, Some(GetOptions::new().with_count_only())).await
+        });
+        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "etcd health check timed out after {HEALTH_TIMEOUT:?}"
+            ))),
         }
     }
 
@@ -409,15 +608,26 @@ impl EtcdStorage {
 
     /// One compactor round. Returns the new expected version of the bookkeeping
     /// key and the current revision (the target of the next round).
-    async fn compact_round(&self, expected_version: i64, previous_rev: Revision) -> Result<(i64, Revision)> {
+    async fn compact_round(
+        &self,
+        expected_version: i64,
+        previous_rev: Revision,
+    ) -> Result<(i64, Revision)> {
         let txn = Txn::new()
-            .when(vec![Compare::version(COMPACT_REV_KEY, CompareOp::Equal, expected_version)])
+            .when(vec![Compare::version(
+                COMPACT_REV_KEY,
+                CompareOp::Equal,
+                expected_version,
+            )])
             .and_then(vec![TxnOp::put(COMPACT_REV_KEY, Vec::new(), None)]);
-        let (won, current) = self.timed_txn("compact", COMPACT_REV_KEY, txn).await?;
+        let (won, current) = self.call_txn("compact", COMPACT_REV_KEY, &txn).await?;
         if !won {
             // Another apiserver compacted during this interval; follow its lead.
-            let mut kv = self.kv();
-            let mut resp = self.timed("get", COMPACT_REV_KEY, kv.get(COMPACT_REV_KEY, None)).await?;
+            let mut resp = self
+                .call("get", COMPACT_REV_KEY, true, |mut kv| async move {
+                    kv.get(COMPACT_REV_KEY, None).await
+                })
+                .await?;
             let version = resp.take_kvs().first().map(|kv| kv.version()).unwrap_or(0);
             let rev = resp.header().map(|h| h.revision()).unwrap_or(current);
             tracing::debug!(version, "etcd compaction done by another apiserver");
@@ -438,8 +648,17 @@ impl EtcdStorage {
     /// if that history was compacted the stream yields
     /// [`StorageError::Expired`] and ends. Must be called within a Tokio runtime;
     /// dropping the stream stops the watch.
-    pub fn watch(&self, key_prefix: &str, from: Revision) -> impl Stream<Item = Result<StorageEvent>> + Send + 'static {
-        let rx = spawn_watch(self.clone(), key_prefix.to_string(), from, ProgressRequester::default());
+    pub fn watch(
+        &self,
+        key_prefix: &str,
+        from: Revision,
+    ) -> impl Stream<Item = Result<StorageEvent>> + Send + 'static {
+        let rx = spawn_watch(
+            self.clone(),
+            key_prefix.to_string(),
+            from,
+            ProgressRequester::default(),
+        );
         tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(|batch| {
             let items: Vec<Result<StorageEvent>> = match batch {
                 Ok(events) => events.into_iter().map(Ok).collect(),
@@ -461,7 +680,8 @@ fn normalize_prefix(prefix: &str) -> String {
 
 fn tls_options(cfg: &EtcdConfig) -> Result<TlsOptions> {
     let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| StorageError::Internal(format!("reading {}: {e}", p.display())))
+        std::fs::read(p)
+            .map_err(|e| StorageError::Internal(format!("reading {}: {e}", p.display())))
     };
     let mut tls = TlsOptions::new();
     if let Some(ca) = &cfg.ca_file {
@@ -487,7 +707,8 @@ pub(crate) fn convert_kv(kv: etcd_client::KeyValue) -> KeyValue {
     let create_revision = kv.create_revision();
     let (key, value) = kv.into_key_value();
     KeyValue {
-        key: String::from_utf8(key).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        key: String::from_utf8(key)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         value: bytes::Bytes::from(value),
         mod_revision,
         create_revision,
@@ -501,10 +722,16 @@ pub(crate) fn map_etcd_error(e: etcd_client::Error) -> StorageError {
         E::GRpcStatus(status) => {
             let msg = status.message().to_string();
             if msg.contains("required revision has been compacted") {
-                return StorageError::Expired { requested: 0, oldest: 0 };
+                return StorageError::Expired {
+                    requested: 0,
+                    oldest: 0,
+                };
             }
             if msg.contains("required revision is a future revision") {
-                return StorageError::TooLargeResourceVersion { requested: 0, current: 0 };
+                return StorageError::TooLargeResourceVersion {
+                    requested: 0,
+                    current: 0,
+                };
             }
             // `etcd_client` does not re-export tonic's `Code`; its Debug output is the variant name.
             let code = format!("{:?}", status.code());
@@ -512,13 +739,41 @@ pub(crate) fn map_etcd_error(e: etcd_client::Error) -> StorageError {
                 "Unavailable" | "DeadlineExceeded" | "Cancelled" | "ResourceExhausted" => {
                     StorageError::Unavailable(format!("{code}: {msg}"))
                 }
-                _ if is_transient_message(&msg) => StorageError::Unavailable(format!("{code}: {msg}")),
+                _ if is_transient_message(&msg) => {
+                    StorageError::Unavailable(format!("{code}: {msg}"))
+                }
                 _ => StorageError::Internal(format!("{code}: {msg}")),
             }
         }
         E::TransportError(e) => StorageError::Unavailable(format!("transport error: {e}")),
         E::IoError(e) => StorageError::Unavailable(format!("io error: {e}")),
         other => StorageError::Internal(other.to_string()),
+    }
+}
+
+/// Whether (and how safely) a failed request may be retried on another member.
+fn retry_class(e: &etcd_client::Error) -> Retry {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(_) | E::IoError(_) | E::InvalidUri(_) | E::EndpointError(_) => {
+            Retry::NotSent
+        }
+        E::GRpcStatus(status) => {
+            let code = format!("{:?}", status.code());
+            let msg = status.message().to_ascii_lowercase();
+            let not_sent = msg.contains("connect")
+                || msg.contains("no leader")
+                || msg.contains("not capable")
+                || msg.contains("dns error");
+            match code.as_str() {
+                "Unavailable" if not_sent => Retry::NotSent,
+                "Unavailable" | "DeadlineExceeded" | "Cancelled" | "Unknown" => Retry::MaybeSent,
+                _ if not_sent => Retry::NotSent,
+                _ if is_transient_message(&msg) => Retry::MaybeSent,
+                _ => Retry::No,
+            }
+        }
+        _ => Retry::No,
     }
 }
 
@@ -553,6 +808,8 @@ mod tests {
     fn transient_messages() {
         assert!(is_transient_message("etcdserver: no leader"));
         assert!(is_transient_message("etcdserver: request timed out"));
-        assert!(!is_transient_message("etcdserver: duplicate key given in txn request"));
+        assert!(!is_transient_message(
+            "etcdserver: duplicate key given in txn request"
+        ));
     }
 }

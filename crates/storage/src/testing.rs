@@ -43,7 +43,9 @@ pub struct EtcdProcess {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
-    https: bool,
+    cluster: String,
+    token: String,
+    tls: Option<TlsFiles>,
     data_dir: tempfile::TempDir,
 }
 
@@ -86,7 +88,10 @@ fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 struct Member {
@@ -116,7 +121,11 @@ impl EtcdProcess {
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports(2)?;
-            let member = Member { name: "x".into(), client_port: ports[0], peer_port: ports[1] };
+            let member = Member {
+                name: "x".into(),
+                client_port: ports[0],
+                peer_port: ports[1],
+            };
             let cluster = format!("x=http://127.0.0.1:{}", member.peer_port);
             let token = format!("t-{}-{}", std::process::id(), member.client_port);
             match Self::spawn(&member, &cluster, &token, tls) {
@@ -142,7 +151,11 @@ impl EtcdProcess {
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports(2 * n)?;
             let members: Vec<Member> = (0..n)
-                .map(|i| Member { name: format!("m{i}"), client_port: ports[2 * i], peer_port: ports[2 * i + 1] })
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client_port: ports[2 * i],
+                    peer_port: ports[2 * i + 1],
+                })
                 .collect();
             let cluster = members
                 .iter()
@@ -177,17 +190,42 @@ impl EtcdProcess {
         Err(last_err.unwrap_or_else(|| std::io::Error::other("etcd cluster did not start")))
     }
 
-    fn spawn(m: &Member, cluster: &str, token: &str, tls: Option<&TlsFiles>) -> std::io::Result<EtcdProcess> {
-        let data_dir = tempfile::Builder::new().prefix("ferrokube-etcd-").tempdir()?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let client_url = format!("{scheme}://127.0.0.1:{}", m.client_port);
-        let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
-        let log = std::fs::File::create(data_dir.path().join("etcd.log"))?;
+    fn spawn(
+        m: &Member,
+        cluster: &str,
+        token: &str,
+        tls: Option<&TlsFiles>,
+    ) -> std::io::Result<EtcdProcess> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("ferrokube-etcd-")
+            .tempdir()?;
+        let mut p = EtcdProcess {
+            name: m.name.clone(),
+            client_port: m.client_port,
+            peer_port: m.peer_port,
+            child: None,
+            cluster: cluster.to_string(),
+            token: token.to_string(),
+            tls: tls.cloned(),
+            data_dir,
+        };
+        p.launch()?;
+        Ok(p)
+    }
+
+    fn launch(&mut self) -> std::io::Result<()> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{}", self.client_port);
+        let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("etcd.log"))?;
         let mut cmd = Command::new(etcd_binary());
         cmd.arg("--name")
-            .arg(&m.name)
+            .arg(&self.name)
             .arg("--data-dir")
-            .arg(data_dir.path().join("data"))
+            .arg(self.data_dir.path().join("data"))
             .arg("--listen-client-urls")
             .arg(&client_url)
             .arg("--advertise-client-urls")
@@ -197,11 +235,11 @@ impl EtcdProcess {
             .arg("--initial-advertise-peer-urls")
             .arg(&peer_url)
             .arg("--initial-cluster")
-            .arg(cluster)
+            .arg(&self.cluster)
             .arg("--initial-cluster-state")
             .arg("new")
             .arg("--initial-cluster-token")
-            .arg(token)
+            .arg(&self.token)
             .arg("--heartbeat-interval")
             .arg("50")
             .arg("--election-timeout")
@@ -213,7 +251,7 @@ impl EtcdProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if let Some(tls) = tls {
+        if let Some(tls) = &self.tls {
             cmd.arg("--cert-file")
                 .arg(&tls.cert_file)
                 .arg("--key-file")
@@ -224,15 +262,17 @@ impl EtcdProcess {
                 cmd.arg("--client-cert-auth");
             }
         }
-        let child = cmd.spawn()?;
-        Ok(EtcdProcess {
-            name: m.name.clone(),
-            client_port: m.client_port,
-            peer_port: m.peer_port,
-            child: Some(child),
-            https: tls.is_some(),
-            data_dir,
-        })
+        self.child = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    /// Restarts a killed (or running) member on the same ports with the same
+    /// data, and waits until it is healthy (for a cluster member: until it
+    /// rejoined a cluster with quorum).
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.launch()?;
+        self.wait_healthy(START_TIMEOUT)
     }
 
     /// Waits until the member answers its `/health` endpoint (http members) or
@@ -249,7 +289,11 @@ impl EtcdProcess {
                     )));
                 }
             }
-            let healthy = if self.https { self.tcp_ready() } else { self.http_health() };
+            let healthy = if self.tls.is_some() {
+                self.tcp_ready()
+            } else {
+                self.http_health()
+            };
             if healthy {
                 return Ok(());
             }
@@ -276,7 +320,10 @@ impl EtcdProcess {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let req = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n", self.client_port);
+        let req = format!(
+            "GET /health HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.client_port
+        );
         if s.write_all(req.as_bytes()).is_err() {
             return false;
         }
@@ -297,7 +344,7 @@ impl EtcdProcess {
 
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
@@ -321,12 +368,18 @@ impl EtcdProcess {
 
     /// A storage configuration for this member (prefix `/registry`).
     pub fn config(&self) -> EtcdConfig {
-        EtcdConfig { endpoints: vec![self.endpoint()], ..EtcdConfig::default() }
+        EtcdConfig {
+            endpoints: vec![self.endpoint()],
+            ..EtcdConfig::default()
+        }
     }
 
     /// A storage configuration for all members of a cluster (prefix `/registry`).
     pub fn cluster_config(members: &[EtcdProcess]) -> EtcdConfig {
-        EtcdConfig { endpoints: members.iter().map(|m| m.endpoint()).collect(), ..EtcdConfig::default() }
+        EtcdConfig {
+            endpoints: members.iter().map(|m| m.endpoint()).collect(),
+            ..EtcdConfig::default()
+        }
     }
 
     /// Kills the process (SIGKILL) and waits for it. Idempotent.

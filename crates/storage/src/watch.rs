@@ -80,7 +80,14 @@ pub(crate) fn spawn_watch(
 ) -> mpsc::Receiver<Result<Vec<StorageEvent>>> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     tokio::spawn(async move {
-        let mut session = Session { storage, key_prefix, last: from, tx, progress };
+        let mut session = Session {
+            storage,
+            key_prefix,
+            last: from,
+            tx,
+            progress,
+            member: 0,
+        };
         session.run().await;
     });
     rx
@@ -93,6 +100,8 @@ struct Session {
     last: Revision,
     tx: mpsc::Sender<Result<Vec<StorageEvent>>>,
     progress: ProgressRequester,
+    /// The etcd member of the current connection.
+    member: usize,
 }
 
 /// Why one connection of the session ended.
@@ -111,6 +120,7 @@ impl Session {
             match self.connect_and_stream().await {
                 End::Stop => return,
                 End::Retry(reason) => {
+                    self.storage.report_failure(self.member);
                     if started.elapsed() > Duration::from_secs(10) {
                         backoff = BACKOFF_START;
                     }
@@ -135,7 +145,8 @@ impl Session {
             .with_prev_key()
             .with_progress_notify()
             .with_start_revision(self.last + 1);
-        let mut client = self.storage.watch_client();
+        let (member, mut client) = self.storage.watch_client();
+        self.member = member;
         let stream = tokio::select! {
             _ = self.tx.closed() => return End::Stop,
             r = tokio::time::timeout(Duration::from_secs(30), client.watch(self.key_prefix.as_str(), Some(opts))) => r,
@@ -230,18 +241,26 @@ impl Session {
             return true;
         }
         self.last = rev;
-        self.send(Ok(vec![StorageEvent::Progress { revision: rev }])).await
+        self.send(Ok(vec![StorageEvent::Progress { revision: rev }]))
+            .await
     }
 
     async fn canceled(&mut self, resp: &WatchResponse) -> End {
         let compacted = resp.compact_revision();
         if compacted > 0 {
-            let err = StorageError::Expired { requested: self.last, oldest: compacted - 1 };
+            let err = StorageError::Expired {
+                requested: self.last,
+                oldest: compacted - 1,
+            };
             let _ = self.send(Err(err)).await;
             return End::Stop;
         }
         let reason = resp.cancel_reason().to_string();
-        End::Retry(if reason.is_empty() { "watch canceled by etcd".into() } else { reason })
+        End::Retry(if reason.is_empty() {
+            "watch canceled by etcd".into()
+        } else {
+            reason
+        })
     }
 }
 
@@ -251,10 +270,17 @@ fn convert_events(resp: &WatchResponse) -> Vec<StorageEvent> {
         let Some(kv) = ev.kv() else { continue };
         let prev = ev.prev_kv().cloned().map(convert_kv);
         match ev.event_type() {
-            EtcdEventType::Put => out.push(StorageEvent::Put { kv: convert_kv(kv.clone()), prev }),
+            EtcdEventType::Put => out.push(StorageEvent::Put {
+                kv: convert_kv(kv.clone()),
+                prev,
+            }),
             EtcdEventType::Delete => {
                 let kv = convert_kv(kv.clone());
-                out.push(StorageEvent::Delete { key: kv.key, prev, revision: kv.mod_revision });
+                out.push(StorageEvent::Delete {
+                    key: kv.key,
+                    prev,
+                    revision: kv.mod_revision,
+                });
             }
         }
     }

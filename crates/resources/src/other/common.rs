@@ -100,7 +100,6 @@ pub(crate) fn column(name: &'static str, type_: &'static str, description: &'sta
     TableColumn { name, type_, format: "", description, priority }
 }
 
-pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 pub(crate) const CREATION_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 pub(crate) const CONTAINERS_DESC: &str = "Names of each container in the template.";
 pub(crate) const IMAGES_DESC: &str = "Images referenced by each container in the template.";
@@ -236,8 +235,10 @@ impl Selector {
             Some(r) => r.iter().all(|r| r.matches(labels)),
         }
     }
+    /// `labels.Selector.Empty()`: true for the match-everything selector
+    /// only (the nil selector matches nothing and is not empty).
     pub(crate) fn is_empty(&self) -> bool {
-        self.reqs.as_ref().is_none_or(Vec::is_empty)
+        self.reqs.as_ref().is_some_and(Vec::is_empty)
     }
     /// `labels.Selector.String()`: requirements sorted by key.
     pub(crate) fn render(&self) -> String {
@@ -460,6 +461,70 @@ pub(crate) fn label_value_errors(v: &str) -> Vec<String> {
     errs
 }
 
+/// `validation.IsDNS1035Label` (service names).
+pub(crate) fn dns1035_label_errors(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    let b = s.as_bytes();
+    let ok = !b.is_empty() && b[0].is_ascii_lowercase() && dns_label_ok(s);
+    if !ok {
+        errs.push(regex_error(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+            "[a-z]([-a-z0-9]*[a-z0-9])?",
+            &["my-name", "abc-123"],
+        ));
+    }
+    errs
+}
+
+/// `validation.IsValidPortNum`.
+pub(crate) fn port_num_errors(n: i64) -> Vec<String> {
+    if (1..=65535).contains(&n) {
+        Vec::new()
+    } else {
+        vec!["must be between 1 and 65535, inclusive".to_string()]
+    }
+}
+
+/// `validation.IsValidPortName` (IANA_SVC_NAME).
+pub(crate) fn port_name_errors(port: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if port.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    }
+    if !port.bytes().any(|c| c.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".to_string());
+    }
+    if port.contains("--") {
+        errs.push("must not contain consecutive hyphens".to_string());
+    }
+    if port.starts_with('-') || port.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".to_string());
+    }
+    errs
+}
+
+/// `validation.IsDomainPrefixedPath` (ingress class controllers, job managedBy).
+pub(crate) fn domain_prefixed_path_errors(v: &str, path: &str) -> Vec<FieldError> {
+    if v.is_empty() {
+        return vec![FieldError::required(path, "")];
+    }
+    let (host, rest) = match v.split_once('/') {
+        Some((h, r)) if !h.is_empty() && !r.is_empty() => (h, r),
+        _ => return vec![FieldError::invalid(path, v, "must be a domain-prefixed path (such as \"acme.io/foo\")")],
+    };
+    let mut errs: Vec<FieldError> = dns1123_subdomain_errors(host).into_iter().map(|m| FieldError::invalid(path, host, m)).collect();
+    if !rest.chars().all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c)) {
+        errs.push(FieldError::invalid(path, rest, regex_error("Invalid path", "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+", &[])));
+    }
+    errs
+}
+
 /// `path.IsValidPathSegmentName`.
 pub(crate) fn path_segment_errors(name: &str) -> Vec<String> {
     if name == "." || name == ".." {
@@ -554,6 +619,11 @@ pub(crate) fn invalid_raw(path: impl Into<String>, repr: &str, detail: &str) -> 
     }
 }
 
+/// An Invalid error that prints no value (upstream's `field.OmitValueType{}`).
+pub(crate) fn invalid_omit(path: impl Into<String>, detail: &str) -> FieldError {
+    FieldError { kind: FieldErrorType::Invalid, field: path.into(), value: None, detail: detail.to_string() }
+}
+
 /// `ValidateImmutableField` for JSON values: "field is immutable" when they
 /// differ (absent and null are the same).
 pub(crate) fn immutable(new: Option<&Value>, old: Option<&Value>, path: &str) -> Option<FieldError> {
@@ -564,9 +634,6 @@ pub(crate) fn immutable(new: Option<&Value>, old: Option<&Value>, path: &str) ->
     }
     Some(match n {
         None => invalid_raw(path, "null", "field is immutable"),
-        Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
-            FieldError::invalid(path, v.clone(), "field is immutable")
-        }
         Some(v) => FieldError::invalid(path, v.clone(), "field is immutable"),
     })
 }
@@ -586,7 +653,8 @@ pub(crate) fn go_string_map(v: Option<&Value>) -> String {
     }
 }
 
-fn go_string_slice(v: Option<&Value>) -> String {
+/// `[]string{"a", "b"}`, `[]string(nil)` for absent.
+pub(crate) fn go_string_slice(v: Option<&Value>) -> String {
     match v.and_then(Value::as_array) {
         None => "[]string(nil)".to_string(),
         Some(a) => {
@@ -684,129 +752,20 @@ pub(crate) fn not_more_than_100_percent(v: &Value, path: &str) -> Vec<FieldError
 }
 
 // ---------------------------------------------------------------------------
-// Pod template fallback (swap for core/v1's once it exposes one)
+// Pod templates (core/v1's defaulting and validation)
 // ---------------------------------------------------------------------------
 
-fn image_pull_policy(image: &str) -> &'static str {
-    // Tag = text after the last ':' that follows the last '/'; digests pin.
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    match last.rsplit_once(':') {
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
-    }
-}
-
-fn default_probe(p: &mut Value) {
-    if let Some(m) = p.as_object_mut() {
-        set_default(m, "timeoutSeconds", Value::from(1));
-        set_default(m, "periodSeconds", Value::from(10));
-        set_default(m, "successThreshold", Value::from(1));
-        set_default(m, "failureThreshold", Value::from(3));
-        if let Some(h) = m.get_mut("httpGet").and_then(Value::as_object_mut) {
-            set_default(h, "scheme", s("HTTP"));
-        }
-    }
-}
-
-fn default_container(c: &mut Value) {
-    let Some(m) = c.as_object_mut() else { return };
-    set_default(m, "terminationMessagePath", s("/dev/termination-log"));
-    set_default(m, "terminationMessagePolicy", s("File"));
-    if !is_set(m.get("imagePullPolicy")) {
-        if let Some(img) = m.get("image").and_then(Value::as_str) {
-            let p = image_pull_policy(img);
-            m.insert("imagePullPolicy".into(), s(p));
-        }
-    }
-    set_default(m, "resources", Value::Object(Map::new()));
-    if let Some(ports) = m.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-            set_default(p, "protocol", s("TCP"));
-        }
-    }
-    if let Some(env) = m.get_mut("env").and_then(Value::as_array_mut) {
-        for e in env.iter_mut() {
-            if let Some(fr) = e.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
-                set_default(fr, "apiVersion", s("v1"));
-            }
-        }
-    }
-    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        if let Some(p) = m.get_mut(probe) {
-            default_probe(p);
-        }
-    }
-}
-
-/// The pod-spec defaults kubectl users notice on workload templates
-/// (restartPolicy, dnsPolicy, schedulerName, container termination message,
-/// pull policy, port protocol, probe timings, volume modes).
+/// The core/v1 PodTemplateSpec defaults (`SetDefaults_PodSpec` and nested).
 pub(crate) fn default_pod_template(template: &mut Value) {
-    let Some(spec) = obj_mut(template, "spec") else { return };
-    set_default(spec, "restartPolicy", s("Always"));
-    set_default(spec, "terminationGracePeriodSeconds", Value::from(30));
-    set_default(spec, "dnsPolicy", s("ClusterFirst"));
-    set_default(spec, "securityContext", Value::Object(Map::new()));
-    set_default(spec, "schedulerName", s("default-scheduler"));
-    for key in ["containers", "initContainers"] {
-        if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
-            for c in cs.iter_mut() {
-                default_container(c);
-            }
-        }
-    }
-    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
-        for v in vols.iter_mut().filter_map(Value::as_object_mut) {
-            for (src, field) in [("configMap", "defaultMode"), ("secret", "defaultMode"), ("downwardAPI", "defaultMode"), ("projected", "defaultMode")] {
-                if let Some(m) = v.get_mut(src).and_then(Value::as_object_mut) {
-                    set_default(m, field, Value::from(420));
-                }
-            }
-            if let Some(m) = v.get_mut("hostPath").and_then(Value::as_object_mut) {
-                set_default(m, "type", s(""));
-            }
-        }
-    }
+    crate::core::default_pod_template_spec(template);
 }
 
-/// A minimal `ValidatePodTemplateSpec`: template labels, containers present,
-/// container names valid and unique, images present.
+/// `ValidatePodTemplateSpec` at `path`; a missing template is Required.
 pub(crate) fn validate_pod_template(template: Option<&Value>, path: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let Some(t) = template.filter(|t| t.is_object()) else {
-        errs.push(FieldError::required(path, ""));
-        return errs;
-    };
-    errs.extend(validate_labels(t.pointer("/metadata/labels"), &format!("{path}.labels")));
-    let spec_path = format!("{path}.spec");
-    let containers = ptr_arr(t, "/spec/containers");
-    if containers.is_empty() {
-        errs.push(FieldError::required(format!("{spec_path}.containers"), ""));
+    match template.filter(|t| t.is_object()) {
+        None => vec![FieldError::required(path, "")],
+        Some(t) => crate::core::validate_pod_template_spec(t, path),
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for (key, list) in [("initContainers", ptr_arr(t, "/spec/initContainers")), ("containers", containers)] {
-        for (i, c) in list.iter().enumerate() {
-            let cp = format!("{spec_path}.{key}[{i}]");
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-            if name.is_empty() {
-                errs.push(FieldError::required(format!("{cp}.name"), ""));
-            } else {
-                for msg in dns1123_label_errors(name) {
-                    errs.push(FieldError::invalid(format!("{cp}.name"), name, msg));
-                }
-                if !seen.insert(name.to_string()) {
-                    errs.push(FieldError::duplicate(format!("{cp}.name"), name));
-                }
-            }
-            if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-                errs.push(FieldError::required(format!("{cp}.image"), ""));
-            }
-        }
-    }
-    errs
 }
 
 #[cfg(test)]
@@ -851,14 +810,6 @@ mod tests {
         assert_eq!(qualified_name_errors("a/b/c").len(), 1);
         assert!(label_value_errors("").is_empty());
         assert_eq!(path_segment_errors("a/b"), vec!["may not contain '/'".to_string()]);
-    }
-
-    #[test]
-    fn pull_policy_defaults_on_tag() {
-        assert_eq!(image_pull_policy("nginx"), "Always");
-        assert_eq!(image_pull_policy("nginx:latest"), "Always");
-        assert_eq!(image_pull_policy("nginx:1.25"), "IfNotPresent");
-        assert_eq!(image_pull_policy("localhost:5000/nginx"), "Always");
     }
 
     #[test]

@@ -1,0 +1,107 @@
+# ferrokube — build, run and test a local Kubernetes made of Rust daemons.
+#
+#   make up      install deps, build, start a cluster (kubectl is then set up)
+#   make test    install deps, build, run every test (what CI runs)
+#   make down    delete the cluster
+#
+# Works on a fresh Debian 12 as root (or with sudo). Honours CARGO_TARGET_DIR.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+OUT_DIR := $(CURDIR)/_output
+BIN_DIR := $(OUT_DIR)/bin
+CLUSTER_NAME ?= ferrokube
+# Extra flags for `ferrokube create cluster`, e.g. CREATE_FLAGS="--wait 5m".
+CREATE_FLAGS ?=
+# Extra flags for `cargo nextest run`, e.g. NEXTEST_FLAGS="-E 'test(kubectl)'".
+NEXTEST_FLAGS ?=
+BENCH_ARGS ?=
+
+# Debian packages the build and the clusters need.
+APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
+
+.PHONY: all deps build up down test bench schemas lint fmt clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@if ! $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  echo "Installing cargo-nextest"; \
+	  $(CARGO) install cargo-nextest --locked; \
+	fi
+
+# Build every workspace binary in release mode and copy them to _output/bin.
+# The executables are taken from cargo's own JSON messages, so this follows
+# CARGO_TARGET_DIR and picks up new daemons without changes here.
+build:
+	@mkdir -p "$(BIN_DIR)"
+	@$(CARGO) build --release --workspace --bins --message-format=json-render-diagnostics \
+	  > "$(OUT_DIR)/build-messages.json"
+	@grep -o '"executable":"[^"]*"' "$(OUT_DIR)/build-messages.json" \
+	  | sed -e 's/^"executable":"//' -e 's/"$$//' | sort -u \
+	  | while read -r exe; do \
+	      cp -f "$$exe" "$(BIN_DIR)/"; \
+	      echo "  $(BIN_DIR)/$$(basename "$$exe")"; \
+	    done
+	@rm -f "$(OUT_DIR)/build-messages.json"
+
+up: deps build
+	@if "$(BIN_DIR)/ferrokube" get clusters 2>/dev/null | grep -qx "$(CLUSTER_NAME)"; then \
+	  echo "Cluster \"$(CLUSTER_NAME)\" already exists (run 'make down' first to recreate it)."; \
+	else \
+	  "$(BIN_DIR)/ferrokube" create cluster --name "$(CLUSTER_NAME)" $(CREATE_FLAGS); \
+	fi
+	@home="$${FERROKUBE_HOME:-$$HOME/.ferrokube}"; \
+	echo; \
+	echo "kubectl is set to context \"ferrokube-$(CLUSTER_NAME)\" in your kubeconfig; try:"; \
+	echo "  kubectl get ns"; \
+	echo "or use the cluster's own kubeconfig:"; \
+	echo "  export KUBECONFIG=$$home/clusters/$(CLUSTER_NAME)/kubeconfig"; \
+	echo "  kubectl get ns"; \
+	echo "Stop it with: make down"
+
+down:
+	@if [ -x "$(BIN_DIR)/ferrokube" ]; then \
+	  "$(BIN_DIR)/ferrokube" delete cluster --name "$(CLUSTER_NAME)"; \
+	else \
+	  $(CARGO) run --release -q -p ferrokube -- delete cluster --name "$(CLUSTER_NAME)"; \
+	fi
+
+# Tests run in the release profile so they reuse the artifacts of `build`.
+# FERROKUBE_BIN_DIR makes the end-to-end tests use (and require) the built
+# daemons.
+test: deps build
+	FERROKUBE_BIN_DIR="$(BIN_DIR)" $(CARGO) nextest run --release --workspace --no-fail-fast $(NEXTEST_FLAGS)
+
+bench: deps build
+	@if [ -f test-e2e/src/bin/bench.rs ] || grep -q '^name = "bench"' test-e2e/Cargo.toml; then \
+	  FERROKUBE_BIN_DIR="$(BIN_DIR)" $(CARGO) run --release -p test-e2e --bin bench -- $(BENCH_ARGS); \
+	else \
+	  echo "No bench binary yet (expected: cargo run -p test-e2e --bin bench)."; \
+	fi
+
+schemas:
+	$(CARGO) run --release -p schema-gen
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf "$(OUT_DIR)"

@@ -1,0 +1,167 @@
+//! Cluster certificates and the static token file.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use component_base::certs;
+
+use crate::state::Layout;
+
+/// The first address of the service CIDR (the `kubernetes` Service).
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+pub const ADMIN_USER: &str = "kubernetes-admin";
+pub const ADMIN_GROUP: &str = "system:masters";
+
+/// What create needs in memory after generating the PKI.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    pub admin_token: String,
+}
+
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+fn write_public(path: &Path, content: &str) -> Result<()> {
+    fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A random 128-bit token, hex encoded.
+pub fn random_token() -> Result<String> {
+    let mut buf = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The apiserver's serving certificate names.
+pub fn apiserver_sans() -> (Vec<String>, Vec<IpAddr>) {
+    let dns = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ips = ["127.0.0.1", KUBERNETES_SERVICE_IP]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (dns, ips)
+}
+
+/// One line of a kube-apiserver `--token-auth-file`:
+/// `token,user,uid,"group1,group2"`.
+pub fn token_line(token: &str, user: &str, uid: &str, groups: &[&str]) -> String {
+    format!("{token},{user},{uid},\"{}\"\n", groups.join(","))
+}
+
+/// Generate `pki/` and `tokens.csv` under the cluster directory.
+pub fn generate(layout: &Layout) -> Result<Pki> {
+    let dir = layout.pki();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    let (ca, ca_key) = certs::generate_ca("ferrokube-ca")?;
+    write_public(&layout.pki_file("ca.crt"), &ca)?;
+    write_private(&layout.pki_file("ca.key"), &ca_key)?;
+
+    let (dns, ips) = apiserver_sans();
+    let (crt, key) = certs::generate_serving_cert(&ca, &ca_key, "kube-apiserver", &dns, &ips)?;
+    write_public(&layout.pki_file("apiserver.crt"), &crt)?;
+    write_private(&layout.pki_file("apiserver.key"), &key)?;
+
+    let (admin_crt, admin_key) =
+        certs::generate_client_cert(&ca, &ca_key, ADMIN_USER, &[ADMIN_GROUP.to_string()])?;
+    write_public(&layout.pki_file("admin.crt"), &admin_crt)?;
+    write_private(&layout.pki_file("admin.key"), &admin_key)?;
+
+    let token = random_token()?;
+    write_private(
+        &layout.tokens(),
+        &token_line(&token, ADMIN_USER, ADMIN_USER, &[ADMIN_GROUP]),
+    )?;
+
+    Ok(Pki {
+        ca_pem: ca,
+        admin_cert_pem: admin_crt,
+        admin_key_pem: admin_key,
+        admin_token: token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use component_base::tls;
+
+    #[test]
+    fn generates_files() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path(), "p");
+        let pki = generate(&layout).unwrap();
+        for f in [
+            "ca.crt",
+            "ca.key",
+            "apiserver.crt",
+            "apiserver.key",
+            "admin.crt",
+            "admin.key",
+        ] {
+            assert!(layout.pki_file(f).is_file(), "{f}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(layout.pki_file("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let admin = tls::load_certs(layout.pki_file("admin.crt")).unwrap();
+        assert_eq!(
+            tls::peer_identity(&admin[0]).unwrap(),
+            (ADMIN_USER.to_string(), vec![ADMIN_GROUP.to_string()])
+        );
+        // The serving cert matches its key and chains to the CA.
+        tls::server_config(
+            layout.pki_file("apiserver.crt"),
+            layout.pki_file("apiserver.key"),
+            Some(&layout.pki_file("ca.crt")),
+        )
+        .unwrap();
+        let tokens = fs::read_to_string(layout.tokens()).unwrap();
+        assert_eq!(
+            tokens,
+            format!(
+                "{},kubernetes-admin,kubernetes-admin,\"system:masters\"\n",
+                pki.admin_token
+            )
+        );
+        assert_eq!(pki.admin_token.len(), 32);
+        assert_ne!(random_token().unwrap(), random_token().unwrap());
+    }
+
+    #[test]
+    fn token_lines() {
+        assert_eq!(token_line("t", "u", "1", &["a", "b"]), "t,u,1,\"a,b\"\n");
+        assert_eq!(token_line("t", "u", "1", &[]), "t,u,1,\"\"\n");
+    }
+}

@@ -1,0 +1,546 @@
+//! `make bench`: performance figures of a ferrokube cluster started with the
+//! `ferrokube` CLI (real etcd + kube-apiserver processes). Prints figures;
+//! asserts nothing. Method and results: docs/performance.md.
+//!
+//! 1. ConfigMap (1 KiB) create throughput and latency at 1/16/64 concurrent
+//!    clients through the apiserver (kube-rs), and raw etcd puts of the same
+//!    bytes at the same concurrency against the cluster's etcd.
+//! 2. Watch fan-out: N watchers on ConfigMaps of one namespace; per round
+//!    one create, time from the create response until every watcher has
+//!    received the ADDED event.
+//! 3. kube-apiserver RSS: idle, after creating 10k ConfigMaps, at the end.
+//!
+//! Options (all optional): --creates N (2000) --levels 1,16,64
+//! --watchers N (1000) --rounds N (20) --rss-objects N (10000)
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use test_e2e::Cluster;
+
+#[derive(Debug, Clone)]
+struct Opts {
+    creates: usize,
+    levels: Vec<usize>,
+    watchers: usize,
+    rounds: usize,
+    rss_objects: usize,
+}
+
+impl Opts {
+    fn parse() -> Result<Opts> {
+        let mut o = Opts { creates: 2000, levels: vec![1, 16, 64], watchers: 1000, rounds: 20, rss_objects: 10_000 };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut val = || args.next().ok_or_else(|| anyhow!("{a} needs a value"));
+            match a.as_str() {
+                "--creates" => o.creates = val()?.parse()?,
+                "--watchers" => o.watchers = val()?.parse()?,
+                "--rounds" => o.rounds = val()?.parse()?,
+                "--rss-objects" => o.rss_objects = val()?.parse()?,
+                "--levels" => {
+                    o.levels = val()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?
+                }
+                "-h" | "--help" => {
+                    println!(
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N]"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Latency sample set.
+#[derive(Debug, Clone, Default)]
+struct Lat {
+    samples: Vec<Duration>,
+}
+
+impl Lat {
+    fn new(mut samples: Vec<Duration>) -> Lat {
+        samples.sort();
+        Lat { samples }
+    }
+    fn pct(&self, p: f64) -> Duration {
+        if self.samples.is_empty() {
+            return Duration::ZERO;
+        }
+        let idx = ((p / 100.0) * self.samples.len() as f64).ceil() as usize;
+        self.samples[idx.clamp(1, self.samples.len()) - 1]
+    }
+    fn max(&self) -> Duration {
+        self.samples.last().copied().unwrap_or_default()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// Result of one create-throughput run.
+#[derive(Debug, Clone)]
+struct Run {
+    ops: usize,
+    errors: usize,
+    elapsed: Duration,
+    lat: Lat,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+const PAYLOAD_LEN: usize = 1024;
+
+fn payload() -> String {
+    // 1 KiB of printable, incompressible-ish text.
+    let mut s = String::with_capacity(PAYLOAD_LEN);
+    let mut x: u32 = 0x1234_5678;
+    while s.len() < PAYLOAD_LEN {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.push(char::from(b'a' + (x % 26) as u8));
+    }
+    s
+}
+
+fn configmap(name: &str, ns: &str, data: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta { name: Some(name.to_string()), namespace: Some(ns.to_string()), ..Default::default() },
+        data: Some(BTreeMap::from([("payload".to_string(), data.to_string())])),
+        ..Default::default()
+    }
+}
+
+async fn kube_client(cluster: &Cluster) -> Result<Client> {
+    let kc = Kubeconfig::read_from(&cluster.kubeconfig).context("reading kubeconfig")?;
+    let opts = KubeConfigOptions { context: Some(cluster.context.clone()), ..Default::default() };
+    let cfg = Config::from_custom_kubeconfig(kc, &opts).await.context("loading kubeconfig")?;
+    Ok(Client::try_from(cfg)?)
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns).await.with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
+}
+
+/// `n` ConfigMap creates in `ns` by `concurrency` workers.
+async fn api_creates(client: &Client, ns: &str, concurrency: usize, n: usize, data: &str) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let next = next.clone();
+        let first_error = first_error.clone();
+        let data = data.to_string();
+        let ns = ns.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let pp = PostParams::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let cm = configmap(&format!("cm-{i}"), &ns, &data);
+                let t = Instant::now();
+                match api.create(&pp, &cm).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.lock().unwrap().get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.expect("worker panicked");
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    if let Some(e) = first_error.lock().unwrap().take() {
+        eprintln!("  !! {errors} apiserver create errors; first: {e}");
+    }
+    Run { ops: all.len(), errors, elapsed, lat: Lat::new(all) }
+}
+
+/// `n` raw etcd puts of `value` under `prefix` by `concurrency` workers
+/// sharing one client (one gRPC channel), like the apiserver's.
+async fn etcd_puts(etcd: &etcd_client::Client, prefix: &str, concurrency: usize, n: usize, value: &[u8]) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut kv = etcd.kv_client();
+        let next = next.clone();
+        let value = value.to_vec();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut first = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                match kv.put(format!("{prefix}/{i}"), value.clone(), None).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(e) => {
+                        errors += 1;
+                        first.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            (lat, errors, first)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e, first) = t.await.expect("worker panicked");
+        if let Some(f) = first {
+            eprintln!("  !! etcd put error: {f}");
+        }
+        all.extend(lat);
+        errors += e;
+    }
+    Run { ops: all.len(), errors, elapsed: start.elapsed(), lat: Lat::new(all) }
+}
+
+/// VmRSS and VmHWM of a process, in KiB.
+fn rss_kib(pid: i32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status (is kube-apiserver still running?)"))?;
+    let field = |k: &str| -> Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(k)).ok_or_else(|| anyhow!("no {k} in status"))?;
+        Ok(line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad {line}"))?.parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Watch fan-out result.
+struct WatchResult {
+    watchers: usize,
+    rounds: usize,
+    connect: Duration,
+    /// Per round: create response → last watcher received.
+    all_delivered: Lat,
+    /// Per round: create request sent → last watcher received.
+    all_delivered_from_request: Lat,
+    /// Per (watcher, round): create response → received (0 if earlier).
+    per_watcher: Lat,
+    incomplete_rounds: usize,
+    failed_watchers: usize,
+}
+
+async fn watch_fanout(client: &Client, watch_client: &Client, watchers: usize, rounds: usize) -> Result<WatchResult> {
+    let ns = "bench-watch";
+    create_namespace(client, ns).await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let list = api.list_metadata(&ListParams::default()).await?;
+    let rv = list.metadata.resource_version.clone().unwrap_or_default();
+
+    // (watcher, object name, receipt time); watcher failures as name "".
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String, Instant)>();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let connect_start = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..watchers {
+        let wapi: Api<ConfigMap> = Api::namespaced(watch_client.clone(), ns);
+        let tx = tx.clone();
+        let ready_tx = ready_tx.clone();
+        let rv = rv.clone();
+        handles.push(tokio::spawn(async move {
+            let wp = WatchParams::default().timeout(290);
+            let stream = match wapi.watch(&wp, &rv).await {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(WatchEvent::Added(cm)) => {
+                        let now = Instant::now();
+                        let _ = tx.send((w, cm.metadata.name.unwrap_or_default(), now));
+                    }
+                    Ok(WatchEvent::Error(e)) => {
+                        eprintln!("  !! watcher {w}: error event {e:?}");
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("  !! watcher {w}: {e}");
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send((w, String::new(), Instant::now()));
+        }));
+    }
+    drop(ready_tx);
+    let mut connected = 0;
+    let mut failed = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while connected + failed < watchers {
+        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => connected += 1,
+            Ok(Some(Err(e))) => {
+                if failed == 0 {
+                    eprintln!("  !! watch failed to start: {e}");
+                }
+                failed += 1;
+            }
+            Ok(None) => break,
+            Err(_) => bail!("only {connected} of {watchers} watches started within 120s"),
+        }
+    }
+    let connect = connect_start.elapsed();
+    eprintln!("  {connected} watches started in {connect:.2?} ({failed} failed)");
+    if connected == 0 {
+        bail!("no watch could be started");
+    }
+
+    let mut dead: HashSet<usize> = HashSet::new();
+    let mut all_delivered = Vec::new();
+    let mut all_from_req = Vec::new();
+    let mut per_watcher = Vec::new();
+    let mut incomplete = 0;
+    // Round 0 is a warm-up and not counted.
+    for r in 0..=rounds {
+        let name = format!("round-{r}");
+        let t_req = Instant::now();
+        api.create(&PostParams::default(), &configmap(&name, ns, "x")).await?;
+        let t_resp = Instant::now();
+        let mut got: HashSet<usize> = HashSet::new();
+        let mut last = t_resp;
+        let mut delays = Vec::with_capacity(connected);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got.len() + dead.len() < connected {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                // A watcher whose stream ended.
+                Ok(Some((w, n, _))) if n.is_empty() => {
+                    dead.insert(w);
+                }
+                Ok(Some((w, n, at))) => {
+                    if n == name && got.insert(w) {
+                        last = last.max(at);
+                        delays.push(at.saturating_duration_since(t_resp));
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if got.len() < connected - dead.len() {
+            incomplete += 1;
+            eprintln!("  !! round {r}: only {} of {} watchers received the event within 10s", got.len(), connected - dead.len());
+        } else if r > 0 {
+            all_delivered.push(last.saturating_duration_since(t_resp));
+            all_from_req.push(last.saturating_duration_since(t_req));
+            per_watcher.extend(delays);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for h in &handles {
+        h.abort();
+    }
+    Ok(WatchResult {
+        watchers: connected,
+        rounds,
+        connect,
+        all_delivered: Lat::new(all_delivered),
+        all_delivered_from_request: Lat::new(all_from_req),
+        per_watcher: Lat::new(per_watcher),
+        incomplete_rounds: incomplete,
+        failed_watchers: failed + dead.len(),
+    })
+}
+
+fn main() -> Result<()> {
+    let opts = Opts::parse()?;
+    if std::env::var_os("FERROKUBE_BIN_DIR").is_none() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../_output/bin");
+        eprintln!("FERROKUBE_BIN_DIR not set; using {}", dir.display());
+        std::env::set_var("FERROKUBE_BIN_DIR", dir);
+    }
+    eprintln!("== starting cluster");
+    let cluster = Cluster::create();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let res = rt.block_on(run(&cluster, &opts));
+    drop(rt);
+    drop(cluster);
+    res
+}
+
+async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
+    let api_pid = cluster.pid("kube-apiserver");
+    let etcd_pid = cluster.pid("etcd");
+    let client = kube_client(cluster).await?;
+    let data = payload();
+    let sample = serde_json::to_vec(&configmap("cm-00000", "bench-api-64", &data))?;
+
+    // (3a) idle RSS.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (idle_rss, _) = rss_kib(api_pid)?;
+    let (etcd_idle_rss, _) = rss_kib(etcd_pid)?;
+    eprintln!("== idle: kube-apiserver RSS {} MiB (etcd {} MiB)", mib(idle_rss), mib(etcd_idle_rss));
+
+    // (3b) RSS after N ConfigMaps.
+    eprintln!("== creating {} ConfigMaps for the RSS figure", opts.rss_objects);
+    create_namespace(&client, "bench-rss").await?;
+    let fill = api_creates(&client, "bench-rss", 64, opts.rss_objects, &data).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_full, hwm_full) = rss_kib(api_pid)?;
+    eprintln!(
+        "  {} created in {:.2?} ({:.0}/s); RSS {} MiB (peak {} MiB)",
+        fill.ops,
+        fill.elapsed,
+        fill.per_sec(),
+        mib(rss_full),
+        mib(hwm_full)
+    );
+
+    // (1) create throughput, apiserver vs etcd.
+    let etcd = etcd_client::Client::connect([cluster.etcd_endpoint()], None).await.context("connecting to etcd")?;
+    let mut rows = Vec::new();
+    for &level in &opts.levels {
+        let ns = format!("bench-api-{level}");
+        create_namespace(&client, &ns).await?;
+        eprintln!("== {level} clients: {} apiserver creates", opts.creates);
+        let api = api_creates(&client, &ns, level, opts.creates, &data).await;
+        eprintln!("   {:.0}/s p50 {} ms p99 {} ms", api.per_sec(), ms(api.lat.pct(50.0)), ms(api.lat.pct(99.0)));
+        eprintln!("== {level} clients: {} etcd puts", opts.creates);
+        let raw = etcd_puts(&etcd, &format!("/ferrokube-bench/{level}"), level, opts.creates, &sample).await;
+        eprintln!("   {:.0}/s p50 {} ms p99 {} ms", raw.per_sec(), ms(raw.lat.pct(50.0)), ms(raw.lat.pct(99.0)));
+        rows.push((level, api, raw));
+    }
+
+    // (2) watch fan-out.
+    eprintln!("== {} watchers, {} rounds", opts.watchers, opts.rounds);
+    let watch_client = kube_client(cluster).await?;
+    let watch = watch_fanout(&client, &watch_client, opts.watchers, opts.rounds).await;
+    let (rss_end, hwm_end) = rss_kib(api_pid)?;
+
+    // Summary.
+    println!();
+    println!("## ferrokube benchmark summary");
+    println!();
+    println!(
+        "ConfigMap create, {} B payload ({} B JSON), {} creates per level; etcd: raw puts of the same bytes",
+        PAYLOAD_LEN,
+        sample.len(),
+        opts.creates
+    );
+    println!();
+    println!("| clients | apiserver creates/s | p50 ms | p99 ms | etcd puts/s | p50 ms | p99 ms | apiserver/etcd |");
+    println!("|--------:|--------------------:|-------:|-------:|------------:|-------:|-------:|---------------:|");
+    for (level, api, raw) in &rows {
+        println!(
+            "| {level} | {:.0}{} | {} | {} | {:.0}{} | {} | {} | {:.2} |",
+            api.per_sec(),
+            if api.errors > 0 { format!(" ({} errors)", api.errors) } else { String::new() },
+            ms(api.lat.pct(50.0)),
+            ms(api.lat.pct(99.0)),
+            raw.per_sec(),
+            if raw.errors > 0 { format!(" ({} errors)", raw.errors) } else { String::new() },
+            ms(raw.lat.pct(50.0)),
+            ms(raw.lat.pct(99.0)),
+            api.per_sec() / raw.per_sec()
+        );
+    }
+    println!();
+    match &watch {
+        Ok(w) => {
+            println!(
+                "Watch fan-out: {} watchers (started in {:.2?}, {} failed/ended), {} rounds, {} incomplete",
+                w.watchers, w.connect, w.failed_watchers, w.rounds, w.incomplete_rounds
+            );
+            println!();
+            println!("| measure | p50 ms | p99 ms | max ms |");
+            println!("|---------|-------:|-------:|-------:|");
+            println!(
+                "| all delivered (from create response) | {} | {} | {} |",
+                ms(w.all_delivered.pct(50.0)),
+                ms(w.all_delivered.pct(99.0)),
+                ms(w.all_delivered.max())
+            );
+            println!(
+                "| all delivered (from create request) | {} | {} | {} |",
+                ms(w.all_delivered_from_request.pct(50.0)),
+                ms(w.all_delivered_from_request.pct(99.0)),
+                ms(w.all_delivered_from_request.max())
+            );
+            println!(
+                "| per watcher (from create response) | {} | {} | {} |",
+                ms(w.per_watcher.pct(50.0)),
+                ms(w.per_watcher.pct(99.0)),
+                ms(w.per_watcher.max())
+            );
+        }
+        Err(e) => println!("Watch fan-out: FAILED: {e:#}"),
+    }
+    println!();
+    println!("| kube-apiserver RSS | MiB |");
+    println!("|--------------------|----:|");
+    println!("| idle (fresh cluster) | {} |", mib(idle_rss));
+    println!("| after {} ConfigMaps | {} (peak {}) |", fill.ops, mib(rss_full), mib(hwm_full));
+    println!("| end of run (all objects, after watch test) | {} (peak {}) |", mib(rss_end), mib(hwm_end));
+    println!();
+    if let Some((_, api, raw)) = rows.iter().find(|(l, _, _)| *l == 64) {
+        let ratio = api.per_sec() / raw.per_sec();
+        println!("target apiserver/etcd ≥ 0.70 at 64 clients: {:.2} {}", ratio, if ratio >= 0.7 { "MET" } else { "NOT MET" });
+    }
+    if let Ok(w) = &watch {
+        let p99 = w.all_delivered.pct(99.0);
+        println!(
+            "target watch all-delivered p99 ≤ 100 ms: {} ms {}",
+            ms(p99),
+            if p99 <= Duration::from_millis(100) && w.incomplete_rounds == 0 { "MET" } else { "NOT MET" }
+        );
+    }
+    println!(
+        "target idle RSS ≤ 40 MiB: {} MiB {}",
+        mib(idle_rss),
+        if idle_rss <= 40 * 1024 { "MET" } else { "NOT MET" }
+    );
+    watch.map(|_| ())
+}
