@@ -27,7 +27,13 @@ async fn probe_port(name: &str, port: u16) -> Value {
     let url = format!("https://127.0.0.1:{port}/healthz");
     match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await {
         Ok(Ok(_)) => status(name, true, "ok", ""),
-        Ok(Err(e)) => status(name, false, "", &format!("Get \"{url}\": dial tcp 127.0.0.1:{port}: connect: {e}")),
+        Ok(Err(e)) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                _ => e.to_string(),
+            };
+            status(name, false, "", &format!("Get \"{url}\": dial tcp 127.0.0.1:{port}: connect: {reason}"))
+        }
         Err(_) => status(name, false, "", &format!("Get \"{url}\": context deadline exceeded")),
     }
 }

@@ -84,3 +84,48 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::request_info;
+    use tower::ServiceExt;
+
+    fn req(method: http::Method, path: &str) -> http::Request<()> {
+        let mut r = http::Request::builder().method(method.clone()).uri(path).body(()).unwrap();
+        r.extensions_mut().insert(request_info::parse(&method, path, false));
+        r
+    }
+
+    #[tokio::test]
+    async fn request_over_the_limit_gets_429_with_retry_after() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let g = gate.clone();
+        let inner = tower::service_fn(move |_r: http::Request<()>| {
+            let g = g.clone();
+            async move {
+                g.notified().await;
+                Ok::<_, std::convert::Infallible>(crate::endpoints::text_response(200, "ok"))
+            }
+        });
+        let svc = MaxInFlightLayer::new(1, 1, Arc::new(Metrics::new())).layer(inner);
+        let first = tokio::spawn(svc.clone().oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let second = svc.clone().oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")).await.unwrap();
+        assert_eq!(second.status(), 429);
+        assert_eq!(second.headers().get(http::header::RETRY_AFTER).unwrap(), "1");
+        // A mutating request has its own budget.
+        let w = tokio::spawn(svc.clone().oneshot(req(http::Method::POST, "/api/v1/namespaces/a/configmaps")));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gate.notify_waiters();
+        assert_eq!(first.await.unwrap().unwrap().status(), 200);
+        assert_eq!(w.await.unwrap().unwrap().status(), 200);
+        // Capacity is released when requests finish.
+        let g2 = gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            g2.notify_waiters();
+        });
+        assert_eq!(svc.oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")).await.unwrap().status(), 200);
+    }
+}

@@ -46,6 +46,25 @@ fn scope(info: &RequestInfo) -> &'static str {
     }
 }
 
+/// The verb label upstream records: the HTTP method for writes and gets,
+/// LIST and WATCH for collection reads.
+fn canonical_verb(info: &RequestInfo) -> String {
+    if !info.is_resource_request {
+        return info.verb.to_ascii_uppercase();
+    }
+    match info.verb.as_str() {
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" => "PATCH",
+        "delete" | "deletecollection" => "DELETE",
+        "get" => "GET",
+        "list" => "LIST",
+        "watch" => "WATCH",
+        other => return other.to_ascii_uppercase(),
+    }
+    .to_string()
+}
+
 fn watch_param(query: Option<&str>) -> bool {
     query
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1")))
@@ -82,7 +101,7 @@ where
                 metrics.longrunning.with_label_values(&labels_long).inc();
             }
             let resp = inner.call(req).await;
-            let verb = if info.is_resource_request { info.verb.to_ascii_uppercase() } else { info.verb.to_ascii_uppercase() };
+            let verb = canonical_verb(&info);
             let (group, version, resource) = if info.is_resource_request {
                 (info.api_group.as_str(), info.api_version.as_str(), info.resource.as_str())
             } else {
