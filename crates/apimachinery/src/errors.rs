@@ -219,6 +219,14 @@ impl ApiError {
 
     /// 422: `Pod "x" is invalid: [a: Required value, b: Invalid value: ...]`.
     pub fn invalid(kind: &str, group: &str, name: &str, errs: &[FieldError]) -> Self {
+        // Upstream drops repeated messages when it aggregates field errors.
+        let mut uniq: Vec<FieldError> = Vec::with_capacity(errs.len());
+        for e in errs {
+            if !uniq.iter().any(|u| u.to_string() == e.to_string()) {
+                uniq.push(e.clone());
+            }
+        }
+        let errs = &uniq[..];
         let msg = match errs.len() {
             0 => format!("{kind} {name:?} is invalid"),
             1 => format!("{kind} {name:?} is invalid: {}", errs[0]),

@@ -62,8 +62,9 @@ pub fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     if examples.is_empty() {
         return format!("{msg} (regex used for validation is '{fmt}')");
     }
-    let ex: Vec<String> = examples.iter().map(|e| format!("'{e}'")).collect();
-    format!("{msg} (e.g. {}, regex used for validation is '{fmt}')", ex.join(" or "))
+    // Upstream writes each example as "'x', " and joins them with " or ".
+    let ex: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
+    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", ex.join(" or "))
 }
 
 /// `must be non-empty`.
@@ -639,7 +640,7 @@ mod tests {
         let e = is_dns1123_label("-a");
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("a lowercase RFC 1123 label must consist of"));
-        assert!(e[0].contains("(e.g. 'my-name' or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
+        assert!(e[0].contains("(e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
     }
 
     #[test]
@@ -682,7 +683,7 @@ mod tests {
         assert!(is_valid_label_value("v1.2_x").is_empty());
         let e = is_valid_label_value("-x");
         assert_eq!(e.len(), 1);
-        assert!(e[0].contains("(e.g. 'MyValue' or 'my_value' or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+        assert!(e[0].contains("(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
         assert_eq!(is_valid_label_value(&"a".repeat(64)), vec!["must be no more than 63 characters".to_string()]);
     }
 

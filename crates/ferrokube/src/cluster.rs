@@ -540,4 +540,36 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn orphans_found_by_pid_file_and_marker() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path(), "orph");
+        claim_dir(&layout).unwrap();
+        let c = Component {
+            name: "sleeper".into(),
+            binary: PathBuf::from("/bin/sh"),
+            // $0 is the cluster dir, so the command line carries the marker.
+            args: vec!["-c".into(), "sleep 300; true".into(), layout.marker()],
+            env: vec![],
+            log_file: layout.log_file("sleeper"),
+            readiness: Readiness::None,
+        };
+        let p = process::spawn(&c, &layout.dir).unwrap();
+        // Only a pid file survives (cluster.json lost).
+        fs::create_dir_all(layout.pids()).unwrap();
+        fs::write(layout.pid_file("sleeper"), format!("{}\n", p.pid)).unwrap();
+        fs::write(layout.pid_file("bogus"), "not a pid").unwrap();
+        fs::write(layout.pid_file("init"), "1").unwrap();
+        let found = orphan_processes(&layout, None);
+        assert_eq!(found.iter().map(|p| p.pid).collect::<Vec<_>>(), [p.pid]);
+        // A live cluster cannot be claimed again.
+        let err = claim_dir(&layout).unwrap_err().to_string();
+        assert_eq!(err, "cluster 'orph' already exists");
+        assert_eq!(stop_all(&layout, None), ["sleeper"]);
+        assert!(!process::pid_running(p.pid));
+        // Now it is stale: claiming clears and recreates it.
+        claim_dir(&layout).unwrap();
+        assert!(!layout.pids().exists());
+    }
 }

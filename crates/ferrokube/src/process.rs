@@ -191,7 +191,7 @@ impl RunningProcess {
             return start_time(self.pid) == Some(want);
         }
         match proc_cmdline(self.pid) {
-            Some(cmd) if cmd == self.cmdline => true,
+            Some(cmd) if !self.cmdline.is_empty() && cmd == self.cmdline => true,
             Some(cmd) => !marker.is_empty() && cmd.iter().any(|a| a.contains(marker)),
             None => false,
         }

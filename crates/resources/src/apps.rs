@@ -8,9 +8,10 @@ use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use crate::other::common::{
-    column, container_cells, controller_ref, default_pod_template, format_label_selector, format_labels, go_label_selector, go_string_map, int_or_percent_value, invalid_raw,
-    is_set, nonnegative, not_more_than_100_percent, obj_mut, obj_path_mut, parse_selector, ptr_i64, ptr_str, s,
-    set_default, string_map, validate_label_selector, validate_pod_template,
+    column, container_cells, controller_ref, default_pod_template, format_label_selector,
+    format_labels, go_label_selector, go_string_map, int_or_percent_value, invalid_raw, is_set,
+    nonnegative, not_more_than_100_percent, obj_mut, obj_path_mut, parse_selector, ptr_i64,
+    ptr_str, s, set_default, string_map, validate_label_selector, validate_pod_template,
     validate_positive_int_or_percent, without_meta_status, CONTAINERS_DESC, IMAGES_DESC,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
@@ -50,7 +51,15 @@ fn validate_selector_and_template(obj: &Value, kind_word: &str, rs_like: bool) -
     match parse_selector(sel) {
         Err(_) => {
             let repr = sel.map(go_label_selector).unwrap_or_else(|| "null".into());
-            errs.push(invalid_raw("spec.selector", &repr, if rs_like { "invalid label selector" } else { "" }));
+            errs.push(invalid_raw(
+                "spec.selector",
+                &repr,
+                if rs_like {
+                    "invalid label selector"
+                } else {
+                    ""
+                },
+            ));
         }
         Ok(selector) => {
             let template = obj.pointer("/spec/template");
@@ -74,8 +83,14 @@ fn validate_selector_and_template(obj: &Value, kind_word: &str, rs_like: bool) -
 }
 
 fn selector_is_empty(sel: &Value) -> bool {
-    let ml = sel.get("matchLabels").and_then(Value::as_object).map_or(0, Map::len);
-    let me = sel.get("matchExpressions").and_then(Value::as_array).map_or(0, Vec::len);
+    let ml = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map_or(0, Map::len);
+    let me = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     ml + me == 0
 }
 
@@ -84,7 +99,11 @@ fn restart_always(obj: &Value, kind: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let rp = ptr_str(obj, "/spec/template/spec/restartPolicy").unwrap_or("");
     if rp != "Always" {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
     }
     if is_set(obj.pointer("/spec/template/spec/activeDeadlineSeconds")) {
         errs.push(FieldError::forbidden(
@@ -111,16 +130,28 @@ fn status_changed(new: &Value, old: &Value) -> bool {
 }
 
 /// Non-negative status counters and "cannot be greater than" relations.
-fn validate_status_counts(obj: &Value, nonneg: &[&str], not_above_replicas: &[&str]) -> Vec<FieldError> {
+fn validate_status_counts(
+    obj: &Value,
+    nonneg: &[&str],
+    not_above_replicas: &[&str],
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for f in nonneg {
-        errs.extend(nonnegative(obj, &format!("/status/{f}"), &format!("status.{f}")));
+        errs.extend(nonnegative(
+            obj,
+            &format!("/status/{f}"),
+            &format!("status.{f}"),
+        ));
     }
     let replicas = ptr_i64(obj, "/status/replicas").unwrap_or(0);
     for f in not_above_replicas {
         if let Some(n) = ptr_i64(obj, &format!("/status/{f}")) {
             if n > replicas {
-                errs.push(FieldError::invalid(format!("status.{f}"), n, "cannot be greater than status.replicas"));
+                errs.push(FieldError::invalid(
+                    format!("status.{f}"),
+                    n,
+                    "cannot be greater than status.replicas",
+                ));
             }
         }
     }
@@ -131,7 +162,11 @@ fn collision_not_decremented(new: &Value, old: &Value) -> Option<FieldError> {
     let o = ptr_i64(old, "/status/collisionCount")?;
     let n = ptr_i64(new, "/status/collisionCount");
     if n.is_none_or(|n| n < o) {
-        return Some(FieldError::invalid("status.collisionCount", n.unwrap_or(0), "cannot be decremented"));
+        return Some(FieldError::invalid(
+            "status.collisionCount",
+            n.unwrap_or(0),
+            "cannot be decremented",
+        ));
     }
     None
 }
@@ -181,17 +216,26 @@ impl Strategy for Deployments {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
         set_default(spec, "replicas", Value::from(1));
         set_default(spec, "revisionHistoryLimit", Value::from(10));
         set_default(spec, "progressDeadlineSeconds", Value::from(600));
         if let Some(strategy) = obj_path_mut(obj, &["spec", "strategy"]) {
-            if strategy.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if strategy
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 strategy.insert("type".into(), s("RollingUpdate"));
             }
             if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
                 set_default(strategy, "rollingUpdate", Value::Object(Map::new()));
-                if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+                if let Some(ru) = strategy
+                    .get_mut("rollingUpdate")
+                    .and_then(Value::as_object_mut)
+                {
                     set_default(ru, "maxUnavailable", s("25%"));
                     set_default(ru, "maxSurge", s("25%"));
                 }
@@ -205,7 +249,8 @@ impl Strategy for Deployments {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         // Annotation changes bump the generation too (they are copied to the
         // replica sets); spec changes are the store's business.
-        let annotations_changed = new.pointer("/metadata/annotations") != old.pointer("/metadata/annotations");
+        let annotations_changed =
+            new.pointer("/metadata/annotations") != old.pointer("/metadata/annotations");
         if annotations_changed && without_meta_status(new) == without_meta_status(old) {
             if let Some(g) = ptr_i64(old, "/metadata/generation") {
                 if let Some(meta) = obj_mut(new, "metadata") {
@@ -219,12 +264,28 @@ impl Strategy for Deployments {
         let mut errs = nonnegative(obj, "/spec/replicas", "spec.replicas");
         errs.extend(validate_selector_and_template(obj, "deployment", true));
         errs.extend(validate_deployment_strategy(obj));
-        errs.extend(nonnegative(obj, "/spec/minReadySeconds", "spec.minReadySeconds"));
-        errs.extend(nonnegative(obj, "/spec/revisionHistoryLimit", "spec.revisionHistoryLimit"));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/minReadySeconds",
+            "spec.minReadySeconds",
+        ));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/revisionHistoryLimit",
+            "spec.revisionHistoryLimit",
+        ));
         if let Some(pds) = ptr_i64(obj, "/spec/progressDeadlineSeconds") {
-            errs.extend(nonnegative(obj, "/spec/progressDeadlineSeconds", "spec.progressDeadlineSeconds"));
+            errs.extend(nonnegative(
+                obj,
+                "/spec/progressDeadlineSeconds",
+                "spec.progressDeadlineSeconds",
+            ));
             if pds <= ptr_i64(obj, "/spec/minReadySeconds").unwrap_or(0) {
-                errs.push(FieldError::invalid("spec.progressDeadlineSeconds", pds, "must be greater than minReadySeconds"));
+                errs.push(FieldError::invalid(
+                    "spec.progressDeadlineSeconds",
+                    pds,
+                    "must be greater than minReadySeconds",
+                ));
             }
         }
         errs
@@ -236,12 +297,27 @@ impl Strategy for Deployments {
         if status_changed(new, old) {
             errs.extend(validate_status_counts(
                 new,
-                &["observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas", "collisionCount"],
+                &[
+                    "observedGeneration",
+                    "replicas",
+                    "updatedReplicas",
+                    "readyReplicas",
+                    "availableReplicas",
+                    "unavailableReplicas",
+                    "collisionCount",
+                ],
                 &["updatedReplicas", "readyReplicas", "availableReplicas"],
             ));
-            if let (Some(a), Some(r)) = (ptr_i64(new, "/status/availableReplicas"), ptr_i64(new, "/status/readyReplicas")) {
+            if let (Some(a), Some(r)) = (
+                ptr_i64(new, "/status/availableReplicas"),
+                ptr_i64(new, "/status/readyReplicas"),
+            ) {
                 if a > r {
-                    errs.push(FieldError::invalid("status.availableReplicas", a, "cannot be greater than readyReplicas"));
+                    errs.push(FieldError::invalid(
+                        "status.availableReplicas",
+                        a,
+                        "cannot be greater than readyReplicas",
+                    ));
                 }
             }
             errs.extend(collision_not_decremented(new, old));
@@ -281,7 +357,10 @@ impl Strategy for Deployments {
 
 fn validate_deployment_strategy(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let strategy = obj.pointer("/spec/strategy").cloned().unwrap_or(Value::Null);
+    let strategy = obj
+        .pointer("/spec/strategy")
+        .cloned()
+        .unwrap_or(Value::Null);
     let ru = strategy.get("rollingUpdate").filter(|v| !v.is_null());
     match strategy.get("type").and_then(Value::as_str).unwrap_or("") {
         "Recreate" => {
@@ -300,8 +379,14 @@ fn validate_deployment_strategy(obj: &Value) -> Vec<FieldError> {
             Some(ru) => {
                 let mu = ru.get("maxUnavailable").cloned().unwrap_or(Value::from(0));
                 let ms = ru.get("maxSurge").cloned().unwrap_or(Value::from(0));
-                errs.extend(validate_positive_int_or_percent(&mu, "spec.strategy.rollingUpdate.maxUnavailable"));
-                errs.extend(validate_positive_int_or_percent(&ms, "spec.strategy.rollingUpdate.maxSurge"));
+                errs.extend(validate_positive_int_or_percent(
+                    &mu,
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                ));
+                errs.extend(validate_positive_int_or_percent(
+                    &ms,
+                    "spec.strategy.rollingUpdate.maxSurge",
+                ));
                 if int_or_percent_value(&mu) == 0 && int_or_percent_value(&ms) == 0 {
                     errs.push(FieldError::invalid(
                         "spec.strategy.rollingUpdate.maxUnavailable",
@@ -309,10 +394,17 @@ fn validate_deployment_strategy(obj: &Value) -> Vec<FieldError> {
                         "may not be 0 when `maxSurge` is 0",
                     ));
                 }
-                errs.extend(not_more_than_100_percent(&mu, "spec.strategy.rollingUpdate.maxUnavailable"));
+                errs.extend(not_more_than_100_percent(
+                    &mu,
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                ));
             }
         },
-        _ => errs.push(FieldError::not_supported("spec.strategy", strategy.clone(), &["Recreate", "RollingUpdate"])),
+        _ => errs.push(FieldError::not_supported(
+            "spec.strategy",
+            strategy.clone(),
+            &["Recreate", "RollingUpdate"],
+        )),
     }
     errs
 }
@@ -345,7 +437,9 @@ impl Strategy for ReplicaSets {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
         set_default(spec, "replicas", Value::from(1));
         if let Some(t) = obj.pointer_mut("/spec/template") {
             default_pod_template(t);
@@ -354,7 +448,11 @@ impl Strategy for ReplicaSets {
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = nonnegative(obj, "/spec/replicas", "spec.replicas");
-        errs.extend(nonnegative(obj, "/spec/minReadySeconds", "spec.minReadySeconds"));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/minReadySeconds",
+            "spec.minReadySeconds",
+        ));
         // Upstream's message really says "deployment" here.
         errs.extend(validate_selector_and_template(obj, "deployment", true));
         errs
@@ -366,12 +464,25 @@ impl Strategy for ReplicaSets {
         if status_changed(new, old) {
             errs.extend(validate_status_counts(
                 new,
-                &["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"],
+                &[
+                    "replicas",
+                    "fullyLabeledReplicas",
+                    "readyReplicas",
+                    "availableReplicas",
+                    "observedGeneration",
+                ],
                 &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
             ));
-            if let (Some(a), Some(r)) = (ptr_i64(new, "/status/availableReplicas"), ptr_i64(new, "/status/readyReplicas")) {
+            if let (Some(a), Some(r)) = (
+                ptr_i64(new, "/status/availableReplicas"),
+                ptr_i64(new, "/status/readyReplicas"),
+            ) {
                 if a > r {
-                    errs.push(FieldError::invalid("status.availableReplicas", a, "cannot be greater than readyReplicas"));
+                    errs.push(FieldError::invalid(
+                        "status.availableReplicas",
+                        a,
+                        "cannot be greater than readyReplicas",
+                    ));
                 }
             }
         }
@@ -432,14 +543,24 @@ impl Strategy for StatefulSets {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
-        if spec.get("podManagementPolicy").and_then(Value::as_str).is_none_or(str::is_empty) {
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
+        if spec
+            .get("podManagementPolicy")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             spec.insert("podManagementPolicy".into(), s("OrderedReady"));
         }
         set_default(spec, "replicas", Value::from(1));
         set_default(spec, "revisionHistoryLimit", Value::from(10));
         if let Some(us) = obj_path_mut(obj, &["spec", "updateStrategy"]) {
-            if us.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if us
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 us.insert("type".into(), s("RollingUpdate"));
                 set_default(us, "rollingUpdate", Value::Object(Map::new()));
             }
@@ -459,7 +580,10 @@ impl Strategy for StatefulSets {
         if let Some(t) = obj.pointer_mut("/spec/template") {
             default_pod_template(t);
         }
-        if let Some(vcts) = obj.pointer_mut("/spec/volumeClaimTemplates").and_then(Value::as_array_mut) {
+        if let Some(vcts) = obj
+            .pointer_mut("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array_mut)
+        {
             for pvc in vcts.iter_mut() {
                 if let Some(spec) = pvc.get_mut("spec") {
                     crate::core::default_pvc_spec(spec);
@@ -482,11 +606,23 @@ impl Strategy for StatefulSets {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_statefulset_spec(new);
-        let mutable = ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
+        let mutable = [
+            "replicas",
+            "ordinals",
+            "template",
+            "updateStrategy",
+            "persistentVolumeClaimRetentionPolicy",
+            "minReadySeconds",
+        ];
         let rest = |v: &Value| -> Map<String, Value> {
             v.get("spec")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().filter(|(k, _)| !mutable.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| !mutable.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         if rest(new) != rest(old) {
@@ -498,12 +634,32 @@ impl Strategy for StatefulSets {
         if status_changed(new, old) {
             errs.extend(validate_status_counts(
                 new,
-                &["replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas", "observedGeneration", "collisionCount"],
-                &["readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas"],
+                &[
+                    "replicas",
+                    "readyReplicas",
+                    "currentReplicas",
+                    "updatedReplicas",
+                    "availableReplicas",
+                    "observedGeneration",
+                    "collisionCount",
+                ],
+                &[
+                    "readyReplicas",
+                    "currentReplicas",
+                    "updatedReplicas",
+                    "availableReplicas",
+                ],
             ));
-            if let (Some(a), Some(r)) = (ptr_i64(new, "/status/availableReplicas"), ptr_i64(new, "/status/readyReplicas")) {
+            if let (Some(a), Some(r)) = (
+                ptr_i64(new, "/status/availableReplicas"),
+                ptr_i64(new, "/status/readyReplicas"),
+            ) {
                 if a > r {
-                    errs.push(FieldError::invalid("status.availableReplicas", a, "cannot be greater than status.readyReplicas"));
+                    errs.push(FieldError::invalid(
+                        "status.availableReplicas",
+                        a,
+                        "cannot be greater than status.readyReplicas",
+                    ));
                 }
             }
             errs.extend(collision_not_decremented(new, old));
@@ -531,9 +687,16 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
     match ptr_str(obj, "/spec/podManagementPolicy").unwrap_or("") {
         "" => errs.push(FieldError::required("spec.podManagementPolicy", "")),
         "OrderedReady" | "Parallel" => {}
-        other => errs.push(FieldError::invalid("spec.podManagementPolicy", other, "must be 'OrderedReady' or 'Parallel'")),
+        other => errs.push(FieldError::invalid(
+            "spec.podManagementPolicy",
+            other,
+            "must be 'OrderedReady' or 'Parallel'",
+        )),
     }
-    let us = obj.pointer("/spec/updateStrategy").cloned().unwrap_or(Value::Null);
+    let us = obj
+        .pointer("/spec/updateStrategy")
+        .cloned()
+        .unwrap_or(Value::Null);
     let ru = us.get("rollingUpdate").filter(|v| !v.is_null());
     match us.get("type").and_then(Value::as_str).unwrap_or("") {
         "" => errs.push(FieldError::required("spec.updateStrategy", "")),
@@ -548,7 +711,11 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
         }
         "RollingUpdate" => {
             if let Some(ru) = ru {
-                errs.extend(nonnegative(ru, "/partition", "spec.updateStrategy.rollingUpdate.partition"));
+                errs.extend(nonnegative(
+                    ru,
+                    "/partition",
+                    "spec.updateStrategy.rollingUpdate.partition",
+                ));
                 if let Some(mu) = ru.get("maxUnavailable").filter(|v| !v.is_null()) {
                     let p = "spec.updateStrategy.rollingUpdate.maxUnavailable";
                     errs.extend(validate_positive_int_or_percent(mu, p));
@@ -559,9 +726,16 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
                 }
             }
         }
-        _ => errs.push(FieldError::invalid("spec.updateStrategy", us.clone(), "must be 'RollingUpdate' or 'OnDelete'")),
+        _ => errs.push(FieldError::invalid(
+            "spec.updateStrategy",
+            us.clone(),
+            "must be 'RollingUpdate' or 'OnDelete'",
+        )),
     }
-    if let Some(p) = obj.pointer("/spec/persistentVolumeClaimRetentionPolicy").filter(|v| !v.is_null()) {
+    if let Some(p) = obj
+        .pointer("/spec/persistentVolumeClaimRetentionPolicy")
+        .filter(|v| !v.is_null())
+    {
         for k in ["whenDeleted", "whenScaled"] {
             let v = p.get(k).and_then(Value::as_str).unwrap_or("");
             if v != "Retain" && v != "Delete" {
@@ -574,15 +748,27 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
         }
     }
     errs.extend(nonnegative(obj, "/spec/replicas", "spec.replicas"));
-    errs.extend(nonnegative(obj, "/spec/minReadySeconds", "spec.minReadySeconds"));
-    errs.extend(nonnegative(obj, "/spec/ordinals/start", "spec.ordinals.start"));
+    errs.extend(nonnegative(
+        obj,
+        "/spec/minReadySeconds",
+        "spec.minReadySeconds",
+    ));
+    errs.extend(nonnegative(
+        obj,
+        "/spec/ordinals/start",
+        "spec.ordinals.start",
+    ));
     let sel = obj.pointer("/spec/selector").filter(|v| !v.is_null());
     match sel {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
             errs.extend(validate_label_selector(Some(sel), "spec.selector", false));
             if selector_is_empty(sel) {
-                errs.push(invalid_raw("spec.selector", &go_label_selector(sel), "empty selector is invalid for statefulset"));
+                errs.push(invalid_raw(
+                    "spec.selector",
+                    &go_label_selector(sel),
+                    "empty selector is invalid for statefulset",
+                ));
             }
         }
     }
@@ -616,7 +802,11 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
     }
     let rp = ptr_str(obj, "/spec/template/spec/restartPolicy").unwrap_or("");
     if rp != "Always" {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
     }
     if is_set(obj.pointer("/spec/template/spec/activeDeadlineSeconds")) {
         errs.push(FieldError::forbidden(
@@ -649,16 +839,53 @@ static DAEMONSETS: ResourceInfo = ResourceInfo {
 
 pub struct DaemonSets;
 
+/// v1 carries the internal `spec.templateGeneration` in this annotation; the
+/// server owns it: 1 on create, +1 whenever the pod template changes.
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+fn set_template_generation(obj: &mut Value, g: i64) {
+    if let Some(anns) = obj_path_mut(obj, &["metadata", "annotations"]) {
+        anns.insert(TEMPLATE_GENERATION.into(), s(g.to_string()));
+    }
+}
+
 impl Strategy for DaemonSets {
     fn info(&self) -> &ResourceInfo {
         &DAEMONSETS
     }
 
+    fn prepare_for_create(&self, obj: &mut Value) {
+        set_template_generation(obj, 1);
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let old_gen = old
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(TEMPLATE_GENERATION))
+            .and_then(Value::as_str)
+            .and_then(|g| g.parse::<i64>().ok())
+            .unwrap_or(0);
+        // Compare defaulted templates: the old one is stored defaulted.
+        let mut new_template = new
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
+        default_pod_template(&mut new_template);
+        let changed = Some(&new_template) != old.pointer("/spec/template");
+        set_template_generation(new, if changed { old_gen + 1 } else { old_gen });
+    }
+
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
         set_default(spec, "revisionHistoryLimit", Value::from(10));
         if let Some(us) = obj_path_mut(obj, &["spec", "updateStrategy"]) {
-            if us.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if us
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 us.insert("type".into(), s("RollingUpdate"));
             }
             if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
@@ -679,7 +906,8 @@ impl Strategy for DaemonSets {
         let sel = obj.pointer("/spec/selector").filter(|v| !v.is_null());
         errs.extend(validate_label_selector(sel, "spec.selector", false));
         if let Ok(selector) = parse_selector(sel) {
-            let labels = string_map(obj.pointer("/spec/template/metadata/labels")).unwrap_or_default();
+            let labels =
+                string_map(obj.pointer("/spec/template/metadata/labels")).unwrap_or_default();
             if !selector.matches(&labels) {
                 errs.push(invalid_raw(
                     "spec.template.metadata.labels",
@@ -690,15 +918,34 @@ impl Strategy for DaemonSets {
         }
         if let Some(sel) = sel {
             if selector_is_empty(sel) {
-                errs.push(invalid_raw("spec.selector", &go_label_selector(sel), "empty selector is invalid for daemonset"));
+                errs.push(invalid_raw(
+                    "spec.selector",
+                    &go_label_selector(sel),
+                    "empty selector is invalid for daemonset",
+                ));
             }
         }
-        errs.extend(validate_pod_template(obj.pointer("/spec/template"), "spec.template"));
+        errs.extend(validate_pod_template(
+            obj.pointer("/spec/template"),
+            "spec.template",
+        ));
         errs.extend(restart_always(obj, "DaemonSet"));
-        errs.extend(nonnegative(obj, "/spec/minReadySeconds", "spec.minReadySeconds"));
-        errs.extend(nonnegative(obj, "/spec/templateGeneration", "spec.templateGeneration"));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/minReadySeconds",
+            "spec.minReadySeconds",
+        ));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/templateGeneration",
+            "spec.templateGeneration",
+        ));
         errs.extend(validate_daemonset_update_strategy(obj));
-        errs.extend(nonnegative(obj, "/spec/revisionHistoryLimit", "spec.revisionHistoryLimit"));
+        errs.extend(nonnegative(
+            obj,
+            "/spec/revisionHistoryLimit",
+            "spec.revisionHistoryLimit",
+        ));
         errs
     }
 
@@ -761,29 +1008,55 @@ impl Strategy for DaemonSets {
 
 fn validate_daemonset_update_strategy(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let us = obj.pointer("/spec/updateStrategy").cloned().unwrap_or(Value::Null);
+    let us = obj
+        .pointer("/spec/updateStrategy")
+        .cloned()
+        .unwrap_or(Value::Null);
     match us.get("type").and_then(Value::as_str).unwrap_or("") {
         "OnDelete" => {}
         "RollingUpdate" => match us.get("rollingUpdate").filter(|v| !v.is_null()) {
-            None => errs.push(FieldError::required("spec.updateStrategy.rollingUpdate", "")),
+            None => errs.push(FieldError::required(
+                "spec.updateStrategy.rollingUpdate",
+                "",
+            )),
             Some(ru) => {
                 let p = "spec.updateStrategy.rollingUpdate";
                 let mu = ru.get("maxUnavailable").cloned().unwrap_or(Value::from(0));
                 let ms = ru.get("maxSurge").cloned().unwrap_or(Value::from(0));
-                errs.extend(validate_positive_int_or_percent(&mu, &format!("{p}.maxUnavailable")));
-                errs.extend(validate_positive_int_or_percent(&ms, &format!("{p}.maxSurge")));
-                errs.extend(not_more_than_100_percent(&mu, &format!("{p}.maxUnavailable")));
+                errs.extend(validate_positive_int_or_percent(
+                    &mu,
+                    &format!("{p}.maxUnavailable"),
+                ));
+                errs.extend(validate_positive_int_or_percent(
+                    &ms,
+                    &format!("{p}.maxSurge"),
+                ));
+                errs.extend(not_more_than_100_percent(
+                    &mu,
+                    &format!("{p}.maxUnavailable"),
+                ));
                 errs.extend(not_more_than_100_percent(&ms, &format!("{p}.maxSurge")));
                 let has_unavailable = int_or_percent_value(&mu) != 0;
                 let has_surge = int_or_percent_value(&ms) != 0;
                 if has_unavailable && has_surge {
-                    errs.push(FieldError::invalid(format!("{p}.maxSurge"), ms.clone(), "may not be set when maxUnavailable is non-zero"));
+                    errs.push(FieldError::invalid(
+                        format!("{p}.maxSurge"),
+                        ms.clone(),
+                        "may not be set when maxUnavailable is non-zero",
+                    ));
                 } else if !has_unavailable && !has_surge {
-                    errs.push(FieldError::required(format!("{p}.maxUnavailable"), "cannot be 0 when maxSurge is 0"));
+                    errs.push(FieldError::required(
+                        format!("{p}.maxUnavailable"),
+                        "cannot be 0 when maxSurge is 0",
+                    ));
                 }
             }
         },
-        _ => errs.push(FieldError::not_supported("spec.updateStrategy", us.clone(), &["RollingUpdate", "OnDelete"])),
+        _ => errs.push(FieldError::not_supported(
+            "spec.updateStrategy",
+            us.clone(),
+            &["RollingUpdate", "OnDelete"],
+        )),
     }
     errs
 }
@@ -826,14 +1099,23 @@ impl Strategy for ControllerRevisions {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
-        errs.extend(crate::other::common::immutable(new.get("data"), old.get("data"), "data"));
+        errs.extend(crate::other::common::immutable(
+            new.get("data"),
+            old.get("data"),
+            "data",
+        ));
         errs
     }
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
             column("Controller", "string", "Controller of the object", 0),
-            column("Revision", "string", "Revision indicates the revision of the state represented by Data.", 0),
+            column(
+                "Revision",
+                "string",
+                "Revision indicates the revision of the state represented by Data.",
+                0,
+            ),
             age_column(),
         ]
     }
@@ -846,7 +1128,11 @@ impl Strategy for ControllerRevisions {
                 let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
                 let name = r.get("name").and_then(Value::as_str).unwrap_or("");
                 let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-                let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+                let gk = if group.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{kind}.{group}")
+                };
                 if gk.is_empty() {
                     name.to_string()
                 } else {
@@ -885,7 +1171,10 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
@@ -893,7 +1182,11 @@ mod tests {
         let again = d.clone();
         Deployments.default(&mut d);
         assert_eq!(d, again, "defaulting is idempotent");
-        assert!(Deployments.validate(&d).is_empty(), "{:?}", messages(&Deployments.validate(&d)));
+        assert!(
+            Deployments.validate(&d).is_empty(),
+            "{:?}",
+            messages(&Deployments.validate(&d))
+        );
     }
 
     #[test]
@@ -912,8 +1205,16 @@ mod tests {
         d["spec"]["replicas"] = json!(-1);
         Deployments.default(&mut d);
         let m = messages(&Deployments.validate(&d));
-        assert!(m.contains(&"spec.replicas: Invalid value: -1: must be greater than or equal to 0".to_string()), "{m:?}");
-        assert!(m.contains(&"spec.selector: Required value".to_string()), "{m:?}");
+        assert!(
+            m.contains(
+                &"spec.replicas: Invalid value: -1: must be greater than or equal to 0".to_string()
+            ),
+            "{m:?}"
+        );
+        assert!(
+            m.contains(&"spec.selector: Required value".to_string()),
+            "{m:?}"
+        );
         assert!(m.contains(&"spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`".to_string()), "{m:?}");
     }
 
@@ -931,10 +1232,15 @@ mod tests {
     #[test]
     fn deployment_rolling_update_both_zero_is_rejected() {
         let mut d = deployment();
-        d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}});
+        d["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}});
         Deployments.default(&mut d);
         let m = messages(&Deployments.validate(&d));
-        assert_eq!(m, vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0".to_string()]);
+        assert_eq!(
+            m,
+            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+                .to_string()]
+        );
     }
 
     #[test]
@@ -957,22 +1263,47 @@ mod tests {
         s["kind"] = json!("StatefulSet");
         StatefulSets.default(&mut s);
         assert_eq!(s["spec"]["podManagementPolicy"], "OrderedReady");
-        assert_eq!(s["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-        assert_eq!(s["spec"]["persistentVolumeClaimRetentionPolicy"], json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        assert_eq!(
+            s["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            s["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
         assert!(StatefulSets.validate(&s).is_empty());
         let mut new = s.clone();
         new["spec"]["serviceName"] = json!("other");
         let m = messages(&StatefulSets.validate_update(&new, &s));
         assert_eq!(m.len(), 1);
-        assert!(m[0].starts_with("spec: Forbidden: updates to statefulset spec for fields other than"));
+        assert!(
+            m[0].starts_with("spec: Forbidden: updates to statefulset spec for fields other than")
+        );
     }
 
     #[test]
     fn daemonset_defaults_and_table() {
         let mut d = deployment();
+        DaemonSets.prepare_for_create(&mut d);
         DaemonSets.default(&mut d);
-        assert_eq!(d["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
-        assert!(DaemonSets.validate(&d).is_empty(), "{:?}", messages(&DaemonSets.validate(&d)));
+        assert_eq!(d["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut same = d.clone();
+        same["metadata"]["annotations"][TEMPLATE_GENERATION] = json!("7");
+        DaemonSets.prepare_for_update(&mut same, &d);
+        assert_eq!(same["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut changed = d.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        DaemonSets.prepare_for_update(&mut changed, &d);
+        assert_eq!(changed["metadata"]["annotations"][TEMPLATE_GENERATION], "2");
+        assert_eq!(
+            d["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        assert!(
+            DaemonSets.validate(&d).is_empty(),
+            "{:?}",
+            messages(&DaemonSets.validate(&d))
+        );
         let row = DaemonSets.table_row(&d);
         assert_eq!(row[5], "<none>");
         assert_eq!(row.len(), DaemonSets.table_columns().len());
@@ -983,7 +1314,10 @@ mod tests {
         let mut r = deployment();
         ReplicaSets.default(&mut r);
         r["status"] = json!({"replicas": 1, "readyReplicas": 0});
-        assert_eq!(ReplicaSets.table_row(&r)[..3], [json!(1), json!(1), json!(0)]);
+        assert_eq!(
+            ReplicaSets.table_row(&r)[..3],
+            [json!(1), json!(1), json!(0)]
+        );
     }
 
     #[test]

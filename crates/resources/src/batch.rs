@@ -9,12 +9,14 @@ use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use crate::other::common::{
-    column, container_cells, dns1123_label_errors, format_label_selector, go_label_selector, go_string_map,
-    immutable, invalid_omit, invalid_raw, is_set, nonnegative, obj_mut, parse_selector, parse_time, ptr_arr, ptr_bool, ptr_i64,
-    ptr_str, s, set_default, since, string_map, validate_label_selector, validate_pod_template,
-    CONTAINERS_DESC, IMAGES_DESC,
+    column, container_cells, dns1123_label_errors, format_label_selector, go_label_selector,
+    go_string_map, immutable, invalid_omit, invalid_raw, is_set, nonnegative, obj_mut,
+    parse_selector, parse_time, ptr_arr, ptr_bool, ptr_i64, ptr_str, s, set_default, since,
+    string_map, validate_label_selector, validate_pod_template, CONTAINERS_DESC, IMAGES_DESC,
 };
-use crate::strategy::{age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn};
+use crate::strategy::{
+    age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
+};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
     vec![Arc::new(CronJobs), Arc::new(Jobs)]
@@ -56,18 +58,33 @@ pub fn generate_job_selector(job: &mut Value) {
     }
     let name = ptr_str(job, "/metadata/name").unwrap_or("").to_string();
     let uid = ptr_str(job, "/metadata/uid").unwrap_or("").to_string();
-    let Some(spec) = obj_mut(job, "spec") else { return };
-    let Some(template) = obj_mut_in(spec, "template") else { return };
-    let Some(meta) = obj_mut_in(template, "metadata") else { return };
+    let Some(spec) = obj_mut(job, "spec") else {
+        return;
+    };
+    let Some(template) = obj_mut_in(spec, "template") else {
+        return;
+    };
+    let Some(meta) = obj_mut_in(template, "metadata") else {
+        return;
+    };
     if let Some(labels) = obj_mut_in(meta, "labels") {
-        for (k, v) in [(LEGACY_JOB_NAME, &name), (JOB_NAME, &name), (LEGACY_CONTROLLER_UID, &uid), (CONTROLLER_UID, &uid)] {
+        for (k, v) in [
+            (LEGACY_JOB_NAME, &name),
+            (JOB_NAME, &name),
+            (LEGACY_CONTROLLER_UID, &uid),
+            (CONTROLLER_UID, &uid),
+        ] {
             if !labels.contains_key(k) {
                 labels.insert(k.to_string(), s(v.as_str()));
             }
         }
     }
-    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else { return };
-    let Some(selector) = obj_mut_in(spec, "selector") else { return };
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(selector) = obj_mut_in(spec, "selector") else {
+        return;
+    };
     if let Some(ml) = obj_mut_in(selector, "matchLabels") {
         if !ml.contains_key(CONTROLLER_UID) {
             ml.insert(CONTROLLER_UID.to_string(), s(uid));
@@ -92,13 +109,21 @@ fn default_job_spec(spec: &mut Map<String, Value>) {
     }
     set_default(spec, "parallelism", Value::from(1));
     if !is_set(spec.get("backoffLimit")) {
-        let limit = if is_set(spec.get("backoffLimitPerIndex")) { i64::from(i32::MAX) } else { 6 };
+        let limit = if is_set(spec.get("backoffLimitPerIndex")) {
+            i64::from(i32::MAX)
+        } else {
+            6
+        };
         spec.insert("backoffLimit".into(), Value::from(limit));
     }
     set_default(spec, "completionMode", s("NonIndexed"));
     set_default(spec, "suspend", Value::Bool(false));
     if !is_set(spec.get("podReplacementPolicy")) {
-        let p = if is_set(spec.get("podFailurePolicy")) { "Failed" } else { "TerminatingOrFailed" };
+        let p = if is_set(spec.get("podFailurePolicy")) {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        };
         spec.insert("podReplacementPolicy".into(), s(p));
     }
     set_default(spec, "manualSelector", Value::Bool(false));
@@ -109,11 +134,20 @@ fn default_job_spec(spec: &mut Map<String, Value>) {
 }
 
 fn default_pod_failure_policy(spec: &mut Map<String, Value>) {
-    let rules = spec.get_mut("podFailurePolicy").and_then(|p| p.get_mut("rules")).and_then(Value::as_array_mut);
+    let rules = spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut);
     for rule in rules.into_iter().flatten() {
-        if let Some(conds) = rule.get_mut("onPodConditions").and_then(Value::as_array_mut) {
+        if let Some(conds) = rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut)
+        {
             for c in conds.iter_mut().filter_map(Value::as_object_mut) {
-                if c.get("status").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if c.get("status")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     c.insert("status".into(), s("True"));
                 }
             }
@@ -127,7 +161,11 @@ fn has_label(job: &Value, key: &str, expected: &str) -> Option<FieldError> {
     let path = format!("spec.template.metadata.labels[{key}]");
     match labels.and_then(|l| l.get(key)).and_then(Value::as_str) {
         None => Some(FieldError::required(path, format!("must be '{expected}'"))),
-        Some(v) if v != expected => Some(invalid_raw(path, &go_string_map(labels), &format!("must be '{expected}'"))),
+        Some(v) if v != expected => Some(invalid_raw(
+            path,
+            &go_string_map(labels),
+            &format!("must be '{expected}'"),
+        )),
         Some(_) => None,
     }
 }
@@ -138,7 +176,9 @@ fn validate_generated_selector(job: &Value, require_prefixed: bool) -> Vec<Field
     if ptr_bool(job, "/spec/manualSelector") == Some(true) {
         return errs;
     }
-    let Some(sel) = job.pointer("/spec/selector").filter(|v| !v.is_null()) else { return errs };
+    let Some(sel) = job.pointer("/spec/selector").filter(|v| !v.is_null()) else {
+        return errs;
+    };
     let uid = ptr_str(job, "/metadata/uid").unwrap_or("");
     let name = ptr_str(job, "/metadata/name").unwrap_or("");
     if uid.is_empty() {
@@ -157,7 +197,11 @@ fn validate_generated_selector(job: &Value, require_prefixed: bool) -> Vec<Field
     expected.insert(LEGACY_JOB_NAME.to_string(), name.to_string());
     if let Ok(selector) = parse_selector(Some(sel)) {
         if !selector.matches(&expected) {
-            errs.push(invalid_raw("spec.selector", &go_label_selector(sel), "`selector` not auto-generated"));
+            errs.push(invalid_raw(
+                "spec.selector",
+                &go_label_selector(sel),
+                "`selector` not auto-generated",
+            ));
         }
     }
     errs
@@ -166,7 +210,15 @@ fn validate_generated_selector(job: &Value, require_prefixed: bool) -> Vec<Field
 /// `validateJobSpec` (everything but the selector) for a spec at `path`.
 fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for f in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes"] {
+    for f in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
         errs.extend(nonnegative(spec, &format!("/{f}"), &format!("{path}.{f}")));
     }
     let completions = ptr_i64(spec, "/completions");
@@ -174,10 +226,16 @@ fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
     let bl_per_index = ptr_i64(spec, "/backoffLimitPerIndex");
     let max_failed = ptr_i64(spec, "/maxFailedIndexes");
     if max_failed.is_some() && bl_per_index.is_none() {
-        errs.push(FieldError::required(format!("{path}.backoffLimitPerIndex"), "when maxFailedIndexes is specified"));
+        errs.push(FieldError::required(
+            format!("{path}.backoffLimitPerIndex"),
+            "when maxFailedIndexes is specified",
+        ));
     }
     if let Some(mb) = ptr_str(spec, "/managedBy") {
-        errs.extend(crate::other::common::domain_prefixed_path_errors(mb, &format!("{path}.managedBy")));
+        errs.extend(crate::other::common::domain_prefixed_path_errors(
+            mb,
+            &format!("{path}.managedBy"),
+        ));
         if mb.len() > 63 {
             errs.push(FieldError::too_long(format!("{path}.managedBy"), 63));
         }
@@ -185,36 +243,67 @@ fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
     let mode = ptr_str(spec, "/completionMode");
     if let Some(m) = mode {
         if m != "NonIndexed" && m != "Indexed" {
-            errs.push(FieldError::not_supported(format!("{path}.completionMode"), m, &["NonIndexed", "Indexed"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.completionMode"),
+                m,
+                &["NonIndexed", "Indexed"],
+            ));
         }
         if m == "Indexed" {
             if completions.is_none() {
-                errs.push(FieldError::required(format!("{path}.completions"), "when completion mode is Indexed"));
+                errs.push(FieldError::required(
+                    format!("{path}.completions"),
+                    "when completion mode is Indexed",
+                ));
             }
             if let Some(p) = parallelism.filter(|p| *p > 100_000) {
-                errs.push(FieldError::invalid(format!("{path}.parallelism"), p, "must be less than or equal to 100000 when completion mode is Indexed"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.parallelism"),
+                    p,
+                    "must be less than or equal to 100000 when completion mode is Indexed",
+                ));
             }
             if let (Some(c), Some(mf)) = (completions, max_failed) {
                 if mf > c {
-                    errs.push(FieldError::invalid(format!("{path}.maxFailedIndexes"), mf, "must be less than or equal to completions"));
+                    errs.push(FieldError::invalid(
+                        format!("{path}.maxFailedIndexes"),
+                        mf,
+                        "must be less than or equal to completions",
+                    ));
                 }
             }
             if let Some(mf) = max_failed.filter(|m| *m > 100_000) {
-                errs.push(FieldError::invalid(format!("{path}.maxFailedIndexes"), mf, "must be less than or equal to 100000"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.maxFailedIndexes"),
+                    mf,
+                    "must be less than or equal to 100000",
+                ));
             }
         }
     }
     if mode.is_none_or(|m| m == "NonIndexed") {
         if let Some(b) = bl_per_index {
-            errs.push(FieldError::invalid(format!("{path}.backoffLimitPerIndex"), b, "requires indexed completion mode"));
+            errs.push(FieldError::invalid(
+                format!("{path}.backoffLimitPerIndex"),
+                b,
+                "requires indexed completion mode",
+            ));
         }
         if let Some(mf) = max_failed {
-            errs.push(FieldError::invalid(format!("{path}.maxFailedIndexes"), mf, "requires indexed completion mode"));
+            errs.push(FieldError::invalid(
+                format!("{path}.maxFailedIndexes"),
+                mf,
+                "requires indexed completion mode",
+            ));
         }
     }
     if let Some(sp) = spec.get("successPolicy").filter(|v| !v.is_null()) {
         if mode != Some("Indexed") {
-            errs.push(FieldError::invalid(format!("{path}.successPolicy"), sp.clone(), "requires indexed completion mode"));
+            errs.push(FieldError::invalid(
+                format!("{path}.successPolicy"),
+                sp.clone(),
+                "requires indexed completion mode",
+            ));
         } else if ptr_arr(sp, "/rules").is_empty() {
             errs.push(FieldError::required(
                 format!("{path}.successPolicy.rules"),
@@ -226,21 +315,43 @@ fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
     if let Some(prp) = ptr_str(spec, "/podReplacementPolicy") {
         if has_pfp {
             if prp != "Failed" {
-                errs.push(FieldError::not_supported(format!("{path}.podReplacementPolicy"), prp, &["Failed"]));
+                errs.push(FieldError::not_supported(
+                    format!("{path}.podReplacementPolicy"),
+                    prp,
+                    &["Failed"],
+                ));
             }
         } else if prp != "Failed" && prp != "TerminatingOrFailed" {
-            errs.push(FieldError::not_supported(format!("{path}.podReplacementPolicy"), prp, &["Failed", "TerminatingOrFailed"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.podReplacementPolicy"),
+                prp,
+                &["Failed", "TerminatingOrFailed"],
+            ));
         }
     }
-    errs.extend(validate_pod_template(spec.get("template"), &format!("{path}.template")));
+    errs.extend(validate_pod_template(
+        spec.get("template"),
+        &format!("{path}.template"),
+    ));
     let rp = ptr_str(spec, "/template/spec/restartPolicy").unwrap_or("");
     let rp_path = format!("{path}.template.spec.restartPolicy");
     if rp == "Always" || rp.is_empty() {
-        errs.push(FieldError::required(rp_path, "valid values: \"OnFailure\", \"Never\""));
+        errs.push(FieldError::required(
+            rp_path,
+            "valid values: \"OnFailure\", \"Never\"",
+        ));
     } else if rp != "OnFailure" && rp != "Never" {
-        errs.push(FieldError::not_supported(rp_path, rp, &["OnFailure", "Never"]));
+        errs.push(FieldError::not_supported(
+            rp_path,
+            rp,
+            &["OnFailure", "Never"],
+        ));
     } else if has_pfp && rp != "Never" {
-        errs.push(FieldError::invalid(rp_path, rp, "only \"Never\" is supported when podFailurePolicy is specified"));
+        errs.push(FieldError::invalid(
+            rp_path,
+            rp,
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        ));
     }
     errs
 }
@@ -287,9 +398,10 @@ fn validate_job_spec(job: &Value) -> Vec<FieldError> {
 }
 
 fn condition_true(job: &Value, kind: &str) -> bool {
-    ptr_arr(job, "/status/conditions")
-        .iter()
-        .any(|c| c.get("type").and_then(Value::as_str) == Some(kind) && c.get("status").and_then(Value::as_str) == Some("True"))
+    ptr_arr(job, "/status/conditions").iter().any(|c| {
+        c.get("type").and_then(Value::as_str) == Some(kind)
+            && c.get("status").and_then(Value::as_str) == Some("True")
+    })
 }
 
 fn job_finished(job: &Value) -> bool {
@@ -300,7 +412,11 @@ fn job_finished(job: &Value) -> bool {
 fn validate_job_status_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for f in ["active", "succeeded", "failed", "ready", "terminating"] {
-        errs.extend(nonnegative(new, &format!("/status/{f}"), &format!("status.{f}")));
+        errs.extend(nonnegative(
+            new,
+            &format!("/status/{f}"),
+            &format!("status.{f}"),
+        ));
     }
     let changed = |p: &str| new.pointer(p) != old.pointer(p);
     let complete = condition_true(new, "Complete");
@@ -309,26 +425,44 @@ fn validate_job_status_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let finished_changed = finished != job_finished(old);
     let complete_changed = complete != condition_true(old, "Complete");
     if (complete_changed || failed != condition_true(old, "Failed")) && complete && failed {
-        errs.push(invalid_omit("status.conditions", "cannot set Complete=True and Failed=true conditions"));
+        errs.push(invalid_omit(
+            "status.conditions",
+            "cannot set Complete=True and Failed=true conditions",
+        ));
     }
     let completion_changed = complete_changed || changed("/status/completionTime");
     if completion_changed && is_set(new.pointer("/status/completionTime")) && !complete {
         errs.push(FieldError::invalid(
             "status.completionTime",
-            new.pointer("/status/completionTime").cloned().unwrap_or(Value::Null),
+            new.pointer("/status/completionTime")
+                .cloned()
+                .unwrap_or(Value::Null),
             "cannot set completionTime when there is no Complete=True condition",
         ));
     }
     if completion_changed && !is_set(new.pointer("/status/completionTime")) && complete {
-        errs.push(FieldError::required("status.completionTime", "completionTime is required for Complete jobs"));
+        errs.push(FieldError::required(
+            "status.completionTime",
+            "completionTime is required for Complete jobs",
+        ));
     }
     if finished_changed || changed("/status/active") {
         if let Some(a) = ptr_i64(new, "/status/active").filter(|a| *a > 0 && finished) {
-            errs.push(FieldError::invalid("status.active", a, "active>0 is invalid for finished job"));
+            errs.push(FieldError::invalid(
+                "status.active",
+                a,
+                "active>0 is invalid for finished job",
+            ));
         }
     }
-    if (finished_changed || changed("/status/startTime")) && finished && !is_set(new.pointer("/status/startTime")) {
-        errs.push(FieldError::required("status.startTime", "startTime is required for finished job"));
+    if (finished_changed || changed("/status/startTime"))
+        && finished
+        && !is_set(new.pointer("/status/startTime"))
+    {
+        errs.push(FieldError::required(
+            "status.startTime",
+            "startTime is required for finished job",
+        ));
     }
     if let (Some(st), Some(ct)) = (
         ptr_str(new, "/status/startTime").and_then(parse_time),
@@ -337,33 +471,50 @@ fn validate_job_status_update(new: &Value, old: &Value) -> Vec<FieldError> {
         if (changed("/status/startTime") || changed("/status/completionTime")) && ct < st {
             errs.push(FieldError::invalid(
                 "status.completionTime",
-                new.pointer("/status/completionTime").cloned().unwrap_or(Value::Null),
+                new.pointer("/status/completionTime")
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 "completionTime cannot be set before startTime",
             ));
         }
     }
     for kind in ["Failed", "Complete", "FailureTarget"] {
         if condition_true(old, kind) && !condition_true(new, kind) {
-            errs.push(invalid_omit("status.conditions", &format!("cannot disable the terminal {kind}=True condition")));
+            errs.push(invalid_omit(
+                "status.conditions",
+                &format!("cannot disable the terminal {kind}=True condition"),
+            ));
         }
     }
     if ptr_i64(new, "/status/failed").unwrap_or(0) < ptr_i64(old, "/status/failed").unwrap_or(0) {
-        errs.push(FieldError::invalid("status.failed", ptr_i64(new, "/status/failed").unwrap_or(0), "cannot decrease the failed counter"));
+        errs.push(FieldError::invalid(
+            "status.failed",
+            ptr_i64(new, "/status/failed").unwrap_or(0),
+            "cannot decrease the failed counter",
+        ));
     }
     let indexed = ptr_str(new, "/spec/completionMode") == Some("Indexed");
     let elastic = indexed && ptr_i64(new, "/spec/completions") == ptr_i64(new, "/spec/parallelism");
-    if !elastic && ptr_i64(new, "/status/succeeded").unwrap_or(0) < ptr_i64(old, "/status/succeeded").unwrap_or(0) {
+    if !elastic
+        && ptr_i64(new, "/status/succeeded").unwrap_or(0)
+            < ptr_i64(old, "/status/succeeded").unwrap_or(0)
+    {
         errs.push(FieldError::invalid(
             "status.succeeded",
             ptr_i64(new, "/status/succeeded").unwrap_or(0),
             "cannot decrease the succeeded counter",
         ));
     }
-    if let (Some(o), n) = (ptr_str(old, "/status/completionTime"), ptr_str(new, "/status/completionTime")) {
+    if let (Some(o), n) = (
+        ptr_str(old, "/status/completionTime"),
+        ptr_str(new, "/status/completionTime"),
+    ) {
         if n.is_some_and(|n| n != o) {
             errs.push(FieldError::invalid(
                 "status.completionTime",
-                new.pointer("/status/completionTime").cloned().unwrap_or(Value::Null),
+                new.pointer("/status/completionTime")
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 "completionTime cannot be mutated",
             ));
         }
@@ -381,14 +532,20 @@ impl Strategy for Jobs {
     }
 
     fn default(&self, obj: &mut Value) {
-        let template_labels = obj.pointer("/spec/template/metadata/labels").filter(|l| l.is_object()).cloned();
+        let template_labels = obj
+            .pointer("/spec/template/metadata/labels")
+            .filter(|l| l.is_object())
+            .cloned();
         if let Some(spec) = obj_mut(obj, "spec") {
             default_job_spec(spec);
         }
         // Job labels default to the template's when unset.
         if let Some(labels) = template_labels {
             if let Some(meta) = obj_mut(obj, "metadata") {
-                let empty = meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
+                let empty = meta
+                    .get("labels")
+                    .and_then(Value::as_object)
+                    .is_none_or(Map::is_empty);
                 if empty {
                     meta.insert("labels".into(), labels);
                 }
@@ -413,17 +570,34 @@ impl Strategy for Jobs {
             }
         }
         errs.extend(validate_completions_update(new, old));
-        if let Some(e) = immutable(new.pointer("/spec/selector"), old.pointer("/spec/selector"), "spec.selector") {
-            let repr = new.pointer("/spec/selector").filter(|v| !v.is_null()).map(go_label_selector);
+        if let Some(e) = immutable(
+            new.pointer("/spec/selector"),
+            old.pointer("/spec/selector"),
+            "spec.selector",
+        ) {
+            let repr = new
+                .pointer("/spec/selector")
+                .filter(|v| !v.is_null())
+                .map(go_label_selector);
             errs.push(match repr {
                 Some(r) => invalid_raw("spec.selector", &r, "field is immutable"),
                 None => e,
             });
         }
         errs.extend(validate_template_update(new, old));
-        for f in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"] {
+        for f in [
+            "completionMode",
+            "podFailurePolicy",
+            "backoffLimitPerIndex",
+            "managedBy",
+            "successPolicy",
+        ] {
             let p = format!("/spec/{f}");
-            errs.extend(immutable(new.pointer(&p), old.pointer(&p), &format!("spec.{f}")));
+            errs.extend(immutable(
+                new.pointer(&p),
+                old.pointer(&p),
+                &format!("spec.{f}"),
+            ));
         }
         if new.get("status") != old.get("status") {
             errs.extend(validate_job_status_update(new, old));
@@ -432,7 +606,10 @@ impl Strategy for Jobs {
     }
 
     fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
-        vec![("status.successful", ptr_i64(obj, "/status/succeeded").unwrap_or(0).to_string())]
+        vec![(
+            "status.successful",
+            ptr_i64(obj, "/status/succeeded").unwrap_or(0).to_string(),
+        )]
     }
 
     fn selectable_field_names(&self) -> &'static [&'static str] {
@@ -507,9 +684,15 @@ fn validate_completions_update(new: &Value, old: &Value) -> Vec<FieldError> {
     if n == o {
         return Vec::new();
     }
-    let Some(c) = ptr_i64(new, "/spec/completions") else { return Vec::new() };
+    let Some(c) = ptr_i64(new, "/spec/completions") else {
+        return Vec::new();
+    };
     if Some(c) != ptr_i64(new, "/spec/parallelism") {
-        return vec![FieldError::invalid("spec.completions", c, "can only be modified in tandem with spec.parallelism")];
+        return vec![FieldError::invalid(
+            "spec.completions",
+            c,
+            "can only be modified in tandem with spec.parallelism",
+        )];
     }
     Vec::new()
 }
@@ -517,9 +700,16 @@ fn validate_completions_update(new: &Value, old: &Value) -> Vec<FieldError> {
 /// The pod template is immutable, except scheduling directives of a job
 /// that is suspended and never started.
 fn validate_template_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    let mut nt = new.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    let mut ot = old.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    let mutable = ptr_bool(old, "/spec/suspend") == Some(true) && !is_set(old.pointer("/status/startTime"));
+    let mut nt = new
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut ot = old
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mutable =
+        ptr_bool(old, "/spec/suspend") == Some(true) && !is_set(old.pointer("/status/startTime"));
     if mutable {
         for t in [&mut nt, &mut ot] {
             if let Some(spec) = t.get_mut("spec").and_then(Value::as_object_mut) {
@@ -529,7 +719,11 @@ fn validate_template_update(new: &Value, old: &Value) -> Vec<FieldError> {
                 if let Some(aff) = spec.get_mut("affinity").and_then(Value::as_object_mut) {
                     aff.remove("nodeAffinity");
                 }
-                if spec.get("affinity").and_then(Value::as_object).is_some_and(Map::is_empty) {
+                if spec
+                    .get("affinity")
+                    .and_then(Value::as_object)
+                    .is_some_and(Map::is_empty)
+                {
                     spec.remove("affinity");
                 }
             }
@@ -544,7 +738,9 @@ fn validate_template_update(new: &Value, old: &Value) -> Vec<FieldError> {
     }
     vec![FieldError::invalid(
         "spec.template",
-        new.pointer("/spec/template").cloned().unwrap_or(Value::Null),
+        new.pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null),
         "field is immutable",
     )]
 }
@@ -577,14 +773,23 @@ impl Strategy for CronJobs {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
-        if spec.get("concurrencyPolicy").and_then(Value::as_str).is_none_or(str::is_empty) {
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
+        if spec
+            .get("concurrencyPolicy")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             spec.insert("concurrencyPolicy".into(), s("Allow"));
         }
         set_default(spec, "suspend", Value::Bool(false));
         set_default(spec, "successfulJobsHistoryLimit", Value::from(3));
         set_default(spec, "failedJobsHistoryLimit", Value::from(1));
-        if let Some(js) = obj.pointer_mut("/spec/jobTemplate/spec").and_then(Value::as_object_mut) {
+        if let Some(js) = obj
+            .pointer_mut("/spec/jobTemplate/spec")
+            .and_then(Value::as_object_mut)
+        {
             default_pod_failure_policy(js);
             if let Some(t) = js.get_mut("template") {
                 crate::other::common::default_pod_template(t);
@@ -596,7 +801,11 @@ impl Strategy for CronJobs {
         let mut errs = validate_cronjob_spec(obj, None);
         let name = ptr_str(obj, "/metadata/name").unwrap_or("");
         if name.len() > 52 {
-            errs.push(FieldError::invalid("metadata.name", name, "must be no more than 52 characters"));
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                "must be no more than 52 characters",
+            ));
         }
         errs
     }
@@ -639,7 +848,9 @@ impl Strategy for CronJobs {
             age_cell(obj),
             s(names),
             s(images),
-            s(format_label_selector(obj.pointer("/spec/jobTemplate/spec/selector"))),
+            s(format_label_selector(
+                obj.pointer("/spec/jobTemplate/spec/selector"),
+            )),
         ]
     }
 }
@@ -651,36 +862,75 @@ fn validate_cronjob_spec(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if schedule.is_empty() {
         errs.push(FieldError::required("spec.schedule", ""));
     } else {
-        let allow_tz = old.and_then(|o| ptr_str(o, "/spec/schedule")).is_some_and(|s| s.contains("TZ"));
+        let allow_tz = old
+            .and_then(|o| ptr_str(o, "/spec/schedule"))
+            .is_some_and(|s| s.contains("TZ"));
         if let Err(e) = validate_schedule(schedule) {
             errs.push(FieldError::invalid("spec.schedule", schedule, e));
         }
         if allow_tz && schedule.contains("TZ") && tz.is_some() {
-            errs.push(FieldError::invalid("spec.schedule", schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule"));
+            errs.push(FieldError::invalid(
+                "spec.schedule",
+                schedule,
+                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+            ));
         } else if !allow_tz && schedule.contains("TZ") {
-            errs.push(FieldError::invalid("spec.schedule", schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"));
+            errs.push(FieldError::invalid(
+                "spec.schedule",
+                schedule,
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
         }
     }
-    errs.extend(nonnegative(obj, "/spec/startingDeadlineSeconds", "spec.startingDeadlineSeconds"));
-    let old_tz = old.and_then(|o| o.pointer("/spec/timeZone")).filter(|v| !v.is_null());
+    errs.extend(nonnegative(
+        obj,
+        "/spec/startingDeadlineSeconds",
+        "spec.startingDeadlineSeconds",
+    ));
+    let old_tz = old
+        .and_then(|o| o.pointer("/spec/timeZone"))
+        .filter(|v| !v.is_null());
     if old.is_none() || old_tz != tz {
         errs.extend(validate_time_zone(tz));
     }
     match ptr_str(obj, "/spec/concurrencyPolicy").unwrap_or("") {
         "Allow" | "Forbid" | "Replace" => {}
         "" => errs.push(FieldError::required("spec.concurrencyPolicy", "")),
-        other => errs.push(FieldError::not_supported("spec.concurrencyPolicy", other, &["Allow", "Forbid", "Replace"])),
+        other => errs.push(FieldError::not_supported(
+            "spec.concurrencyPolicy",
+            other,
+            &["Allow", "Forbid", "Replace"],
+        )),
     }
-    let jt_spec = obj.pointer("/spec/jobTemplate/spec").cloned().unwrap_or(Value::Null);
+    let jt_spec = obj
+        .pointer("/spec/jobTemplate/spec")
+        .cloned()
+        .unwrap_or(Value::Null);
     errs.extend(validate_job_spec_body(&jt_spec, "spec.jobTemplate.spec"));
     if let Some(sel) = jt_spec.get("selector").filter(|v| !v.is_null()) {
-        errs.push(invalid_raw("spec.jobTemplate.spec.selector", &go_label_selector(sel), "`selector` will be auto-generated"));
+        errs.push(invalid_raw(
+            "spec.jobTemplate.spec.selector",
+            &go_label_selector(sel),
+            "`selector` will be auto-generated",
+        ));
     }
     if ptr_bool(&jt_spec, "/manualSelector") == Some(true) {
-        errs.push(FieldError::not_supported("spec.jobTemplate.spec.manualSelector", true, &["nil", "false"]));
+        errs.push(FieldError::not_supported(
+            "spec.jobTemplate.spec.manualSelector",
+            true,
+            &["nil", "false"],
+        ));
     }
-    errs.extend(nonnegative(obj, "/spec/successfulJobsHistoryLimit", "spec.successfulJobsHistoryLimit"));
-    errs.extend(nonnegative(obj, "/spec/failedJobsHistoryLimit", "spec.failedJobsHistoryLimit"));
+    errs.extend(nonnegative(
+        obj,
+        "/spec/successfulJobsHistoryLimit",
+        "spec.successfulJobsHistoryLimit",
+    ));
+    errs.extend(nonnegative(
+        obj,
+        "/spec/failedJobsHistoryLimit",
+        "spec.failedJobsHistoryLimit",
+    ));
     errs
 }
 
@@ -689,17 +939,31 @@ fn validate_time_zone(tz: Option<&Value>) -> Vec<FieldError> {
     let Some(tz) = tz else { return Vec::new() };
     let path = "spec.timeZone";
     let Some(name) = tz.as_str() else {
-        return vec![FieldError::invalid(path, tz.clone(), "timeZone must be nil or non-empty string")];
+        return vec![FieldError::invalid(
+            path,
+            tz.clone(),
+            "timeZone must be nil or non-empty string",
+        )];
     };
     if name.is_empty() {
-        return vec![FieldError::invalid(path, name, "timeZone must be nil or non-empty string")];
+        return vec![FieldError::invalid(
+            path,
+            name,
+            "timeZone must be nil or non-empty string",
+        )];
     }
     for part in name.split('/') {
         let ok_chars = !part.is_empty()
             && part.len() <= 14
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
         if part == "." || part == ".." || part.starts_with('-') || !ok_chars {
-            return vec![FieldError::invalid(path, name, format!("unknown time zone {name}"))];
+            return vec![FieldError::invalid(
+                path,
+                name,
+                format!("unknown time zone {name}"),
+            )];
         }
     }
     let mut errs = Vec::new();
@@ -711,7 +975,11 @@ fn validate_time_zone(tz: Option<&Value>) -> Vec<FieldError> {
         ));
     }
     if !time_zone_known(name) {
-        errs.push(FieldError::invalid(path, name, format!("unknown time zone {name}")));
+        errs.push(FieldError::invalid(
+            path,
+            name,
+            format!("unknown time zone {name}"),
+        ));
     }
     errs
 }
@@ -726,8 +994,36 @@ fn time_zone_known(name: &str) -> bool {
     if dir.is_dir() {
         return dir.join(name).is_file();
     }
-    const AREAS: &[&str] = &["Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific", "Etc"];
-    const SINGLES: &[&str] = &["GMT", "UCT", "Universal", "Zulu", "EST", "MST", "HST", "EST5EDT", "CST6CDT", "MST7MDT", "PST8PDT", "CET", "EET", "WET", "MET"];
+    const AREAS: &[&str] = &[
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+        "Etc",
+    ];
+    const SINGLES: &[&str] = &[
+        "GMT",
+        "UCT",
+        "Universal",
+        "Zulu",
+        "EST",
+        "MST",
+        "HST",
+        "EST5EDT",
+        "CST6CDT",
+        "MST7MDT",
+        "PST8PDT",
+        "CET",
+        "EET",
+        "WET",
+        "MET",
+    ];
     match name.split_once('/') {
         Some((area, rest)) => AREAS.contains(&area) && !rest.is_empty(),
         None => SINGLES.contains(&name),
@@ -744,18 +1040,51 @@ struct Bounds {
     names: &'static [(&'static str, u64)],
 }
 
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
-    names: &[("jan", 1), ("feb", 2), ("mar", 3), ("apr", 4), ("may", 5), ("jun", 6), ("jul", 7), ("aug", 8), ("sep", 9), ("oct", 10), ("nov", 11), ("dec", 12)],
+    names: &[
+        ("jan", 1),
+        ("feb", 2),
+        ("mar", 3),
+        ("apr", 4),
+        ("may", 5),
+        ("jun", 6),
+        ("jul", 7),
+        ("aug", 8),
+        ("sep", 9),
+        ("oct", 10),
+        ("nov", 11),
+        ("dec", 12),
+    ],
 };
 const DOW: Bounds = Bounds {
     min: 0,
     max: 6,
-    names: &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)],
+    names: &[
+        ("sun", 0),
+        ("mon", 1),
+        ("tue", 2),
+        ("wed", 3),
+        ("thu", 4),
+        ("fri", 5),
+        ("sat", 6),
+    ],
 };
 
 /// Validates a CronJob schedule as the standard cron parser upstream uses
@@ -770,11 +1099,15 @@ pub fn validate_schedule(spec: &str) -> Result<(), String> {
         let eq = spec.find('=').unwrap_or(0);
         let Some(sp) = spec.find(' ') else {
             let loc = spec.get(eq + 1..).unwrap_or("");
-            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
+            return Err(format!(
+                "provided bad location {loc}: unknown time zone {loc}"
+            ));
         };
         let loc = spec.get(eq + 1..sp).unwrap_or("").to_string();
         if !loc.is_empty() && !time_zone_known(&loc) {
-            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
+            return Err(format!(
+                "provided bad location {loc}: unknown time zone {loc}"
+            ));
         }
         spec = spec.get(sp..).unwrap_or("").trim().to_string();
     }
@@ -783,7 +1116,11 @@ pub fn validate_schedule(spec: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
     }
     for (f, b) in fields.iter().zip([&MINUTES, &HOURS, &DOM, &MONTHS, &DOW]) {
         for expr in f.split(',').filter(|e| !e.is_empty()) {
@@ -795,9 +1132,13 @@ pub fn validate_schedule(spec: &str) -> Result<(), String> {
 
 fn parse_descriptor(d: &str) -> Result<(), String> {
     match d {
-        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
+        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => {
+            Ok(())
+        }
         _ => match d.strip_prefix("@every ") {
-            Some(dur) => parse_go_duration(dur).map_err(|e| format!("failed to parse duration {d}: {e}")),
+            Some(dur) => {
+                parse_go_duration(dur).map_err(|e| format!("failed to parse duration {d}: {e}"))
+            }
             None => Err(format!("unrecognized descriptor: {d}")),
         },
     }
@@ -831,13 +1172,21 @@ fn check_range(expr: &str, b: &Bounds) -> Result<(), String> {
         _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
@@ -857,11 +1206,15 @@ fn parse_int_or_name(expr: &str, names: &[(&str, u64)]) -> Result<u64, String> {
 fn must_parse_int(expr: &str) -> Result<u64, String> {
     let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
     if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(format!("failed to parse int from {expr}: strconv.Atoi: parsing {expr:?}: invalid syntax"));
+        return Err(format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing {expr:?}: invalid syntax"
+        ));
     }
-    let n: i64 = expr
-        .parse()
-        .map_err(|_| format!("failed to parse int from {expr}: strconv.Atoi: parsing {expr:?}: value out of range"))?;
+    let n: i64 = expr.parse().map_err(|_| {
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing {expr:?}: value out of range"
+        )
+    })?;
     if n < 0 {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
     }
@@ -889,7 +1242,10 @@ fn parse_go_duration(orig: &str) -> Result<(), String> {
         if int_len == 0 && frac_len == 0 {
             return Err(invalid());
         }
-        let unit_len = rest.char_indices().find(|(_, c)| *c == '.' || c.is_ascii_digit()).map_or(rest.len(), |(i, _)| i);
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(rest.len(), |(i, _)| i);
         let unit = &rest[..unit_len];
         if unit.is_empty() {
             return Err(format!("time: missing unit in duration {orig:?}"));
@@ -927,13 +1283,19 @@ mod tests {
         let errs = create(&mut j);
         assert!(errs.is_empty(), "{errs:?}");
         let uid = "0b5e1c9a-1111-2222-3333-444455556666";
-        assert_eq!(j["spec"]["selector"], json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+        assert_eq!(
+            j["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        );
         let labels = &j["spec"]["template"]["metadata"]["labels"];
         assert_eq!(labels["controller-uid"], uid);
         assert_eq!(labels["batch.kubernetes.io/controller-uid"], uid);
         assert_eq!(labels["job-name"], "pi");
         assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
-        assert_eq!(j["metadata"]["labels"], *labels, "job labels default to the template's");
+        assert_eq!(
+            j["metadata"]["labels"], *labels,
+            "job labels default to the template's"
+        );
     }
 
     #[test]
@@ -953,9 +1315,15 @@ mod tests {
     #[test]
     fn job_restart_policy_must_not_be_always() {
         let mut j = job();
-        j["spec"]["template"]["spec"].as_object_mut().unwrap().remove("restartPolicy");
+        j["spec"]["template"]["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
         let errs = create(&mut j);
-        assert_eq!(errs, vec!["spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"".to_string()]);
+        assert_eq!(
+            errs,
+            vec!["spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"".to_string()]
+        );
     }
 
     #[test]
@@ -963,7 +1331,10 @@ mod tests {
         let mut j = job();
         j["spec"]["manualSelector"] = json!(true);
         let errs = create(&mut j);
-        assert!(errs.contains(&"spec.selector: Required value".to_string()), "{errs:?}");
+        assert!(
+            errs.contains(&"spec.selector: Required value".to_string()),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -972,9 +1343,16 @@ mod tests {
         create(&mut old);
         let mut new = old.clone();
         new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:5");
-        let errs: Vec<String> = Jobs.validate_update(&new, &old).iter().map(ToString::to_string).collect();
+        let errs: Vec<String> = Jobs
+            .validate_update(&new, &old)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("spec.template: Invalid value: ") && errs[0].ends_with(": field is immutable"));
+        assert!(
+            errs[0].starts_with("spec.template: Invalid value: ")
+                && errs[0].ends_with(": field is immutable")
+        );
     }
 
     #[test]
@@ -988,22 +1366,56 @@ mod tests {
         assert_eq!(row[1], "1/1");
         assert_eq!(row[2], "5s");
         assert_eq!(row.len(), Jobs.table_columns().len());
-        assert_eq!(Jobs.selectable_fields(&j), vec![("status.successful", "1".to_string())]);
+        assert_eq!(
+            Jobs.selectable_fields(&j),
+            vec![("status.successful", "1".to_string())]
+        );
     }
 
     #[test]
     fn cron_schedules_parse_like_robfig() {
-        for ok in ["*/5 * * * *", "0 0 * * 0", "15 2 1 jan-mar mon,fri", "@hourly", "@every 1h30m", "0 */2 1-31/2 * ?"] {
+        for ok in [
+            "*/5 * * * *",
+            "0 0 * * 0",
+            "15 2 1 jan-mar mon,fri",
+            "@hourly",
+            "@every 1h30m",
+            "0 */2 1-31/2 * ?",
+        ] {
             assert_eq!(validate_schedule(ok), Ok(()), "{ok}");
         }
-        assert_eq!(validate_schedule("invalid"), Err("expected exactly 5 fields, found 1: [invalid]".into()));
-        assert_eq!(validate_schedule("60 * * * *"), Err("end of range (60) above maximum (59): 60".into()));
-        assert_eq!(validate_schedule("* * 0 * *"), Err("beginning of range (0) below minimum (1): 0".into()));
-        assert_eq!(validate_schedule("* * * * 7"), Err("end of range (7) above maximum (6): 7".into()));
-        assert_eq!(validate_schedule("a * * * *"), Err("failed to parse int from a: strconv.Atoi: parsing \"a\": invalid syntax".into()));
-        assert_eq!(validate_schedule("@often"), Err("unrecognized descriptor: @often".into()));
-        assert_eq!(validate_schedule("@every x"), Err("failed to parse duration @every x: time: invalid duration \"x\"".into()));
-        assert_eq!(validate_schedule("*/0 * * * *"), Err("step of range should be a positive number: */0".into()));
+        assert_eq!(
+            validate_schedule("invalid"),
+            Err("expected exactly 5 fields, found 1: [invalid]".into())
+        );
+        assert_eq!(
+            validate_schedule("60 * * * *"),
+            Err("end of range (60) above maximum (59): 60".into())
+        );
+        assert_eq!(
+            validate_schedule("* * 0 * *"),
+            Err("beginning of range (0) below minimum (1): 0".into())
+        );
+        assert_eq!(
+            validate_schedule("* * * * 7"),
+            Err("end of range (7) above maximum (6): 7".into())
+        );
+        assert_eq!(
+            validate_schedule("a * * * *"),
+            Err("failed to parse int from a: strconv.Atoi: parsing \"a\": invalid syntax".into())
+        );
+        assert_eq!(
+            validate_schedule("@often"),
+            Err("unrecognized descriptor: @often".into())
+        );
+        assert_eq!(
+            validate_schedule("@every x"),
+            Err("failed to parse duration @every x: time: invalid duration \"x\"".into())
+        );
+        assert_eq!(
+            validate_schedule("*/0 * * * *"),
+            Err("step of range should be a positive number: */0".into())
+        );
     }
 
     #[test]
@@ -1020,14 +1432,27 @@ mod tests {
         assert!(CronJobs.validate(&cj).is_empty());
         cj["spec"]["schedule"] = json!("bad");
         cj["spec"]["timeZone"] = json!("Mars/Olympus");
-        let errs: Vec<String> = CronJobs.validate(&cj).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec![
-            "spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]".to_string(),
-            "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus".to_string(),
-        ]);
+        let errs: Vec<String> = CronJobs
+            .validate(&cj)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "spec.schedule: Invalid value: \"bad\": expected exactly 5 fields, found 1: [bad]"
+                    .to_string(),
+                "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
+                    .to_string(),
+            ]
+        );
         cj["spec"]["schedule"] = json!("TZ=UTC 0 * * * *");
         cj["spec"].as_object_mut().unwrap().remove("timeZone");
-        let errs: Vec<String> = CronJobs.validate(&cj).iter().map(ToString::to_string).collect();
+        let errs: Vec<String> = CronJobs
+            .validate(&cj)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errs, vec!["spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_string()]);
     }
 
@@ -1035,7 +1460,16 @@ mod tests {
     fn cronjob_table_row() {
         let cj = json!({"metadata": {"name": "hello"}, "spec": {"schedule": "@daily", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}}});
         let row = CronJobs.table_row(&cj);
-        assert_eq!(row[..5], [json!("@daily"), json!("<none>"), json!(false), json!(0), json!("<none>")]);
+        assert_eq!(
+            row[..5],
+            [
+                json!("@daily"),
+                json!("<none>"),
+                json!(false),
+                json!(0),
+                json!("<none>")
+            ]
+        );
         assert_eq!(row[8], "<none>");
         assert_eq!(row.len(), CronJobs.table_columns().len());
     }

@@ -25,6 +25,7 @@ use crate::strategy::{ResourceInfo, Subresource, TableColumn};
 use crate::Strategy;
 use std::sync::Arc;
 
+pub(crate) use cluster::{event_cells, event_columns};
 pub use pod::{
     compute_qos, container_cells, default_pod, default_pod_spec, default_pod_template_spec,
     format_labels, prepare_ephemeral_containers_update, validate_ephemeral_containers_update,

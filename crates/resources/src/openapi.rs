@@ -45,7 +45,11 @@ const PATCH_TYPES: &[&str] = &[
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
 ];
-const PRODUCES: &[&str] = &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+const PRODUCES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 const PRODUCES_WATCH: &[&str] = &[
     "application/json",
     "application/yaml",
@@ -53,7 +57,11 @@ const PRODUCES_WATCH: &[&str] = &[
     "application/json;stream=watch",
     "application/vnd.kubernetes.protobuf;stream=watch",
 ];
-const PRODUCES_DISCOVERY: &[&str] = &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+const PRODUCES_DISCOVERY: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 /// Query and path parameters: (name, in, type, description).
 const PARAMETERS: &[(&str, &str, &str, &str)] = &[
@@ -118,7 +126,11 @@ const DELETE_COLLECTION_PARAMS: &[&str] = &[
 ];
 
 fn parameter(name: &str) -> (&'static str, &'static str, &'static str) {
-    PARAMETERS.iter().find(|p| p.0 == name).map(|p| (p.1, p.2, p.3)).unwrap_or(("query", "string", ""))
+    PARAMETERS
+        .iter()
+        .find(|p| p.0 == name)
+        .map(|p| (p.1, p.2, p.3))
+        .unwrap_or(("query", "string", ""))
 }
 
 /// The v2 global parameter key of a query/path parameter.
@@ -136,7 +148,11 @@ struct Gvk {
 
 impl Gvk {
     fn new(group: &str, version: &str, kind: &str) -> Self {
-        Gvk { group: group.to_string(), version: version.to_string(), kind: kind.to_string() }
+        Gvk {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+        }
     }
     fn to_json(&self) -> Value {
         json!({ "group": self.group, "kind": self.kind, "version": self.version })
@@ -207,7 +223,9 @@ fn gv_prefix(group: &str, version: &str) -> String {
 
 /// "api/v1" / "apis/apps/v1" for a resource.
 fn gv_path(group: &str, version: &str) -> String {
-    gv_prefix(group, version).trim_start_matches('/').to_string()
+    gv_prefix(group, version)
+        .trim_start_matches('/')
+        .to_string()
 }
 
 /// The list definition name of a kind definition: io.k8s.api.core.v1.Pod → ...PodList.
@@ -218,7 +236,13 @@ fn list_definition(r: &ResourceInfo) -> String {
     }
 }
 
-fn op(method: &'static str, action: &'static str, id: String, description: String, tag: &str) -> Op {
+fn op(
+    method: &'static str,
+    action: &'static str,
+    id: String,
+    description: String,
+    tag: &str,
+) -> Op {
     Op {
         method,
         action,
@@ -247,10 +271,21 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
     let kind = r.kind;
     let list_def = list_definition(r);
     let def = r.definition;
-    let (ns_seg, ns_word) = if r.namespaced { ("/namespaces/{namespace}", "Namespaced") } else { ("", "") };
-    let base_params: Vec<&'static str> = if r.namespaced { vec!["namespace", "pretty"] } else { vec!["pretty"] };
-    let item_params: Vec<&'static str> =
-        if r.namespaced { vec!["name", "namespace", "pretty"] } else { vec!["name", "pretty"] };
+    let (ns_seg, ns_word) = if r.namespaced {
+        ("/namespaces/{namespace}", "Namespaced")
+    } else {
+        ("", "")
+    };
+    let base_params: Vec<&'static str> = if r.namespaced {
+        vec!["namespace", "pretty"]
+    } else {
+        vec!["pretty"]
+    };
+    let item_params: Vec<&'static str> = if r.namespaced {
+        vec!["name", "namespace", "pretty"]
+    } else {
+        vec!["name", "pretty"]
+    };
     let with_gvk = |mut o: Op, gvk: &Gvk| {
         o.gvk = Some(gvk.clone());
         o
@@ -258,17 +293,35 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
 
     // Collection: list, create, deletecollection.
     let collection = format!("{prefix}{ns_seg}/{}", r.plural);
-    let mut spec = PathSpec { params: base_params.clone(), ops: Vec::new() };
-    let mut list =
-        op("get", "list", format!("list{g}{v}{ns_word}{kind}"), format!("list or watch objects of kind {kind}"), &tag);
+    let mut spec = PathSpec {
+        params: base_params.clone(),
+        ops: Vec::new(),
+    };
+    let mut list = op(
+        "get",
+        "list",
+        format!("list{g}{v}{ns_word}{kind}"),
+        format!("list or watch objects of kind {kind}"),
+        &tag,
+    );
     list.query = LIST_PARAMS.to_vec();
     list.responses = ok_responses(&["200"], &list_def);
     list.produces = PRODUCES_WATCH;
     spec.ops.push(with_gvk(list, &gvk));
     if !r.read_only {
-        let mut create = op("post", "post", format!("create{g}{v}{ns_word}{kind}"), format!("create a {kind}"), &tag);
+        let mut create = op(
+            "post",
+            "post",
+            format!("create{g}{v}{ns_word}{kind}"),
+            format!("create a {kind}"),
+            &tag,
+        );
         create.query = CREATE_PARAMS.to_vec();
-        create.body = Some(Body { definition: def.to_string(), patch: false, required: true });
+        create.body = Some(Body {
+            definition: def.to_string(),
+            patch: false,
+            required: true,
+        });
         create.responses = ok_responses(&["200", "201", "202"], def);
         spec.ops.push(with_gvk(create, &gvk));
         let mut dc = op(
@@ -279,7 +332,11 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
             &tag,
         );
         dc.query = DELETE_COLLECTION_PARAMS.to_vec();
-        dc.body = Some(Body { definition: DELETE_OPTIONS.to_string(), patch: false, required: false });
+        dc.body = Some(Body {
+            definition: DELETE_OPTIONS.to_string(),
+            patch: false,
+            required: false,
+        });
         dc.responses = ok_responses(&["200"], STATUS);
         spec.ops.push(with_gvk(dc, &gvk));
     }
@@ -287,13 +344,27 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
 
     // Item: read, replace, patch, delete.
     let item = format!("{prefix}{ns_seg}/{}/{{name}}", r.plural);
-    let mut spec = PathSpec { params: item_params.clone(), ops: Vec::new() };
-    let mut read = op("get", "get", format!("read{g}{v}{ns_word}{kind}"), format!("read the specified {kind}"), &tag);
+    let mut spec = PathSpec {
+        params: item_params.clone(),
+        ops: Vec::new(),
+    };
+    let mut read = op(
+        "get",
+        "get",
+        format!("read{g}{v}{ns_word}{kind}"),
+        format!("read the specified {kind}"),
+        &tag,
+    );
     read.responses = ok_responses(&["200"], def);
     spec.ops.push(with_gvk(read, &gvk));
     if !r.read_only {
         spec.ops.push(with_gvk(
-            replace_op(&format!("replace{g}{v}{ns_word}{kind}"), &format!("replace the specified {kind}"), def, &tag),
+            replace_op(
+                &format!("replace{g}{v}{ns_word}{kind}"),
+                &format!("replace the specified {kind}"),
+                def,
+                &tag,
+            ),
             &gvk,
         ));
         spec.ops.push(with_gvk(
@@ -305,9 +376,19 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
             ),
             &gvk,
         ));
-        let mut del = op("delete", "delete", format!("delete{g}{v}{ns_word}{kind}"), format!("delete a {kind}"), &tag);
+        let mut del = op(
+            "delete",
+            "delete",
+            format!("delete{g}{v}{ns_word}{kind}"),
+            format!("delete a {kind}"),
+            &tag,
+        );
         del.query = DELETE_PARAMS.to_vec();
-        del.body = Some(Body { definition: DELETE_OPTIONS.to_string(), patch: false, required: false });
+        del.body = Some(Body {
+            definition: DELETE_OPTIONS.to_string(),
+            patch: false,
+            required: false,
+        });
         del.responses = ok_responses(&["200", "202"], STATUS);
         spec.ops.push(with_gvk(del, &gvk));
     }
@@ -315,7 +396,10 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
 
     // All namespaces.
     if r.namespaced {
-        let mut spec = PathSpec { params: vec!["pretty"], ops: Vec::new() };
+        let mut spec = PathSpec {
+            params: vec!["pretty"],
+            ops: Vec::new(),
+        };
         let mut list = op(
             "get",
             "list",
@@ -379,10 +463,17 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
     for sub in r.subresources {
         let suffix = capitalize(sub.name());
         let path = format!("{item}/{}", sub.name());
-        let mut spec = PathSpec { params: item_params.clone(), ops: Vec::new() };
+        let mut spec = PathSpec {
+            params: item_params.clone(),
+            ops: Vec::new(),
+        };
         match sub {
             Subresource::Status | Subresource::EphemeralContainers => {
-                let what = if *sub == Subresource::Status { "status" } else { "ephemeralcontainers" };
+                let what = if *sub == Subresource::Status {
+                    "status"
+                } else {
+                    "ephemeralcontainers"
+                };
                 let mut read = op(
                     "get",
                     "get",
@@ -448,7 +539,10 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                 let (sub_def, sub_gvk) = if *sub == Subresource::Binding {
                     ("io.k8s.api.core.v1.Binding", Gvk::new("", "v1", "Binding"))
                 } else {
-                    ("io.k8s.api.policy.v1.Eviction", Gvk::new("policy", "v1", "Eviction"))
+                    (
+                        "io.k8s.api.policy.v1.Eviction",
+                        Gvk::new("policy", "v1", "Eviction"),
+                    )
                 };
                 let mut create = op(
                     "post",
@@ -458,7 +552,11 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                     &tag,
                 );
                 create.query = CREATE_PARAMS.to_vec();
-                create.body = Some(Body { definition: sub_def.to_string(), patch: false, required: true });
+                create.body = Some(Body {
+                    definition: sub_def.to_string(),
+                    patch: false,
+                    required: true,
+                });
                 create.responses = ok_responses(&["200", "201", "202"], sub_def);
                 spec.ops.push(with_gvk(create, &sub_gvk));
             }
@@ -481,15 +579,29 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
 fn replace_op(id: &str, description: &str, def: &str, tag: &str) -> Op {
     let mut o = op("put", "put", id.to_string(), description.to_string(), tag);
     o.query = CREATE_PARAMS.to_vec();
-    o.body = Some(Body { definition: def.to_string(), patch: false, required: true });
+    o.body = Some(Body {
+        definition: def.to_string(),
+        patch: false,
+        required: true,
+    });
     o.responses = ok_responses(&["200", "201"], def);
     o
 }
 
 fn patch_op(id: &str, description: &str, def: &str, tag: &str) -> Op {
-    let mut o = op("patch", "patch", id.to_string(), description.to_string(), tag);
+    let mut o = op(
+        "patch",
+        "patch",
+        id.to_string(),
+        description.to_string(),
+        tag,
+    );
     o.query = PATCH_PARAMS.to_vec();
-    o.body = Some(Body { definition: PATCH.to_string(), patch: true, required: true });
+    o.body = Some(Body {
+        definition: PATCH.to_string(),
+        patch: true,
+        required: true,
+    });
     o.responses = ok_responses(&["200", "201"], def);
     o
 }
@@ -498,7 +610,10 @@ fn discovery_op(id: &str, description: &str, tag: &str, def: &str) -> PathSpec {
     let mut o = op("get", "", id.to_string(), description.to_string(), tag);
     o.responses = ok_responses(&["200"], def);
     o.produces = PRODUCES_DISCOVERY;
-    PathSpec { params: Vec::new(), ops: vec![o] }
+    PathSpec {
+        params: Vec::new(),
+        ops: vec![o],
+    }
 }
 
 /// The discovery path of a v3 document key ("api", "apis", "apis/apps",
@@ -520,7 +635,12 @@ fn discovery_paths(key: &str, out: &mut BTreeMap<String, PathSpec>) {
         ["apis"] => {
             out.insert(
                 "/apis/".into(),
-                discovery_op("getAPIVersions", "get available API versions", "apis", &format!("{META}.APIGroupList")),
+                discovery_op(
+                    "getAPIVersions",
+                    "get available API versions",
+                    "apis",
+                    &format!("{META}.APIGroupList"),
+                ),
             );
         }
         ["version"] => {
@@ -623,7 +743,11 @@ fn response_description(code: &str) -> &'static str {
 
 fn op_v2(o: &Op) -> Value {
     let mut m = Map::new();
-    let consumes: Vec<&str> = if o.body.as_ref().is_some_and(|b| b.patch) { PATCH_TYPES.to_vec() } else { vec!["*/*"] };
+    let consumes: Vec<&str> = if o.body.as_ref().is_some_and(|b| b.patch) {
+        PATCH_TYPES.to_vec()
+    } else {
+        vec!["*/*"]
+    };
     m.insert("consumes".into(), json!(consumes));
     m.insert("description".into(), json!(o.description));
     m.insert("operationId".into(), json!(o.id));
@@ -668,8 +792,11 @@ fn path_item_v2(spec: &PathSpec) -> Value {
         m.insert(o.method.into(), op_v2(o));
     }
     if !spec.params.is_empty() {
-        let params: Vec<Value> =
-            spec.params.iter().map(|p| json!({ "$ref": format!("#/parameters/{}", parameter_key(p)) })).collect();
+        let params: Vec<Value> = spec
+            .params
+            .iter()
+            .map(|p| json!({ "$ref": format!("#/parameters/{}", parameter_key(p)) }))
+            .collect();
         m.insert("parameters".into(), Value::Array(params));
     }
     Value::Object(m)
@@ -679,7 +806,12 @@ fn path_item_v2(spec: &PathSpec) -> Value {
 fn sorted_ops(spec: &PathSpec) -> Vec<&Op> {
     let order = ["delete", "get", "patch", "post", "put"];
     let mut ops: Vec<&Op> = spec.ops.iter().collect();
-    ops.sort_by_key(|o| order.iter().position(|m| *m == o.method).unwrap_or(order.len()));
+    ops.sort_by_key(|o| {
+        order
+            .iter()
+            .position(|m| *m == o.method)
+            .unwrap_or(order.len())
+    });
     ops
 }
 
@@ -756,13 +888,23 @@ fn op_v3(o: &Op) -> Value {
     m.insert("description".into(), json!(o.description));
     m.insert("operationId".into(), json!(o.id));
     if !o.query.is_empty() {
-        m.insert("parameters".into(), Value::Array(o.query.iter().map(|q| parameter_v3(q)).collect()));
+        m.insert(
+            "parameters".into(),
+            Value::Array(o.query.iter().map(|q| parameter_v3(q)).collect()),
+        );
     }
     if let Some(b) = &o.body {
-        let types: Vec<&str> = if b.patch { PATCH_TYPES.to_vec() } else { vec!["*/*"] };
+        let types: Vec<&str> = if b.patch {
+            PATCH_TYPES.to_vec()
+        } else {
+            vec!["*/*"]
+        };
         let mut content = Map::new();
         for t in types {
-            content.insert(t.to_string(), json!({ "schema": schema_ref_v3(&b.definition) }));
+            content.insert(
+                t.to_string(),
+                json!({ "schema": schema_ref_v3(&b.definition) }),
+            );
         }
         let mut body = Map::new();
         body.insert("content".into(), Value::Object(content));
@@ -802,7 +944,10 @@ fn path_item_v3(spec: &PathSpec) -> Value {
         m.insert(o.method.into(), op_v3(o));
     }
     if !spec.params.is_empty() {
-        m.insert("parameters".into(), Value::Array(spec.params.iter().map(|p| parameter_v3(p)).collect()));
+        m.insert(
+            "parameters".into(),
+            Value::Array(spec.params.iter().map(|p| parameter_v3(p)).collect()),
+        );
     }
     Value::Object(m)
 }
@@ -822,8 +967,11 @@ fn schema_to_v3(v: &Value) -> Value {
                     continue;
                 }
                 // enum/default/example hold data, not schemas.
-                let converted =
-                    if k == "enum" || k == "default" || k == "example" { child.clone() } else { schema_to_v3(child) };
+                let converted = if k == "enum" || k == "default" || k == "example" {
+                    child.clone()
+                } else {
+                    schema_to_v3(child)
+                };
                 m.insert(k.clone(), converted);
             }
             match reference {
@@ -843,9 +991,9 @@ fn schema_to_v3(v: &Value) -> Value {
 fn definition_to_v3(name: &str, def: &Value) -> Value {
     let description = def.get("description").cloned();
     let special = match name {
-        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => {
-            Some(json!({ "format": "int-or-string", "oneOf": [{ "type": "integer" }, { "type": "string" }] }))
-        }
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => Some(
+            json!({ "format": "int-or-string", "oneOf": [{ "type": "integer" }, { "type": "string" }] }),
+        ),
         "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
             Some(json!({ "oneOf": [{ "type": "string" }, { "type": "number" }] }))
         }
@@ -1061,7 +1209,13 @@ mod tests {
     };
 
     fn sample() -> Vec<&'static ResourceInfo> {
-        vec![&PODS, &NAMESPACES, &COMPONENT_STATUSES, &DEPLOYMENTS, &CLUSTER_ROLES]
+        vec![
+            &PODS,
+            &NAMESPACES,
+            &COMPONENT_STATUSES,
+            &DEPLOYMENTS,
+            &CLUSTER_ROLES,
+        ]
     }
 
     /// Every `$ref` in `doc` resolves inside `doc` (JSON pointer after '#').
@@ -1140,7 +1294,10 @@ mod tests {
         }
         let patch = &paths["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-action"], "patch");
-        assert_eq!(patch["x-kubernetes-group-version-kind"], json!({"group": "", "kind": "Pod", "version": "v1"}));
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "", "kind": "Pod", "version": "v1"})
+        );
         assert_eq!(patch["operationId"], "patchCoreV1NamespacedPod");
         let consumes = patch["consumes"].as_array().cloned().unwrap_or_default();
         for t in PATCH_TYPES {
@@ -1152,9 +1309,19 @@ mod tests {
         }
         let list = &paths["/apis/rbac.authorization.k8s.io/v1/clusterroles"]["get"];
         assert_eq!(list["operationId"], "listRbacAuthorizationV1ClusterRole");
-        assert_eq!(list["responses"]["200"]["schema"]["$ref"], "#/definitions/io.k8s.api.rbac.v1.ClusterRoleList");
+        assert_eq!(
+            list["responses"]["200"]["schema"]["$ref"],
+            "#/definitions/io.k8s.api.rbac.v1.ClusterRoleList"
+        );
         let names = param_names_v2(&doc, &list["parameters"]);
-        for n in ["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch"] {
+        for n in [
+            "labelSelector",
+            "fieldSelector",
+            "limit",
+            "continue",
+            "resourceVersion",
+            "watch",
+        ] {
             assert!(names.contains(&n.to_string()), "{n}");
         }
         let scale = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["put"];
@@ -1175,18 +1342,37 @@ mod tests {
     fn v3_index_lists_group_versions_with_stable_hashes() {
         let idx = openapi_v3_paths(&sample());
         let paths = idx["paths"].as_object().cloned().unwrap_or_default();
-        for k in ["api/v1", "apis/apps/v1", "apis/rbac.authorization.k8s.io/v1", "api", "apis", "apis/apps", "version"]
-        {
-            let url = paths.get(k).and_then(|p| p["serverRelativeURL"].as_str()).unwrap_or_default().to_string();
-            assert!(url.starts_with(&format!("/openapi/v3/{k}?hash=")), "{k}: {url}");
+        for k in [
+            "api/v1",
+            "apis/apps/v1",
+            "apis/rbac.authorization.k8s.io/v1",
+            "api",
+            "apis",
+            "apis/apps",
+            "version",
+        ] {
+            let url = paths
+                .get(k)
+                .and_then(|p| p["serverRelativeURL"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                url.starts_with(&format!("/openapi/v3/{k}?hash=")),
+                "{k}: {url}"
+            );
         }
         assert_eq!(idx, openapi_v3_paths(&sample()));
         let doc = openapi_v3_group_version(&sample(), "apis/apps/v1");
         let hash = doc.as_ref().map(document_hash).unwrap_or_default();
-        assert_eq!(paths["apis/apps/v1"]["serverRelativeURL"], format!("/openapi/v3/apis/apps/v1?hash={hash}"));
+        assert_eq!(
+            paths["apis/apps/v1"]["serverRelativeURL"],
+            format!("/openapi/v3/apis/apps/v1?hash={hash}")
+        );
         assert!(openapi_v3_group_version(&sample(), "apis/batch/v1").is_none());
         assert!(openapi_v3_group_version(&sample(), "nonsense").is_none());
-        assert!(openapi_v3_paths(&[])["paths"].as_object().is_some_and(Map::is_empty));
+        assert!(openapi_v3_paths(&[])["paths"]
+            .as_object()
+            .is_some_and(Map::is_empty));
     }
 
     #[test]
@@ -1194,30 +1380,47 @@ mod tests {
         let doc = openapi_v3_group_version(&sample(), "api/v1").unwrap_or(Value::Null);
         assert_eq!(doc["openapi"], "3.0.0");
         assert_refs_resolve(&doc);
-        let schemas = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert!(schemas.contains_key("io.k8s.api.core.v1.Pod"));
         assert!(schemas.contains_key("io.k8s.api.core.v1.Container"));
         assert!(schemas.contains_key("io.k8s.api.policy.v1.Eviction"));
         // Only reachable schemas.
         assert!(!schemas.contains_key("io.k8s.api.apps.v1.Deployment"));
-        assert!(doc["paths"].get("/apis/apps/v1/namespaces/{namespace}/deployments").is_none());
+        assert!(doc["paths"]
+            .get("/apis/apps/v1/namespaces/{namespace}/deployments")
+            .is_none());
         // IntOrString / Quantity in v3 form.
-        assert!(schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"].get("oneOf").is_some());
-        assert!(schemas["io.k8s.apimachinery.pkg.api.resource.Quantity"].get("type").is_none());
+        assert!(schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]
+            .get("oneOf")
+            .is_some());
+        assert!(schemas["io.k8s.apimachinery.pkg.api.resource.Quantity"]
+            .get("type")
+            .is_none());
         // $ref with siblings is wrapped in allOf.
         let meta = &schemas["io.k8s.api.core.v1.Pod"]["properties"]["metadata"];
-        assert_eq!(meta["allOf"][0]["$ref"], "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(
+            meta["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
         // Patch metadata survives.
         let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
 
         let doc = openapi_v3_group_version(&sample(), "/apis/apps/v1/").unwrap_or(Value::Null);
-        assert!(doc["components"]["schemas"].get("io.k8s.api.autoscaling.v1.Scale").is_some());
+        assert!(doc["components"]["schemas"]
+            .get("io.k8s.api.autoscaling.v1.Scale")
+            .is_some());
         assert_refs_resolve(&doc);
         for key in ["api", "apis", "apis/apps", "version"] {
             let d = openapi_v3_group_version(&sample(), key).unwrap_or(Value::Null);
-            assert!(d["paths"].as_object().is_some_and(|p| !p.is_empty()), "{key}");
+            assert!(
+                d["paths"].as_object().is_some_and(|p| !p.is_empty()),
+                "{key}"
+            );
             assert_refs_resolve(&d);
         }
     }
@@ -1227,22 +1430,39 @@ mod tests {
     #[test]
     fn v3_field_validation_support_as_kubectl_checks_it() {
         for (key, gvk) in [
-            ("api/v1", json!({"group": "", "kind": "Pod", "version": "v1"})),
-            ("api/v1", json!({"group": "", "kind": "Namespace", "version": "v1"})),
-            ("apis/apps/v1", json!({"group": "apps", "kind": "Deployment", "version": "v1"})),
+            (
+                "api/v1",
+                json!({"group": "", "kind": "Pod", "version": "v1"}),
+            ),
+            (
+                "api/v1",
+                json!({"group": "", "kind": "Namespace", "version": "v1"}),
+            ),
+            (
+                "apis/apps/v1",
+                json!({"group": "apps", "kind": "Deployment", "version": "v1"}),
+            ),
         ] {
             let doc = openapi_v3_group_version(&sample(), key).unwrap_or(Value::Null);
             let mut seen = 0;
             for (_, item) in doc["paths"].as_object().into_iter().flatten() {
-                let Some(patch) = item.get("patch") else { continue };
+                let Some(patch) = item.get("patch") else {
+                    continue;
+                };
                 if patch["x-kubernetes-group-version-kind"] != gvk {
                     continue;
                 }
                 seen += 1;
-                let names: Vec<&str> =
-                    patch["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+                let names: Vec<&str> = patch["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
                 assert!(names.contains(&"fieldValidation"), "{gvk}: {names:?}");
-                assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
+                assert!(patch["requestBody"]["content"]
+                    .get("application/strategic-merge-patch+json")
+                    .is_some());
             }
             assert!(seen > 0, "no PATCH for {gvk}");
             // The component schema with that GVK in its list exists.
@@ -1250,7 +1470,11 @@ mod tests {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .any(|(_, s)| s["x-kubernetes-group-version-kind"].as_array().is_some_and(|l| l.contains(&gvk)));
+                .any(|(_, s)| {
+                    s["x-kubernetes-group-version-kind"]
+                        .as_array()
+                        .is_some_and(|l| l.contains(&gvk))
+                });
             assert!(found, "{gvk}");
         }
     }
@@ -1260,19 +1484,33 @@ mod tests {
     fn v3_explain_walk() {
         let doc = openapi_v3_group_version(&sample(), "api/v1").unwrap_or(Value::Null);
         // GVK from the first search path that has one.
-        let gvk = ["/api/v1/pods", "/api/v1/pods/{name}", "/api/v1/namespaces/{namespace}/pods"]
-            .iter()
-            .filter_map(|p| doc["paths"].get(*p))
-            .flat_map(|item| ["get", "post", "put", "patch", "delete"].into_iter().filter_map(move |m| item.get(m)))
-            .find_map(|op| op.get("x-kubernetes-group-version-kind").cloned())
-            .unwrap_or(Value::Null);
+        let gvk = [
+            "/api/v1/pods",
+            "/api/v1/pods/{name}",
+            "/api/v1/namespaces/{namespace}/pods",
+        ]
+        .iter()
+        .filter_map(|p| doc["paths"].get(*p))
+        .flat_map(|item| {
+            ["get", "post", "put", "patch", "delete"]
+                .into_iter()
+                .filter_map(move |m| item.get(m))
+        })
+        .find_map(|op| op.get("x-kubernetes-group-version-kind").cloned())
+        .unwrap_or(Value::Null);
         assert_eq!(gvk, json!({"group": "", "kind": "Pod", "version": "v1"}));
-        let schemas = doc["components"]["schemas"].as_object().cloned().unwrap_or_default();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let resolve = |s: &Value| -> Value {
             let mut s = s.clone();
             for _ in 0..8 {
                 if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-                    s = schemas.get(r.rsplit('/').next().unwrap_or(r)).cloned().unwrap_or(Value::Null);
+                    s = schemas
+                        .get(r.rsplit('/').next().unwrap_or(r))
+                        .cloned()
+                        .unwrap_or(Value::Null);
                 } else if let Some(first) = s.get("allOf").and_then(|a| a.get(0)) {
                     s = first.clone();
                 } else if let Some(items) = s.get("items") {
@@ -1285,7 +1523,11 @@ mod tests {
         };
         let mut cur = schemas
             .values()
-            .find(|s| s["x-kubernetes-group-version-kind"].as_array().is_some_and(|l| l.contains(&gvk)))
+            .find(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .is_some_and(|l| l.contains(&gvk))
+            })
             .cloned()
             .unwrap_or(Value::Null);
         for field in ["spec", "containers"] {
@@ -1299,8 +1541,14 @@ mod tests {
     fn group_idents() {
         assert_eq!(group_ident(""), "Core");
         assert_eq!(group_ident("apps"), "Apps");
-        assert_eq!(group_ident("rbac.authorization.k8s.io"), "RbacAuthorization");
-        assert_eq!(group_ident("flowcontrol.apiserver.k8s.io"), "FlowcontrolApiserver");
+        assert_eq!(
+            group_ident("rbac.authorization.k8s.io"),
+            "RbacAuthorization"
+        );
+        assert_eq!(
+            group_ident("flowcontrol.apiserver.k8s.io"),
+            "FlowcontrolApiserver"
+        );
         assert_eq!(group_ident("apiextensions.k8s.io"), "Apiextensions");
     }
 
@@ -1309,8 +1557,17 @@ mod tests {
         let schemas = Schemas::embedded();
         for s in crate::all() {
             let info = s.info();
-            assert!(schemas.has(info.definition), "{} has no definition {}", info.kind, info.definition);
-            assert!(schemas.has(&list_definition(info)), "{} has no list definition", info.kind);
+            assert!(
+                schemas.has(info.definition),
+                "{} has no definition {}",
+                info.kind,
+                info.definition
+            );
+            assert!(
+                schemas.has(&list_definition(info)),
+                "{} has no list definition",
+                info.kind
+            );
         }
     }
 }

@@ -51,8 +51,14 @@ mod tests {
 
     #[test]
     fn every_row_matches_its_columns_and_odd_input_does_not_panic() {
-        let odd = [json!({}), json!(null), json!([]), json!("x"), json!({"spec": 5, "status": "x", "metadata": []}),
-            json!({"spec": {"template": 1, "selector": "x", "metrics": [1], "rules": [null]}, "subjects": [1], "endpoints": "x"})];
+        let odd = [
+            json!({}),
+            json!(null),
+            json!([]),
+            json!("x"),
+            json!({"spec": 5, "status": "x", "metadata": []}),
+            json!({"spec": {"template": 1, "selector": "x", "metrics": [1], "rules": [null]}, "subjects": [1], "endpoints": "x"}),
+        ];
         for st in mine() {
             let cols = st.table_columns().len();
             for o in &odd {
@@ -63,7 +69,12 @@ mod tests {
                 let _ = st.validate_update(&d, o);
                 let _ = st.selectable_fields(&d);
                 let _ = st.from_storage(st.to_storage(d.clone()));
-                assert_eq!(st.table_row(&d).len(), cols, "{} row/column mismatch", st.info().plural);
+                assert_eq!(
+                    st.table_row(&d).len(),
+                    cols,
+                    "{} row/column mismatch",
+                    st.info().plural
+                );
             }
         }
     }
@@ -71,12 +82,24 @@ mod tests {
     #[test]
     fn shared_storage_is_declared_consistently() {
         let infos: Vec<_> = mine().iter().map(|s| s.info().clone()).collect();
-        let hpas: Vec<_> = infos.iter().filter(|i| i.plural == "horizontalpodautoscalers").collect();
+        let hpas: Vec<_> = infos
+            .iter()
+            .filter(|i| i.plural == "horizontalpodautoscalers")
+            .collect();
         assert_eq!(hpas.len(), 2);
-        assert!(hpas.iter().all(|i| i.storage_segment == "horizontalpodautoscalers" && i.storage_api_version == "autoscaling/v2"));
-        let ev = infos.iter().find(|i| i.group == "events.k8s.io").map(|i| (i.storage_segment, i.storage_api_version));
+        assert!(hpas
+            .iter()
+            .all(|i| i.storage_segment == "horizontalpodautoscalers"
+                && i.storage_api_version == "autoscaling/v2"));
+        let ev = infos
+            .iter()
+            .find(|i| i.group == "events.k8s.io")
+            .map(|i| (i.storage_segment, i.storage_api_version));
         assert_eq!(ev, Some(("events", "v1")));
-        let ing = infos.iter().find(|i| i.plural == "ingresses").map(|i| i.storage_segment);
+        let ing = infos
+            .iter()
+            .find(|i| i.plural == "ingresses")
+            .map(|i| i.storage_segment);
         assert_eq!(ing, Some("ingress"));
         for i in &infos {
             assert!(i.definition.starts_with("io.k8s.api."), "{}", i.definition);

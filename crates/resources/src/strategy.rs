@@ -116,6 +116,12 @@ pub trait Strategy: Send + Sync + 'static {
         self.info().has_subresource(Subresource::Status)
     }
 
+    /// Whether create drops a client-supplied status (most spec/status
+    /// resources). Nodes keep theirs: the kubelet registers with it.
+    fn reset_status_on_create(&self) -> bool {
+        self.has_status()
+    }
+
     /// Whether metadata.generation starts at 1 and increments when anything
     /// outside metadata and status changes.
     fn bumps_generation(&self) -> bool {
@@ -178,6 +184,18 @@ pub trait Strategy: Send + Sync + 'static {
         vec![age_cell(obj)]
     }
 
+    /// Whether the table starts with the standard Name column. Printers
+    /// that place the name elsewhere (events: a wide-only Name column last)
+    /// return false and list every column, Name included, themselves.
+    fn name_column_first(&self) -> bool {
+        true
+    }
+
+    /// The Name cell (storage classes append " (default)").
+    fn name_cell(&self, obj: &Value) -> Value {
+        Value::String(apimachinery::meta::name(obj).to_string())
+    }
+
     /// Conversion between this version and the storage version
     /// (`info().storage_api_version`); identity when they are equal.
     fn to_storage(&self, obj: Value) -> Value {
@@ -215,11 +233,15 @@ pub fn age_column() -> TableColumn {
 /// Human duration since metadata.creationTimestamp, as kubectl prints it
 /// (`5s`, `3m20s`, `4h`, `12d`), or `<unknown>`.
 pub fn age_cell(obj: &Value) -> Value {
-    let ts = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
-    Value::String(match ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-        Some(t) => human_duration(chrono::Utc::now().signed_duration_since(t)),
-        None => "<unknown>".to_string(),
-    })
+    let ts = obj
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str);
+    Value::String(
+        match ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+            Some(t) => human_duration(chrono::Utc::now().signed_duration_since(t)),
+            None => "<unknown>".to_string(),
+        },
+    )
 }
 
 /// Upstream's `duration.HumanDuration`.
@@ -235,7 +257,11 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -243,7 +269,11 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -251,7 +281,11 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
     if hours < 24 * 8 {
         let h = hours % 24;
         let days = hours / 24;
-        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
+        return if h == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{h}h")
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
@@ -259,7 +293,11 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
     if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
         let years = hours / 24 / 365;
-        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
+        return if dy == 0 {
+            format!("{years}y")
+        } else {
+            format!("{years}y{dy}d")
+        };
     }
     format!("{}y", hours / 24 / 365)
 }

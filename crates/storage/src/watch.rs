@@ -214,6 +214,11 @@ impl Session {
                         }
                     } else {
                         let batch = convert_events(&resp);
+                        if let Some(min) = batch.iter().map(StorageEvent::revision).min() {
+                            if min <= self.last {
+                                eprintln!("DEBUG premature progress: event {min} after progress/last {}", self.last);
+                            }
+                        }
                         if let Some(max) = batch.iter().map(StorageEvent::revision).max() {
                             self.last = self.last.max(max);
                         }

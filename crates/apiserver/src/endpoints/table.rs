@@ -38,12 +38,17 @@ pub fn partial_metadata_list(items: &[Value], list_meta: Value) -> Value {
     })
 }
 
-fn column_defs(strategy: &dyn Strategy) -> Vec<Value> {
-    let mut cols = vec![json!({
+/// The standard Name column definition.
+pub fn name_column() -> Value {
+    json!({
         "name": "Name", "type": "string", "format": "name",
         "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
         "priority": 0
-    })];
+    })
+}
+
+fn column_defs(strategy: &dyn Strategy) -> Vec<Value> {
+    let mut cols = if strategy.name_column_first() { vec![name_column()] } else { Vec::new() };
     for c in strategy.table_columns() {
         cols.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
     }
@@ -52,7 +57,7 @@ fn column_defs(strategy: &dyn Strategy) -> Vec<Value> {
 
 /// One row for an object.
 pub fn row(strategy: &dyn Strategy, obj: &Value, include: IncludeObject) -> Value {
-    let mut cells = vec![Value::String(apimachinery::meta::name(obj).to_string())];
+    let mut cells = if strategy.name_column_first() { vec![strategy.name_cell(obj)] } else { Vec::new() };
     cells.extend(strategy.table_row(obj));
     let mut r = Map::new();
     r.insert("cells".into(), Value::Array(cells));

@@ -334,7 +334,7 @@ impl Store {
         }
         meta::set_uid(&mut obj, &uuid::Uuid::new_v4().to_string());
         meta::set_creation_timestamp(&mut obj, &meta::now_rfc3339());
-        if self.strategy.has_status() {
+        if self.strategy.reset_status_on_create() {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
@@ -382,7 +382,8 @@ impl Store {
             let bytes = self.encode(&prepared)?;
             match self.storage.create(&self.key(ns, &name), bytes, &claims).await {
                 Ok(rev) => {
-                    let mut out = prepared;
+                    // Answer with what a read will return (conversions applied).
+                    let mut out = self.strategy.from_storage(self.strategy.to_storage(prepared));
                     meta::set_resource_version(&mut out, &rev.to_string());
                     return Ok(out);
                 }

@@ -374,6 +374,10 @@ pub(crate) fn node_cells(node: &Value) -> (String, String) {
 }
 
 impl Strategy for NodeStrategy {
+    fn reset_status_on_create(&self) -> bool {
+        false
+    }
+
     fn info(&self) -> &ResourceInfo {
         &self.info
     }
@@ -704,6 +708,28 @@ pub(crate) fn event_cells(ev: &Value) -> Vec<Value> {
     ]
 }
 
+/// Upstream's event printer columns: Name is last and wide-only.
+pub(crate) fn event_columns() -> Vec<TableColumn> {
+    vec![
+            super::col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
+            super::col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future", 0),
+            super::col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
+            super::col("Object", "string", "The object that this event is about.", 0),
+            super::col("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.", 1),
+            super::col("Source", "string", "The component reporting this event. Should be a short machine understandable string.", 1),
+            super::col("Message", "string", "A human-readable description of the status of this operation.", 0),
+            super::col("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", 1),
+            super::col("Count", "string", "The number of times this event has occurred.", 1),
+            TableColumn {
+                name: "Name",
+                type_: "string",
+                format: "name",
+                description: super::NAME_DESCRIPTION,
+                priority: 1,
+            },
+        ]
+}
+
 impl Strategy for EventStrategy {
     fn info(&self) -> &ResourceInfo {
         &self.info
@@ -783,28 +809,15 @@ impl Strategy for EventStrategy {
     /// wide-only column (see the report to the lead: the store puts a Name
     /// column first for every resource).
     fn table_columns(&self) -> Vec<TableColumn> {
-        vec![
-            super::col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
-            super::col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future", 0),
-            super::col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
-            super::col("Object", "string", "The object that this event is about.", 0),
-            super::col("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.", 1),
-            super::col("Source", "string", "The component reporting this event. Should be a short machine understandable string.", 1),
-            super::col("Message", "string", "A human-readable description of the status of this operation.", 0),
-            super::col("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", 1),
-            super::col("Count", "string", "The number of times this event has occurred.", 1),
-            TableColumn {
-                name: "Name",
-                type_: "string",
-                format: "name",
-                description: super::NAME_DESCRIPTION,
-                priority: 1,
-            },
-        ]
+        event_columns()
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         event_cells(obj)
+    }
+
+    fn name_column_first(&self) -> bool {
+        false
     }
 }
 

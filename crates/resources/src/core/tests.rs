@@ -878,3 +878,43 @@ fn hostile_shapes_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn finished_containers_of_never_restarting_pods_stay_finished() {
+    let mut p = minimal_pod();
+    p["spec"]["restartPolicy"] = json!("Never");
+    let (mut old, _) = create("pods", p);
+    old["status"]["containerStatuses"] = json!([{"name": "nginx", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0}}}]);
+    let mut new = old.clone();
+    new["status"]["containerStatuses"][0]["state"] = json!({"running": {}});
+    let errs: Vec<String> = strategy("pods")
+        .validate_update(&new, &old)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs, vec!["status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"]);
+    let mut bad_ip = old.clone();
+    bad_ip["status"]["podIPs"] = json!([{"ip": "10.0.0.300"}]);
+    let errs: Vec<String> = strategy("pods")
+        .validate_update(&bad_ip, &old)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs, vec!["status.podIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]);
+}
+
+#[test]
+fn load_balancer_ingress_is_only_for_load_balancers() {
+    let (old, _) = create(
+        "services",
+        service(json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.10"})),
+    );
+    let mut new = old.clone();
+    new["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}});
+    let errs: Vec<String> = strategy("services")
+        .validate_update(&new, &old)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs, vec!["status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is 'LoadBalancer'"]);
+}

@@ -18,13 +18,16 @@ use apimachinery::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::common::{
-    as_i64, column, dns1123_label_errors, nonnegative, obj_mut, path_segment_errors, ptr_arr, ptr_i64,
-    ptr_str, s, set_default,
+    as_i64, column, dns1123_label_errors, nonnegative, obj_mut, path_segment_errors, ptr_arr,
+    ptr_i64, ptr_str, s, set_default,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
-    vec![Arc::new(HorizontalPodAutoscalersV2), Arc::new(HorizontalPodAutoscalersV1)]
+    vec![
+        Arc::new(HorizontalPodAutoscalersV2),
+        Arc::new(HorizontalPodAutoscalersV1),
+    ]
 }
 
 const METRICS_ANN: &str = "autoscaling.alpha.kubernetes.io/metrics";
@@ -89,7 +92,12 @@ fn put(m: &mut Map<String, Value>, k: &str, v: Option<&Value>) {
 
 /// A non-pointer Go quantity: written as "0" when unset.
 fn put_qty(m: &mut Map<String, Value>, k: &str, v: Option<&Value>) {
-    m.insert(k.to_string(), v.filter(|v| !v.is_null()).cloned().unwrap_or_else(|| s("0")));
+    m.insert(
+        k.to_string(),
+        v.filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or_else(|| s("0")),
+    );
 }
 
 fn at<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
@@ -111,8 +119,16 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
     put(&mut out, "type", m.get("type"));
     if let Some(o) = at(m, "/object") {
         let mut x = Map::new();
-        x.insert("target".into(), o.get("describedObject").cloned().unwrap_or_else(|| json!({"kind": "", "name": ""})));
-        x.insert("metricName".into(), s(ptr_str(o, "/metric/name").unwrap_or("")));
+        x.insert(
+            "target".into(),
+            o.get("describedObject")
+                .cloned()
+                .unwrap_or_else(|| json!({"kind": "", "name": ""})),
+        );
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(o, "/metric/name").unwrap_or("")),
+        );
         put_qty(&mut x, "targetValue", at(o, "/target/value"));
         put(&mut x, "selector", at(o, "/metric/selector"));
         put(&mut x, "averageValue", at(o, "/target/averageValue"));
@@ -120,7 +136,10 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
     }
     if let Some(p) = at(m, "/pods") {
         let mut x = Map::new();
-        x.insert("metricName".into(), s(ptr_str(p, "/metric/name").unwrap_or("")));
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(p, "/metric/name").unwrap_or("")),
+        );
         put_qty(&mut x, "targetAverageValue", at(p, "/target/averageValue"));
         put(&mut x, "selector", at(p, "/metric/selector"));
         out.insert("pods".into(), Value::Object(x));
@@ -129,17 +148,27 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
         if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
             let mut x = Map::new();
             x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
-            put(&mut x, "targetAverageUtilization", at(r, "/target/averageUtilization"));
+            put(
+                &mut x,
+                "targetAverageUtilization",
+                at(r, "/target/averageUtilization"),
+            );
             put(&mut x, "targetAverageValue", at(r, "/target/averageValue"));
             if key == "containerResource" {
-                x.insert("container".into(), s(ptr_str(r, "/container").unwrap_or("")));
+                x.insert(
+                    "container".into(),
+                    s(ptr_str(r, "/container").unwrap_or("")),
+                );
             }
             out.insert(key.into(), Value::Object(x));
         }
     }
     if let Some(e) = at(m, "/external") {
         let mut x = Map::new();
-        x.insert("metricName".into(), s(ptr_str(e, "/metric/name").unwrap_or("")));
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(e, "/metric/name").unwrap_or("")),
+        );
         put(&mut x, "metricSelector", at(e, "/metric/selector"));
         put(&mut x, "targetValue", at(e, "/target/value"));
         put(&mut x, "targetAverageValue", at(e, "/target/averageValue"));
@@ -150,7 +179,12 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
 
 fn metric_identifier(name: Option<&Value>, selector: Option<&Value>) -> Value {
     let mut id = Map::new();
-    id.insert("name".into(), name.filter(|v| !v.is_null()).cloned().unwrap_or_else(|| s("")));
+    id.insert(
+        "name".into(),
+        name.filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or_else(|| s("")),
+    );
     put(&mut id, "selector", selector);
     Value::Object(id)
 }
@@ -161,7 +195,14 @@ fn metric_spec_v1_to_v2(m: &Value) -> Value {
     if let Some(o) = at(m, "/object") {
         let mut target = Map::new();
         let avg = at(o, "/averageValue");
-        target.insert("type".into(), s(if avg.is_some() { "AverageValue" } else { "Value" }));
+        target.insert(
+            "type".into(),
+            s(if avg.is_some() {
+                "AverageValue"
+            } else {
+                "Value"
+            }),
+        );
         put_qty(&mut target, "value", at(o, "/targetValue"));
         put(&mut target, "averageValue", avg);
         out.insert(
@@ -186,13 +227,23 @@ fn metric_spec_v1_to_v2(m: &Value) -> Value {
         if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
             let util = at(r, "/targetAverageUtilization");
             let mut target = Map::new();
-            target.insert("type".into(), s(if util.is_some() { "Utilization" } else { "AverageValue" }));
+            target.insert(
+                "type".into(),
+                s(if util.is_some() {
+                    "Utilization"
+                } else {
+                    "AverageValue"
+                }),
+            );
             put(&mut target, "averageUtilization", util);
             put(&mut target, "averageValue", at(r, "/targetAverageValue"));
             let mut x = Map::new();
             x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
             if key == "containerResource" {
-                x.insert("container".into(), s(ptr_str(r, "/container").unwrap_or("")));
+                x.insert(
+                    "container".into(),
+                    s(ptr_str(r, "/container").unwrap_or("")),
+                );
             }
             x.insert("target".into(), Value::Object(target));
             out.insert(key.into(), Value::Object(x));
@@ -201,7 +252,14 @@ fn metric_spec_v1_to_v2(m: &Value) -> Value {
     if let Some(e) = at(m, "/external") {
         let value = at(e, "/targetValue");
         let mut target = Map::new();
-        target.insert("type".into(), s(if value.is_some() { "Value" } else { "AverageValue" }));
+        target.insert(
+            "type".into(),
+            s(if value.is_some() {
+                "Value"
+            } else {
+                "AverageValue"
+            }),
+        );
         put(&mut target, "value", value);
         put(&mut target, "averageValue", at(e, "/targetAverageValue"));
         out.insert(
@@ -217,8 +275,16 @@ fn metric_status_v2_to_v1(m: &Value) -> Value {
     put(&mut out, "type", m.get("type"));
     if let Some(o) = at(m, "/object") {
         let mut x = Map::new();
-        x.insert("target".into(), o.get("describedObject").cloned().unwrap_or_else(|| json!({"kind": "", "name": ""})));
-        x.insert("metricName".into(), s(ptr_str(o, "/metric/name").unwrap_or("")));
+        x.insert(
+            "target".into(),
+            o.get("describedObject")
+                .cloned()
+                .unwrap_or_else(|| json!({"kind": "", "name": ""})),
+        );
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(o, "/metric/name").unwrap_or("")),
+        );
         put_qty(&mut x, "currentValue", at(o, "/current/value"));
         put(&mut x, "selector", at(o, "/metric/selector"));
         put(&mut x, "averageValue", at(o, "/current/averageValue"));
@@ -226,8 +292,15 @@ fn metric_status_v2_to_v1(m: &Value) -> Value {
     }
     if let Some(p) = at(m, "/pods") {
         let mut x = Map::new();
-        x.insert("metricName".into(), s(ptr_str(p, "/metric/name").unwrap_or("")));
-        put_qty(&mut x, "currentAverageValue", at(p, "/current/averageValue"));
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(p, "/metric/name").unwrap_or("")),
+        );
+        put_qty(
+            &mut x,
+            "currentAverageValue",
+            at(p, "/current/averageValue"),
+        );
         put(&mut x, "selector", at(p, "/metric/selector"));
         out.insert("pods".into(), Value::Object(x));
     }
@@ -235,20 +308,38 @@ fn metric_status_v2_to_v1(m: &Value) -> Value {
         if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
             let mut x = Map::new();
             x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
-            put(&mut x, "currentAverageUtilization", at(r, "/current/averageUtilization"));
-            put_qty(&mut x, "currentAverageValue", at(r, "/current/averageValue"));
+            put(
+                &mut x,
+                "currentAverageUtilization",
+                at(r, "/current/averageUtilization"),
+            );
+            put_qty(
+                &mut x,
+                "currentAverageValue",
+                at(r, "/current/averageValue"),
+            );
             if key == "containerResource" {
-                x.insert("container".into(), s(ptr_str(r, "/container").unwrap_or("")));
+                x.insert(
+                    "container".into(),
+                    s(ptr_str(r, "/container").unwrap_or("")),
+                );
             }
             out.insert(key.into(), Value::Object(x));
         }
     }
     if let Some(e) = at(m, "/external") {
         let mut x = Map::new();
-        x.insert("metricName".into(), s(ptr_str(e, "/metric/name").unwrap_or("")));
+        x.insert(
+            "metricName".into(),
+            s(ptr_str(e, "/metric/name").unwrap_or("")),
+        );
         put(&mut x, "metricSelector", at(e, "/metric/selector"));
         put_qty(&mut x, "currentValue", at(e, "/current/value"));
-        put(&mut x, "currentAverageValue", at(e, "/current/averageValue"));
+        put(
+            &mut x,
+            "currentAverageValue",
+            at(e, "/current/averageValue"),
+        );
         out.insert("external".into(), Value::Object(x));
     }
     Value::Object(out)
@@ -282,11 +373,18 @@ fn metric_status_v1_to_v2(m: &Value) -> Value {
         if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
             let mut current = Map::new();
             put_qty(&mut current, "averageValue", at(r, "/currentAverageValue"));
-            put(&mut current, "averageUtilization", at(r, "/currentAverageUtilization"));
+            put(
+                &mut current,
+                "averageUtilization",
+                at(r, "/currentAverageUtilization"),
+            );
             let mut x = Map::new();
             x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
             if key == "containerResource" {
-                x.insert("container".into(), s(ptr_str(r, "/container").unwrap_or("")));
+                x.insert(
+                    "container".into(),
+                    s(ptr_str(r, "/container").unwrap_or("")),
+                );
             }
             x.insert("current".into(), Value::Object(current));
             out.insert(key.into(), Value::Object(x));
@@ -309,7 +407,9 @@ fn metric_status_v1_to_v2(m: &Value) -> Value {
 // ---------------------------------------------------------------------------
 
 fn rules_to_go(r: Option<&Value>) -> Value {
-    let Some(r) = r.filter(|v| v.is_object()) else { return Value::Null };
+    let Some(r) = r.filter(|v| v.is_object()) else {
+        return Value::Null;
+    };
     let policies: Vec<Value> = ptr_arr(r, "/policies")
         .iter()
         .map(|p| {
@@ -335,14 +435,22 @@ fn behavior_to_go(b: &Value) -> Value {
 /// Field lookup as Go's `encoding/json` does: exact, then case-insensitive.
 fn go_field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     m.get(name)
-        .or_else(|| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .or_else(|| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
         .filter(|v| !v.is_null())
 }
 
 fn rules_from_go(v: Option<&Value>) -> Option<Value> {
     let m = v?.as_object()?;
     let mut out = Map::new();
-    put(&mut out, "stabilizationWindowSeconds", go_field(m, "StabilizationWindowSeconds"));
+    put(
+        &mut out,
+        "stabilizationWindowSeconds",
+        go_field(m, "StabilizationWindowSeconds"),
+    );
     put(&mut out, "selectPolicy", go_field(m, "SelectPolicy"));
     if let Some(ps) = go_field(m, "Policies").and_then(Value::as_array) {
         let policies: Vec<Value> = ps
@@ -386,8 +494,16 @@ fn behavior_from_go(enc: &str) -> Option<Value> {
 /// Metadata with the round-trip annotations removed (`annotations` dropped
 /// when that leaves it empty).
 fn metadata_without_round_trip(obj: &Value) -> (Map<String, Value>, Map<String, Value>) {
-    let mut meta = obj.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
-    let anns = meta.get("annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut meta = obj
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let anns = meta
+        .get("annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut kept = anns.clone();
     for k in ROUND_TRIP_ANNS {
         kept.remove(k);
@@ -401,7 +517,9 @@ fn metadata_without_round_trip(obj: &Value) -> (Map<String, Value>, Map<String, 
 }
 
 fn set_annotation(meta: &mut Map<String, Value>, key: &str, val: String) {
-    let slot = meta.entry("annotations".to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let slot = meta
+        .entry("annotations".to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         *slot = Value::Object(Map::new());
     }
@@ -421,10 +539,20 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
     put(&mut out_spec, "minReplicas", spec.get("minReplicas"));
     put(&mut out_spec, "maxReplicas", spec.get("maxReplicas"));
     let metrics = ptr_arr(&spec, "/metrics");
-    if let Some(cpu) = metrics.iter().find(|m| ptr_str(m, "/type") == Some("Resource") && ptr_str(m, "/resource/name") == Some("cpu")) {
-        put(&mut out_spec, "targetCPUUtilizationPercentage", at(cpu, "/resource/target/averageUtilization"));
+    if let Some(cpu) = metrics.iter().find(|m| {
+        ptr_str(m, "/type") == Some("Resource") && ptr_str(m, "/resource/name") == Some("cpu")
+    }) {
+        put(
+            &mut out_spec,
+            "targetCPUUtilizationPercentage",
+            at(cpu, "/resource/target/averageUtilization"),
+        );
     }
-    let others: Vec<Value> = metrics.iter().filter(|m| !is_cpu_utilization(m)).map(metric_spec_v2_to_v1).collect();
+    let others: Vec<Value> = metrics
+        .iter()
+        .filter(|m| !is_cpu_utilization(m))
+        .map(metric_spec_v2_to_v1)
+        .collect();
     if !others.is_empty() {
         set_annotation(&mut meta, METRICS_ANN, Value::Array(others).to_string());
     }
@@ -437,23 +565,53 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
     out.insert("apiVersion".into(), s("autoscaling/v1"));
     if let Some(status) = status {
         let mut st = Map::new();
-        put(&mut st, "observedGeneration", status.get("observedGeneration"));
+        put(
+            &mut st,
+            "observedGeneration",
+            status.get("observedGeneration"),
+        );
         put(&mut st, "lastScaleTime", status.get("lastScaleTime"));
-        st.insert("currentReplicas".into(), status.get("currentReplicas").cloned().unwrap_or(Value::from(0)));
-        st.insert("desiredReplicas".into(), status.get("desiredReplicas").cloned().unwrap_or(Value::from(0)));
+        st.insert(
+            "currentReplicas".into(),
+            status
+                .get("currentReplicas")
+                .cloned()
+                .unwrap_or(Value::from(0)),
+        );
+        st.insert(
+            "desiredReplicas".into(),
+            status
+                .get("desiredReplicas")
+                .cloned()
+                .unwrap_or(Value::from(0)),
+        );
         let current = ptr_arr(status, "/currentMetrics");
         for m in current {
-            if ptr_str(m, "/type") == Some("Resource") && ptr_str(m, "/resource/name") == Some("cpu") {
-                put(&mut st, "currentCPUUtilizationPercentage", at(m, "/resource/current/averageUtilization"));
+            if ptr_str(m, "/type") == Some("Resource")
+                && ptr_str(m, "/resource/name") == Some("cpu")
+            {
+                put(
+                    &mut st,
+                    "currentCPUUtilizationPercentage",
+                    at(m, "/resource/current/averageUtilization"),
+                );
             }
         }
         if !current.is_empty() {
             let enc: Vec<Value> = current.iter().map(metric_status_v2_to_v1).collect();
-            set_annotation(&mut meta, CURRENT_METRICS_ANN, Value::Array(enc).to_string());
+            set_annotation(
+                &mut meta,
+                CURRENT_METRICS_ANN,
+                Value::Array(enc).to_string(),
+            );
         }
         let conditions = ptr_arr(status, "/conditions");
         if !conditions.is_empty() {
-            set_annotation(&mut meta, CONDITIONS_ANN, Value::Array(conditions.to_vec()).to_string());
+            set_annotation(
+                &mut meta,
+                CONDITIONS_ANN,
+                Value::Array(conditions.to_vec()).to_string(),
+            );
         }
         out.insert("metadata".into(), Value::Object(meta));
         out.insert("spec".into(), Value::Object(out_spec));
@@ -502,20 +660,42 @@ pub fn hpa_v1_to_v2(obj: &Value) -> Value {
     out.insert("spec".into(), Value::Object(out_spec));
     if let Some(status) = status {
         let mut st = Map::new();
-        put(&mut st, "observedGeneration", status.get("observedGeneration"));
+        put(
+            &mut st,
+            "observedGeneration",
+            status.get("observedGeneration"),
+        );
         put(&mut st, "lastScaleTime", status.get("lastScaleTime"));
-        st.insert("currentReplicas".into(), status.get("currentReplicas").cloned().unwrap_or(Value::from(0)));
-        st.insert("desiredReplicas".into(), status.get("desiredReplicas").cloned().unwrap_or(Value::from(0)));
-        let from_ann = ann(CURRENT_METRICS_ANN).and_then(|enc| serde_json::from_str::<Value>(enc).ok());
+        st.insert(
+            "currentReplicas".into(),
+            status
+                .get("currentReplicas")
+                .cloned()
+                .unwrap_or(Value::from(0)),
+        );
+        st.insert(
+            "desiredReplicas".into(),
+            status
+                .get("desiredReplicas")
+                .cloned()
+                .unwrap_or(Value::from(0)),
+        );
+        let from_ann =
+            ann(CURRENT_METRICS_ANN).and_then(|enc| serde_json::from_str::<Value>(enc).ok());
         if let Some(Value::Array(current)) = from_ann {
-            st.insert("currentMetrics".into(), Value::Array(current.iter().map(metric_status_v1_to_v2).collect()));
+            st.insert(
+                "currentMetrics".into(),
+                Value::Array(current.iter().map(metric_status_v1_to_v2).collect()),
+            );
         } else if let Some(u) = at(status, "/currentCPUUtilizationPercentage") {
             st.insert(
                 "currentMetrics".into(),
                 json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": u}}}]),
             );
         }
-        if let Some(Ok(Value::Array(conds))) = ann(CONDITIONS_ANN).map(serde_json::from_str::<Value>) {
+        if let Some(Ok(Value::Array(conds))) =
+            ann(CONDITIONS_ANN).map(serde_json::from_str::<Value>)
+        {
             st.insert("conditions".into(), Value::Array(conds));
         }
         out.insert("status".into(), Value::Object(st));
@@ -535,8 +715,16 @@ fn default_rules(rules: Option<&mut Value>, up: bool) -> Value {
     } else {
         json!({"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]})
     };
-    if let (Some(from), Some(to)) = (rules.and_then(|r| r.as_object_mut()), defaults.as_object_mut()) {
-        for k in ["selectPolicy", "stabilizationWindowSeconds", "policies", "tolerance"] {
+    if let (Some(from), Some(to)) = (
+        rules.and_then(|r| r.as_object_mut()),
+        defaults.as_object_mut(),
+    ) {
+        for k in [
+            "selectPolicy",
+            "stabilizationWindowSeconds",
+            "policies",
+            "tolerance",
+        ] {
             if let Some(v) = from.get(k).filter(|v| !v.is_null()) {
                 to.insert(k.to_string(), v.clone());
             }
@@ -546,9 +734,15 @@ fn default_rules(rules: Option<&mut Value>, up: bool) -> Value {
 }
 
 fn default_v2(obj: &mut Value) {
-    let Some(spec) = obj_mut(obj, "spec") else { return };
+    let Some(spec) = obj_mut(obj, "spec") else {
+        return;
+    };
     set_default(spec, "minReplicas", Value::from(1));
-    if spec.get("metrics").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+    if spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
         spec.insert(
             "metrics".into(),
             json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": DEFAULT_CPU_UTILIZATION}}}]),
@@ -565,7 +759,10 @@ fn default_v2(obj: &mut Value) {
 fn cross_version_ref(r: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for f in ["kind", "name"] {
-        let v = r.and_then(|r| r.get(f)).and_then(Value::as_str).unwrap_or("");
+        let v = r
+            .and_then(|r| r.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if v.is_empty() {
             errs.push(FieldError::required(format!("{path}.{f}"), ""));
         } else {
@@ -593,20 +790,35 @@ fn metric_target(t: Option<&Value>, path: &str) -> Vec<FieldError> {
     let t = t.cloned().unwrap_or(Value::Null);
     let ty = ptr_str(&t, "/type").unwrap_or("");
     if ty.is_empty() {
-        errs.push(FieldError::required(format!("{path}.type"), "must specify a metric target type"));
+        errs.push(FieldError::required(
+            format!("{path}.type"),
+            "must specify a metric target type",
+        ));
     }
     if !matches!(ty, "Utilization" | "Value" | "AverageValue") {
-        errs.push(FieldError::invalid(format!("{path}.type"), ty, "must be either Utilization, Value, or AverageValue"));
+        errs.push(FieldError::invalid(
+            format!("{path}.type"),
+            ty,
+            "must be either Utilization, Value, or AverageValue",
+        ));
     }
     for f in ["value", "averageValue"] {
         if let Some(v) = at(&t, &format!("/{f}")) {
             if !quantity_positive(v) {
-                errs.push(FieldError::invalid(format!("{path}.{f}"), v.clone(), "must be positive"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.{f}"),
+                    v.clone(),
+                    "must be positive",
+                ));
             }
         }
     }
     if let Some(u) = ptr_i64(&t, "/averageUtilization").filter(|u| *u < 1) {
-        errs.push(FieldError::invalid(format!("{path}.averageUtilization"), u, "must be greater than 0"));
+        errs.push(FieldError::invalid(
+            format!("{path}.averageUtilization"),
+            u,
+            "must be greater than 0",
+        ));
     }
     errs
 }
@@ -614,35 +826,67 @@ fn metric_target(t: Option<&Value>, path: &str) -> Vec<FieldError> {
 fn metric_identifier_errs(m: &Value, path: &str) -> Vec<FieldError> {
     let name = ptr_str(m, "/metric/name").unwrap_or("");
     if name.is_empty() {
-        return vec![FieldError::required(format!("{path}.metric.name"), "must specify a metric name")];
+        return vec![FieldError::required(
+            format!("{path}.metric.name"),
+            "must specify a metric name",
+        )];
     }
-    path_segment_errors(name).into_iter().map(|e| FieldError::invalid(format!("{path}.metric.name"), name, e)).collect()
+    path_segment_errors(name)
+        .into_iter()
+        .map(|e| FieldError::invalid(format!("{path}.metric.name"), name, e))
+        .collect()
 }
 
 fn metric_spec_errs(m: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    const TYPES: [&str; 5] = ["ContainerResource", "External", "Object", "Pods", "Resource"];
+    const TYPES: [&str; 5] = [
+        "ContainerResource",
+        "External",
+        "Object",
+        "Pods",
+        "Resource",
+    ];
     let ty = ptr_str(m, "/type").unwrap_or("");
     if ty.is_empty() {
-        errs.push(FieldError::required(format!("{path}.type"), "must specify a metric source type"));
+        errs.push(FieldError::required(
+            format!("{path}.type"),
+            "must specify a metric source type",
+        ));
     }
     if !TYPES.contains(&ty) {
-        errs.push(FieldError::not_supported(format!("{path}.type"), ty, &TYPES));
+        errs.push(FieldError::not_supported(
+            format!("{path}.type"),
+            ty,
+            &TYPES,
+        ));
     }
-    let present: Vec<&str> = ["object", "external", "pods", "resource", "containerResource"]
-        .into_iter()
-        .filter(|k| at(m, &format!("/{k}")).is_some())
-        .collect();
+    let present: Vec<&str> = [
+        "object",
+        "external",
+        "pods",
+        "resource",
+        "containerResource",
+    ]
+    .into_iter()
+    .filter(|k| at(m, &format!("/{k}")).is_some())
+    .collect();
     if let Some(first) = present.first() {
         let src = m.get(*first).cloned().unwrap_or(Value::Null);
         let p = format!("{path}.{first}");
         match *first {
             "object" => {
-                errs.extend(cross_version_ref(src.get("describedObject"), &format!("{p}.describedObject")));
+                errs.extend(cross_version_ref(
+                    src.get("describedObject"),
+                    &format!("{p}.describedObject"),
+                ));
                 errs.extend(metric_identifier_errs(&src, &p));
                 errs.extend(metric_target(src.get("target"), &format!("{p}.target")));
-                if at(&src, "/target/value").is_none() && at(&src, "/target/averageValue").is_none() {
-                    errs.push(FieldError::required(format!("{p}.target.averageValue"), "must set either a target value or averageValue"));
+                if at(&src, "/target/value").is_none() && at(&src, "/target/averageValue").is_none()
+                {
+                    errs.push(FieldError::required(
+                        format!("{p}.target.averageValue"),
+                        "must set either a target value or averageValue",
+                    ));
                 }
             }
             "external" => {
@@ -651,40 +895,65 @@ fn metric_spec_errs(m: &Value, path: &str) -> Vec<FieldError> {
                 let v = at(&src, "/target/value").is_some();
                 let a = at(&src, "/target/averageValue").is_some();
                 if !v && !a {
-                    errs.push(FieldError::required(format!("{p}.target.averageValue"), "must set either a target value for metric or a per-pod target"));
+                    errs.push(FieldError::required(
+                        format!("{p}.target.averageValue"),
+                        "must set either a target value for metric or a per-pod target",
+                    ));
                 }
                 if v && a {
-                    errs.push(FieldError::forbidden(format!("{p}.target.value"), "may not set both a target value for metric and a per-pod target"));
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.target.value"),
+                        "may not set both a target value for metric and a per-pod target",
+                    ));
                 }
             }
             "pods" => {
                 errs.extend(metric_identifier_errs(&src, &p));
                 errs.extend(metric_target(src.get("target"), &format!("{p}.target")));
                 if at(&src, "/target/averageValue").is_none() {
-                    errs.push(FieldError::required(format!("{p}.target.averageValue"), "must specify a positive target averageValue"));
+                    errs.push(FieldError::required(
+                        format!("{p}.target.averageValue"),
+                        "must specify a positive target averageValue",
+                    ));
                 }
             }
             _ => {
                 let name = ptr_str(&src, "/name").unwrap_or("");
                 if name.is_empty() {
-                    errs.push(FieldError::required(format!("{p}.name"), "must specify a resource name"));
+                    errs.push(FieldError::required(
+                        format!("{p}.name"),
+                        "must specify a resource name",
+                    ));
                 }
                 if *first == "containerResource" {
                     let c = ptr_str(&src, "/container").unwrap_or("");
                     if c.is_empty() {
-                        errs.push(FieldError::required(format!("{p}.container"), "must specify a container"));
+                        errs.push(FieldError::required(
+                            format!("{p}.container"),
+                            "must specify a container",
+                        ));
                     } else {
-                        errs.extend(dns1123_label_errors(c).into_iter().map(|e| FieldError::invalid(format!("{p}.container"), c, e)));
+                        errs.extend(
+                            dns1123_label_errors(c)
+                                .into_iter()
+                                .map(|e| FieldError::invalid(format!("{p}.container"), c, e)),
+                        );
                     }
                 }
                 errs.extend(metric_target(src.get("target"), &format!("{p}.target")));
                 let u = at(&src, "/target/averageUtilization").is_some();
                 let a = at(&src, "/target/averageValue").is_some();
                 if !u && !a {
-                    errs.push(FieldError::required(format!("{p}.target.averageUtilization"), "must set either a target raw value or a target utilization"));
+                    errs.push(FieldError::required(
+                        format!("{p}.target.averageUtilization"),
+                        "must set either a target raw value or a target utilization",
+                    ));
                 }
                 if u && a {
-                    errs.push(FieldError::forbidden(format!("{p}.target.averageValue"), "may not set both a target raw value and a target utilization"));
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.target.averageValue"),
+                        "may not set both a target raw value and a target utilization",
+                    ));
                 }
             }
         }
@@ -699,14 +968,24 @@ fn metric_spec_errs(m: &Value, path: &str) -> Vec<FieldError> {
     };
     if let Some(e) = expected {
         if at(m, &format!("/{e}")).is_none() {
-            errs.push(FieldError::required(format!("{path}.{e}"), "must populate information for the given metric source"));
+            errs.push(FieldError::required(
+                format!("{path}.{e}"),
+                "must populate information for the given metric source",
+            ));
         }
     } else if !ty.is_empty() {
-        errs.push(FieldError::not_supported(format!("{path}.type"), ty, &TYPES));
+        errs.push(FieldError::not_supported(
+            format!("{path}.type"),
+            ty,
+            &TYPES,
+        ));
     }
     if present.len() != 1 {
         for k in present.iter().filter(|k| Some(**k) != expected) {
-            errs.push(FieldError::forbidden(format!("{path}.{k}"), "must populate the given metric source only"));
+            errs.push(FieldError::forbidden(
+                format!("{path}.{k}"),
+                "must populate the given metric source only",
+            ));
         }
     }
     errs
@@ -714,39 +993,72 @@ fn metric_spec_errs(m: &Value, path: &str) -> Vec<FieldError> {
 
 fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(r) = r.filter(|v| v.is_object()) else { return errs };
+    let Some(r) = r.filter(|v| v.is_object()) else {
+        return errs;
+    };
     if let Some(w) = ptr_i64(r, "/stabilizationWindowSeconds") {
         if w < 0 {
-            errs.push(FieldError::invalid(format!("{path}.stabilizationWindowSeconds"), w, "must be greater than or equal to zero"));
+            errs.push(FieldError::invalid(
+                format!("{path}.stabilizationWindowSeconds"),
+                w,
+                "must be greater than or equal to zero",
+            ));
         } else if w > 3600 {
-            errs.push(FieldError::invalid(format!("{path}.stabilizationWindowSeconds"), w, "must be less than or equal to 3600"));
+            errs.push(FieldError::invalid(
+                format!("{path}.stabilizationWindowSeconds"),
+                w,
+                "must be less than or equal to 3600",
+            ));
         }
     }
     if let Some(sp) = ptr_str(r, "/selectPolicy") {
         if !matches!(sp, "Max" | "Min" | "Disabled") {
-            errs.push(FieldError::not_supported(format!("{path}.selectPolicy"), sp, &["Disabled", "Max", "Min"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.selectPolicy"),
+                sp,
+                &["Disabled", "Max", "Min"],
+            ));
         }
     }
     let policies = ptr_arr(r, "/policies");
     if policies.is_empty() {
-        errs.push(FieldError::required(format!("{path}.policies"), "must specify at least one Policy"));
+        errs.push(FieldError::required(
+            format!("{path}.policies"),
+            "must specify at least one Policy",
+        ));
     }
     for (i, p) in policies.iter().enumerate() {
         let pp = format!("{path}.policies[{i}]");
         let ty = ptr_str(p, "/type").unwrap_or("");
         if ty != "Pods" && ty != "Percent" {
-            errs.push(FieldError::not_supported(format!("{pp}.type"), ty, &["Percent", "Pods"]));
+            errs.push(FieldError::not_supported(
+                format!("{pp}.type"),
+                ty,
+                &["Percent", "Pods"],
+            ));
         }
         let v = ptr_i64(p, "/value").unwrap_or(0);
         if v <= 0 {
-            errs.push(FieldError::invalid(format!("{pp}.value"), v, "must be greater than zero"));
+            errs.push(FieldError::invalid(
+                format!("{pp}.value"),
+                v,
+                "must be greater than zero",
+            ));
         }
         let ps = ptr_i64(p, "/periodSeconds").unwrap_or(0);
         if ps <= 0 {
-            errs.push(FieldError::invalid(format!("{pp}.periodSeconds"), ps, "must be greater than zero"));
+            errs.push(FieldError::invalid(
+                format!("{pp}.periodSeconds"),
+                ps,
+                "must be greater than zero",
+            ));
         }
         if ps > 1800 {
-            errs.push(FieldError::invalid(format!("{pp}.periodSeconds"), ps, "must be less than or equal to 1800"));
+            errs.push(FieldError::invalid(
+                format!("{pp}.periodSeconds"),
+                ps,
+                "must be less than or equal to 1800",
+            ));
         }
     }
     errs
@@ -758,15 +1070,30 @@ fn validate_v2(obj: &Value, min_lower_bound: i64) -> Vec<FieldError> {
     let min = ptr_i64(obj, "/spec/minReplicas");
     let max = ptr_i64(obj, "/spec/maxReplicas").unwrap_or(0);
     if let Some(m) = min.filter(|m| *m < min_lower_bound) {
-        errs.push(FieldError::invalid("spec.minReplicas", m, format!("must be greater than or equal to {min_lower_bound}")));
+        errs.push(FieldError::invalid(
+            "spec.minReplicas",
+            m,
+            format!("must be greater than or equal to {min_lower_bound}"),
+        ));
     }
     if max < 1 {
-        errs.push(FieldError::invalid("spec.maxReplicas", max, "must be greater than 0"));
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            max,
+            "must be greater than 0",
+        ));
     }
     if min.is_some_and(|m| max < m) {
-        errs.push(FieldError::invalid("spec.maxReplicas", max, "must be greater than or equal to `minReplicas`"));
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            max,
+            "must be greater than or equal to `minReplicas`",
+        ));
     }
-    errs.extend(cross_version_ref(obj.pointer("/spec/scaleTargetRef"), "spec.scaleTargetRef"));
+    errs.extend(cross_version_ref(
+        obj.pointer("/spec/scaleTargetRef"),
+        "spec.scaleTargetRef",
+    ));
     let metrics = ptr_arr(obj, "/spec/metrics");
     let mut has_object_or_external = false;
     for (i, m) in metrics.iter().enumerate() {
@@ -774,21 +1101,42 @@ fn validate_v2(obj: &Value, min_lower_bound: i64) -> Vec<FieldError> {
         has_object_or_external |= matches!(ptr_str(m, "/type"), Some("Object" | "External"));
     }
     if min == Some(0) && !has_object_or_external {
-        errs.push(FieldError::forbidden("spec.metrics", "must specify at least one Object or External metric to support scaling to zero replicas"));
+        errs.push(FieldError::forbidden(
+            "spec.metrics",
+            "must specify at least one Object or External metric to support scaling to zero replicas",
+        ));
     }
     if let Some(b) = obj.pointer("/spec/behavior").filter(|v| v.is_object()) {
-        errs.extend(scaling_rules_errs(b.get("scaleUp"), "spec.behavior.scaleUp"));
-        errs.extend(scaling_rules_errs(b.get("scaleDown"), "spec.behavior.scaleDown"));
+        errs.extend(scaling_rules_errs(
+            b.get("scaleUp"),
+            "spec.behavior.scaleUp",
+        ));
+        errs.extend(scaling_rules_errs(
+            b.get("scaleDown"),
+            "spec.behavior.scaleDown",
+        ));
     }
     errs
 }
 
 fn validate_v2_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    let lower = if ptr_i64(old, "/spec/minReplicas") == Some(0) { 0 } else { 1 };
+    let lower = if ptr_i64(old, "/spec/minReplicas") == Some(0) {
+        0
+    } else {
+        1
+    };
     let mut errs = validate_v2(new, lower);
     if new.get("status") != old.get("status") {
-        errs.extend(nonnegative(new, "/status/currentReplicas", "status.currentReplicas"));
-        errs.extend(nonnegative(new, "/status/desiredReplicas", "status.desiredReplicas"));
+        errs.extend(nonnegative(
+            new,
+            "/status/currentReplicas",
+            "status.currentReplicas",
+        ));
+        errs.extend(nonnegative(
+            new,
+            "/status/desiredReplicas",
+            "status.desiredReplicas",
+        ));
     }
     errs
 }
@@ -818,31 +1166,45 @@ fn format_metrics(obj: &Value) -> String {
         let status_of = |k: &str| st.and_then(|s| at(s, &format!("/{k}")));
         let item = match ptr_str(spec, "/type").unwrap_or("") {
             "External" | "Object" => {
-                let key = if ptr_str(spec, "/type") == Some("External") { "external" } else { "object" };
+                let key = if ptr_str(spec, "/type") == Some("External") {
+                    "external"
+                } else {
+                    "object"
+                };
                 if let Some(avg) = at(spec, &format!("/{key}/target/averageValue")) {
-                    let cur = status_of(key).and_then(|s| at(s, "/current/averageValue")).map_or("<unknown>".into(), |v| qty(Some(v)));
+                    let cur = status_of(key)
+                        .and_then(|s| at(s, "/current/averageValue"))
+                        .map_or("<unknown>".into(), |v| qty(Some(v)));
                     format!("{cur}/{} (avg)", qty(Some(avg)))
                 } else {
-                    let cur = status_of(key).map_or("<unknown>".into(), |s| qty(at(s, "/current/value")));
+                    let cur =
+                        status_of(key).map_or("<unknown>".into(), |s| qty(at(s, "/current/value")));
                     format!("{cur}/{}", qty(at(spec, &format!("/{key}/target/value"))))
                 }
             }
             "Pods" => {
-                let cur = status_of("pods").map_or("<unknown>".into(), |s| qty(at(s, "/current/averageValue")));
+                let cur = status_of("pods")
+                    .map_or("<unknown>".into(), |s| qty(at(s, "/current/averageValue")));
                 format!("{cur}/{}", qty(at(spec, "/pods/target/averageValue")))
             }
             ty @ ("Resource" | "ContainerResource") => {
-                let key = if ty == "Resource" { "resource" } else { "containerResource" };
+                let key = if ty == "Resource" {
+                    "resource"
+                } else {
+                    "containerResource"
+                };
                 let name = ptr_str(spec, &format!("/{key}/name")).unwrap_or("");
                 if let Some(avg) = at(spec, &format!("/{key}/target/averageValue")) {
-                    let cur = status_of(key).map_or("<unknown>".into(), |s| qty(at(s, "/current/averageValue")));
+                    let cur = status_of(key)
+                        .map_or("<unknown>".into(), |s| qty(at(s, "/current/averageValue")));
                     format!("{name}: {cur}/{}", qty(Some(avg)))
                 } else {
                     let cur = status_of(key)
                         .and_then(|s| at(s, "/current/averageUtilization"))
                         .and_then(as_i64)
                         .map_or("<unknown>".into(), |u| format!("{u}%"));
-                    let target = ptr_i64(spec, &format!("/{key}/target/averageUtilization")).map_or("<auto>".into(), |u| format!("{u}%"));
+                    let target = ptr_i64(spec, &format!("/{key}/target/averageUtilization"))
+                        .map_or("<auto>".into(), |u| format!("{u}%"));
                     format!("{name}: {cur}/{target}")
                 }
             }
@@ -960,7 +1322,8 @@ impl Strategy for HorizontalPodAutoscalersV1 {
 /// annotations (used by tests).
 #[cfg(test)]
 fn only_cpu(v2: &Value) -> bool {
-    ptr_arr(v2, "/spec/metrics").iter().all(is_cpu_utilization) && v2.pointer("/spec/behavior").is_none_or(Value::is_null)
+    ptr_arr(v2, "/spec/metrics").iter().all(is_cpu_utilization)
+        && v2.pointer("/spec/behavior").is_none_or(Value::is_null)
 }
 
 #[cfg(test)]
@@ -996,7 +1359,10 @@ mod tests {
         let anns = v1["metadata"]["annotations"].as_object().unwrap();
         assert_eq!(anns["team"], "a");
         let metrics: Value = serde_json::from_str(anns[METRICS_ANN].as_str().unwrap()).unwrap();
-        assert_eq!(metrics, json!([{"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "1k"}}]));
+        assert_eq!(
+            metrics,
+            json!([{"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "1k"}}])
+        );
         let behavior: Value = serde_json::from_str(anns[BEHAVIOR_ANN].as_str().unwrap()).unwrap();
         assert_eq!(behavior["ScaleDown"]["StabilizationWindowSeconds"], 60);
         assert_eq!(behavior["ScaleUp"], Value::Null);
@@ -1007,7 +1373,10 @@ mod tests {
         assert_eq!(back["spec"]["metrics"][0], orig["spec"]["metrics"][1]);
         assert_eq!(back["spec"]["metrics"][1], orig["spec"]["metrics"][0]);
         assert_eq!(back["spec"]["behavior"], orig["spec"]["behavior"]);
-        assert_eq!(back["status"]["currentMetrics"], orig["status"]["currentMetrics"]);
+        assert_eq!(
+            back["status"]["currentMetrics"],
+            orig["status"]["currentMetrics"]
+        );
         assert_eq!(back["status"]["conditions"], orig["status"]["conditions"]);
     }
 
@@ -1021,13 +1390,30 @@ mod tests {
         assert!(HorizontalPodAutoscalersV1.validate(&v1d).is_empty());
         let stored = HorizontalPodAutoscalersV1.to_storage(v1d);
         assert!(only_cpu(&stored));
-        assert_eq!(stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
         assert_eq!(stored["spec"]["minReplicas"], 1);
         let read = HorizontalPodAutoscalersV1.from_storage(stored.clone());
-        assert_eq!(read["spec"], json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 80}));
+        assert_eq!(
+            read["spec"],
+            json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 80})
+        );
         assert!(read["metadata"].get("annotations").is_none());
-        assert_eq!(HorizontalPodAutoscalersV1.table_row(&read)[1], "cpu: <unknown>/80%");
-        assert_eq!(HorizontalPodAutoscalersV2.table_row(&stored)[..4], [json!("Deployment/web"), json!("cpu: <unknown>/80%"), json!("1"), json!(3)]);
+        assert_eq!(
+            HorizontalPodAutoscalersV1.table_row(&read)[1],
+            "cpu: <unknown>/80%"
+        );
+        assert_eq!(
+            HorizontalPodAutoscalersV2.table_row(&stored)[..4],
+            [
+                json!("Deployment/web"),
+                json!("cpu: <unknown>/80%"),
+                json!("1"),
+                json!(3)
+            ]
+        );
     }
 
     #[test]
@@ -1036,20 +1422,39 @@ mod tests {
         h["spec"]["minReplicas"] = json!(5);
         h["spec"]["maxReplicas"] = json!(3);
         h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] = json!(0);
-        let errs: Vec<String> = HorizontalPodAutoscalersV2.validate(&h).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec![
-            "spec.maxReplicas: Invalid value: 3: must be greater than or equal to `minReplicas`".to_string(),
-            "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0".to_string(),
-        ]);
+        let errs: Vec<String> = HorizontalPodAutoscalersV2
+            .validate(&h)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "spec.maxReplicas: Invalid value: 3: must be greater than or equal to `minReplicas`".to_string(),
+                "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0"
+                    .to_string(),
+            ]
+        );
     }
 
     #[test]
     fn hpa_behavior_defaults() {
         let mut h = json!({"spec": {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 10}}}});
         HorizontalPodAutoscalersV2.default(&mut h);
-        assert_eq!(h["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"], 10);
-        assert_eq!(h["spec"]["behavior"]["scaleUp"]["policies"].as_array().unwrap().len(), 2);
-        assert!(h["spec"]["behavior"]["scaleDown"].get("stabilizationWindowSeconds").is_none());
+        assert_eq!(
+            h["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"],
+            10
+        );
+        assert_eq!(
+            h["spec"]["behavior"]["scaleUp"]["policies"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(h["spec"]["behavior"]["scaleDown"]
+            .get("stabilizationWindowSeconds")
+            .is_none());
         assert_eq!(h["spec"]["minReplicas"], 1);
     }
 

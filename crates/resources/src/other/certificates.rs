@@ -9,8 +9,13 @@ use std::sync::Arc;
 use apimachinery::{FieldError, FieldErrorType};
 use serde_json::Value;
 
-use super::common::{column, dns1123_label_errors, dns1123_subdomain_errors, invalid_raw, ptr_arr, ptr_i64, ptr_str, s};
-use crate::strategy::{age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn};
+use super::common::{
+    column, dns1123_label_errors, dns1123_subdomain_errors, invalid_raw, ptr_arr, ptr_i64, ptr_str,
+    s,
+};
+use crate::strategy::{
+    age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
+};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
     vec![Arc::new(CertificateSigningRequests)]
@@ -102,7 +107,11 @@ fn signer_name_errors(name: &str, path: &str) -> Vec<FieldError> {
         return vec![FieldError::required(path, "")];
     }
     let Some((domain, rest)) = name.split_once('/').filter(|(_, r)| !r.contains('/')) else {
-        return vec![FieldError::invalid(path, name, "must be a fully qualified domain and path of the form 'example.com/signer-name'")];
+        return vec![FieldError::invalid(
+            path,
+            name,
+            "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+        )];
     };
     if domain.len() > 253 {
         errs.push(FieldError::too_long(path, 253));
@@ -111,17 +120,27 @@ fn signer_name_errors(name: &str, path: &str) -> Vec<FieldError> {
     for l in &labels {
         let e = dns1123_label_errors(l);
         if !e.is_empty() {
-            errs.extend(e.into_iter().map(|m| FieldError::invalid(path, domain, format!("validating label {l:?}: {m}"))));
+            errs.extend(e.into_iter().map(|m| {
+                FieldError::invalid(path, domain, format!("validating label {l:?}: {m}"))
+            }));
             break;
         }
     }
     if labels.len() < 2 {
-        errs.push(FieldError::invalid(path, domain, "should be a domain with at least two segments separated by dots"));
+        errs.push(FieldError::invalid(
+            path,
+            domain,
+            "should be a domain with at least two segments separated by dots",
+        ));
     }
     for l in rest.split('.') {
         let e = dns1123_subdomain_errors(l);
         if !e.is_empty() {
-            errs.extend(e.into_iter().map(|m| FieldError::invalid(path, rest, format!("validating label {l:?}: {m}"))));
+            errs.extend(
+                e.into_iter().map(|m| {
+                    FieldError::invalid(path, rest, format!("validating label {l:?}: {m}"))
+                }),
+            );
             break;
         }
     }
@@ -137,7 +156,11 @@ fn validate_csr(obj: &Value) -> Vec<FieldError> {
     let bytes = base64_decode(raw).unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
     if !text.contains("-----BEGIN CERTIFICATE REQUEST-----") {
-        errs.push(invalid_raw("spec.request", &go_bytes(&bytes), "PEM block type must be CERTIFICATE REQUEST"));
+        errs.push(invalid_raw(
+            "spec.request",
+            &go_bytes(&bytes),
+            "PEM block type must be CERTIFICATE REQUEST",
+        ));
     }
     let usages = ptr_arr(obj, "/spec/usages");
     if usages.is_empty() {
@@ -147,15 +170,26 @@ fn validate_csr(obj: &Value) -> Vec<FieldError> {
     for (i, u) in usages.iter().enumerate() {
         let u = u.as_str().unwrap_or("");
         if !USAGES.contains(&u) {
-            errs.push(FieldError::not_supported(format!("spec.usages[{i}]"), u, &USAGES));
+            errs.push(FieldError::not_supported(
+                format!("spec.usages[{i}]"),
+                u,
+                &USAGES,
+            ));
         }
         if !seen.insert(u) {
             errs.push(FieldError::duplicate(format!("spec.usages[{i}]"), u));
         }
     }
-    errs.extend(signer_name_errors(ptr_str(obj, "/spec/signerName").unwrap_or(""), "spec.signerName"));
+    errs.extend(signer_name_errors(
+        ptr_str(obj, "/spec/signerName").unwrap_or(""),
+        "spec.signerName",
+    ));
     if let Some(e) = ptr_i64(obj, "/spec/expirationSeconds").filter(|e| *e < 600) {
-        errs.push(FieldError::invalid("spec.expirationSeconds", e, "may not specify a duration less than 600 seconds (10 minutes)"));
+        errs.push(FieldError::invalid(
+            "spec.expirationSeconds",
+            e,
+            "may not specify a duration less than 600 seconds (10 minutes)",
+        ));
     }
     errs
 }
@@ -227,7 +261,11 @@ impl Strategy for CertificateSigningRequests {
                 match ptr_str(c, "/status").unwrap_or("") {
                     "True" | "False" | "Unknown" => {}
                     "" => errs.push(FieldError::required(format!("{p}.status"), "")),
-                    other => errs.push(FieldError::not_supported(format!("{p}.status"), other, &["False", "True", "Unknown"])),
+                    other => errs.push(FieldError::not_supported(
+                        format!("{p}.status"),
+                        other,
+                        &["False", "True", "Unknown"],
+                    )),
                 }
             }
             if types.contains("Approved") && types.contains("Denied") {
@@ -243,7 +281,10 @@ impl Strategy for CertificateSigningRequests {
     }
 
     fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
-        vec![("spec.signerName", ptr_str(obj, "/spec/signerName").unwrap_or("").to_string())]
+        vec![(
+            "spec.signerName",
+            ptr_str(obj, "/spec/signerName").unwrap_or("").to_string(),
+        )]
     }
 
     fn selectable_field_names(&self) -> &'static [&'static str] {
@@ -261,12 +302,20 @@ impl Strategy for CertificateSigningRequests {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let signer = ptr_str(obj, "/spec/signerName").filter(|s| !s.is_empty()).unwrap_or("<none>");
+        let signer = ptr_str(obj, "/spec/signerName")
+            .filter(|s| !s.is_empty())
+            .unwrap_or("<none>");
         let duration = match ptr_i64(obj, "/spec/expirationSeconds") {
             Some(secs) => human_duration(chrono::TimeDelta::seconds(secs)),
             None => "<none>".to_string(),
         };
-        vec![age_cell(obj), s(signer), s(ptr_str(obj, "/spec/username").unwrap_or("")), s(duration), s(csr_condition(obj))]
+        vec![
+            age_cell(obj),
+            s(signer),
+            s(ptr_str(obj, "/spec/username").unwrap_or("")),
+            s(duration),
+            s(csr_condition(obj)),
+        ]
     }
 }
 
@@ -281,17 +330,39 @@ mod tests {
     #[test]
     fn csr_validation_and_row() {
         let csr = json!({"metadata": {"name": "x"}, "spec": {"request": REQ, "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"], "username": "alice", "expirationSeconds": 86400}});
-        assert!(CertificateSigningRequests.validate(&csr).is_empty(), "{:?}", CertificateSigningRequests.validate(&csr));
+        assert!(
+            CertificateSigningRequests.validate(&csr).is_empty(),
+            "{:?}",
+            CertificateSigningRequests.validate(&csr)
+        );
         let row = CertificateSigningRequests.table_row(&csr);
-        assert_eq!(row[1..], [json!("kubernetes.io/kube-apiserver-client"), json!("alice"), json!("24h"), json!("Pending")]);
+        assert_eq!(
+            row[1..],
+            [
+                json!("kubernetes.io/kube-apiserver-client"),
+                json!("alice"),
+                json!("24h"),
+                json!("Pending")
+            ]
+        );
         let bad = json!({"spec": {"signerName": "nodomain"}});
-        let errs: Vec<String> = CertificateSigningRequests.validate(&bad).iter().map(ToString::to_string).collect();
+        let errs: Vec<String> = CertificateSigningRequests
+            .validate(&bad)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errs, vec![
             "spec.request: Invalid value: []byte(nil): PEM block type must be CERTIFICATE REQUEST".to_string(),
             "spec.usages: Required value".to_string(),
             "spec.signerName: Invalid value: \"nodomain\": must be a fully qualified domain and path of the form 'example.com/signer-name'".to_string(),
         ]);
-        assert_eq!(CertificateSigningRequests.selectable_fields(&csr), vec![("spec.signerName", "kubernetes.io/kube-apiserver-client".to_string())]);
+        assert_eq!(
+            CertificateSigningRequests.selectable_fields(&csr),
+            vec![(
+                "spec.signerName",
+                "kubernetes.io/kube-apiserver-client".to_string()
+            )]
+        );
     }
 
     #[test]

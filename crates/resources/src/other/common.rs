@@ -28,7 +28,9 @@ pub(crate) fn ptr_i64(v: &Value, p: &str) -> Option<i64> {
 
 pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         _ => None,
     }
 }
@@ -39,7 +41,10 @@ pub(crate) fn ptr_bool(v: &Value, p: &str) -> Option<bool> {
 
 /// The array at a JSON pointer, or an empty slice.
 pub(crate) fn ptr_arr<'a>(v: &'a Value, p: &str) -> &'a [Value] {
-    v.pointer(p).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.pointer(p)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// Present and not null.
@@ -59,7 +64,10 @@ pub(crate) fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<Str
 }
 
 /// Walk/create nested objects along `keys`.
-pub(crate) fn obj_path_mut<'a>(v: &'a mut Value, keys: &[&str]) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn obj_path_mut<'a>(
+    v: &'a mut Value,
+    keys: &[&str],
+) -> Option<&'a mut Map<String, Value>> {
     let mut cur = v;
     for k in keys {
         let m = cur.as_object_mut()?;
@@ -84,7 +92,9 @@ pub(crate) fn without_meta_status(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -96,8 +106,19 @@ pub(crate) fn without_meta_status(v: &Value) -> Value {
 // Table helpers
 // ---------------------------------------------------------------------------
 
-pub(crate) fn column(name: &'static str, type_: &'static str, description: &'static str, priority: i32) -> TableColumn {
-    TableColumn { name, type_, format: "", description, priority }
+pub(crate) fn column(
+    name: &'static str,
+    type_: &'static str,
+    description: &'static str,
+    priority: i32,
+) -> TableColumn {
+    TableColumn {
+        name,
+        type_,
+        format: "",
+        description,
+        priority,
+    }
 }
 
 pub(crate) const CREATION_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
@@ -118,18 +139,32 @@ pub(crate) fn since(ts: Option<&str>) -> String {
 }
 
 pub(crate) fn parse_time(ts: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Container names and images of a pod spec, comma separated (upstream's
 /// `layoutContainerCells`).
 pub(crate) fn container_cells(pod_spec: Option<&Value>) -> (String, String) {
-    let containers = pod_spec.and_then(|p| p.get("containers")).and_then(Value::as_array);
+    let containers = pod_spec
+        .and_then(|p| p.get("containers"))
+        .and_then(Value::as_array);
     let mut names = Vec::new();
     let mut images = Vec::new();
     for c in containers.map(Vec::as_slice).unwrap_or(&[]) {
-        names.push(c.get("name").and_then(Value::as_str).unwrap_or("").to_string());
-        images.push(c.get("image").and_then(Value::as_str).unwrap_or("").to_string());
+        names.push(
+            c.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
+        images.push(
+            c.get("image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        );
     }
     (names.join(","), images.join(","))
 }
@@ -177,7 +212,11 @@ pub(crate) fn string_map(v: Option<&Value>) -> Option<BTreeMap<String, String>> 
 /// `labels.FormatLabels`: `k=v,k2=v2`, `<none>` when empty.
 pub(crate) fn format_labels(m: Option<&BTreeMap<String, String>>) -> String {
     match m {
-        Some(m) if !m.is_empty() => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
         _ => "<none>".to_string(),
     }
 }
@@ -201,8 +240,12 @@ pub(crate) struct Requirement {
 impl Requirement {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match self.op {
-            SelOp::Equals | SelOp::In => labels.get(&self.key).is_some_and(|v| self.values.contains(v)),
-            SelOp::NotIn => labels.get(&self.key).is_none_or(|v| !self.values.contains(v)),
+            SelOp::Equals | SelOp::In => labels
+                .get(&self.key)
+                .is_some_and(|v| self.values.contains(v)),
+            SelOp::NotIn => labels
+                .get(&self.key)
+                .is_none_or(|v| !self.values.contains(v)),
             SelOp::Exists => labels.contains_key(&self.key),
             SelOp::DoesNotExist => !labels.contains_key(&self.key),
         }
@@ -247,7 +290,10 @@ impl Selector {
             Some(r) => {
                 let mut r = r.clone();
                 r.sort_by(|a, b| a.key.cmp(&b.key));
-                r.iter().map(Requirement::render).collect::<Vec<_>>().join(",")
+                r.iter()
+                    .map(Requirement::render)
+                    .collect::<Vec<_>>()
+                    .join(",")
             }
         }
     }
@@ -264,11 +310,24 @@ pub(crate) fn parse_selector(sel: Option<&Value>) -> Result<Selector, String> {
         for (k, v) in ml {
             let v = v.as_str().unwrap_or_default().to_string();
             check_requirement(k, SelOp::Equals, std::slice::from_ref(&v))?;
-            reqs.push(Requirement { key: k.clone(), op: SelOp::Equals, values: vec![v] });
+            reqs.push(Requirement {
+                key: k.clone(),
+                op: SelOp::Equals,
+                values: vec![v],
+            });
         }
     }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("").to_string();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let key = e
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let op_s = e.get("operator").and_then(Value::as_str).unwrap_or("");
         let op = match op_s {
             "In" => SelOp::In,
@@ -280,7 +339,12 @@ pub(crate) fn parse_selector(sel: Option<&Value>) -> Result<Selector, String> {
         let values: Vec<String> = e
             .get("values")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         check_requirement(&key, op, &values)?;
         reqs.push(Requirement { key, op, values });
@@ -294,13 +358,22 @@ fn check_requirement(key: &str, op: SelOp, values: &[String]) -> Result<(), Stri
     }
     match op {
         SelOp::In | SelOp::NotIn if values.is_empty() => {
-            return Err("values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty".into())
+            return Err(
+                "values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty"
+                    .into(),
+            )
         }
         SelOp::Equals if values.len() != 1 => {
-            return Err("values: Invalid value: []: exact-match compatibility requires one single value".into())
+            return Err(
+                "values: Invalid value: []: exact-match compatibility requires one single value"
+                    .into(),
+            )
         }
         SelOp::Exists | SelOp::DoesNotExist if !values.is_empty() => {
-            return Err("values: Invalid value: []: values set must be empty for exists and does not exist".into())
+            return Err(
+                "values: Invalid value: []: values set must be empty for exists and does not exist"
+                    .into(),
+            )
         }
         _ => {}
     }
@@ -366,7 +439,8 @@ fn dns_label_ok(s: &str) -> bool {
 }
 
 pub(crate) const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
 /// `validation.IsDNS1123Label`.
 pub(crate) fn dns1123_label_errors(s: &str) -> Vec<String> {
@@ -405,7 +479,8 @@ fn qname_ok(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 const QNAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
@@ -422,7 +497,11 @@ pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(dns1123_subdomain_errors(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    dns1123_subdomain_errors(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -440,7 +519,10 @@ pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(63)));
     }
     if !qname_ok(name) {
-        errs.push(format!("name part {}", regex_error(QNAME_MSG, QNAME_FMT, &["MyName", "my.name", "123-abc"])));
+        errs.push(format!(
+            "name part {}",
+            regex_error(QNAME_MSG, QNAME_FMT, &["MyName", "my.name", "123-abc"])
+        ));
     }
     errs
 }
@@ -494,8 +576,14 @@ pub(crate) fn port_name_errors(port: &str) -> Vec<String> {
     if port.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    if port.is_empty()
+        || !port
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -516,11 +604,27 @@ pub(crate) fn domain_prefixed_path_errors(v: &str, path: &str) -> Vec<FieldError
     }
     let (host, rest) = match v.split_once('/') {
         Some((h, r)) if !h.is_empty() && !r.is_empty() => (h, r),
-        _ => return vec![FieldError::invalid(path, v, "must be a domain-prefixed path (such as \"acme.io/foo\")")],
+        _ => {
+            return vec![FieldError::invalid(
+                path,
+                v,
+                "must be a domain-prefixed path (such as \"acme.io/foo\")",
+            )]
+        }
     };
-    let mut errs: Vec<FieldError> = dns1123_subdomain_errors(host).into_iter().map(|m| FieldError::invalid(path, host, m)).collect();
-    if !rest.chars().all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c)) {
-        errs.push(FieldError::invalid(path, rest, regex_error("Invalid path", "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+", &[])));
+    let mut errs: Vec<FieldError> = dns1123_subdomain_errors(host)
+        .into_iter()
+        .map(|m| FieldError::invalid(path, host, m))
+        .collect();
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c))
+    {
+        errs.push(FieldError::invalid(
+            path,
+            rest,
+            regex_error("Invalid path", "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+", &[]),
+        ));
     }
     errs
 }
@@ -557,14 +661,27 @@ pub(crate) fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<FieldEr
 }
 
 /// `ValidateLabelSelector` (meta/v1/validation).
-pub(crate) fn validate_label_selector(sel: Option<&Value>, path: &str, allow_invalid_values: bool) -> Vec<FieldError> {
+pub(crate) fn validate_label_selector(
+    sel: Option<&Value>,
+    path: &str,
+    allow_invalid_values: bool,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(sel) = sel.filter(|s| !s.is_null()) else { return errs };
-    errs.extend(validate_labels(sel.get("matchLabels"), &format!("{path}.matchLabels")));
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return errs;
+    };
+    errs.extend(validate_labels(
+        sel.get("matchLabels"),
+        &format!("{path}.matchLabels"),
+    ));
     for (i, e) in ptr_arr(sel, "/matchExpressions").iter().enumerate() {
         let p = format!("{path}.matchExpressions[{i}]");
         let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
-        let values = e.get("values").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let values = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         match op {
             "In" | "NotIn" => {
                 if values.is_empty() {
@@ -582,7 +699,11 @@ pub(crate) fn validate_label_selector(sel: Option<&Value>, path: &str, allow_inv
                     ));
                 }
             }
-            other => errs.push(FieldError::invalid(format!("{p}.operator"), other, "not a valid selector operator")),
+            other => errs.push(FieldError::invalid(
+                format!("{p}.operator"),
+                other,
+                "not a valid selector operator",
+            )),
         }
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
         for msg in qualified_name_errors(key) {
@@ -603,7 +724,11 @@ pub(crate) fn validate_label_selector(sel: Option<&Value>, path: &str, allow_inv
 /// `ValidateNonnegativeField` on the integer at `ptr` (absent = fine).
 pub(crate) fn nonnegative(obj: &Value, ptr: &str, path: &str) -> Vec<FieldError> {
     match ptr_i64(obj, ptr) {
-        Some(n) if n < 0 => vec![FieldError::invalid(path, n, "must be greater than or equal to 0")],
+        Some(n) if n < 0 => vec![FieldError::invalid(
+            path,
+            n,
+            "must be greater than or equal to 0",
+        )],
         _ => Vec::new(),
     }
 }
@@ -615,18 +740,31 @@ pub(crate) fn invalid_raw(path: impl Into<String>, repr: &str, detail: &str) -> 
         kind: FieldErrorType::Invalid,
         field: path.into(),
         value: None,
-        detail: if detail.is_empty() { repr.to_string() } else { format!("{repr}: {detail}") },
+        detail: if detail.is_empty() {
+            repr.to_string()
+        } else {
+            format!("{repr}: {detail}")
+        },
     }
 }
 
 /// An Invalid error that prints no value (upstream's `field.OmitValueType{}`).
 pub(crate) fn invalid_omit(path: impl Into<String>, detail: &str) -> FieldError {
-    FieldError { kind: FieldErrorType::Invalid, field: path.into(), value: None, detail: detail.to_string() }
+    FieldError {
+        kind: FieldErrorType::Invalid,
+        field: path.into(),
+        value: None,
+        detail: detail.to_string(),
+    }
 }
 
 /// `ValidateImmutableField` for JSON values: "field is immutable" when they
 /// differ (absent and null are the same).
-pub(crate) fn immutable(new: Option<&Value>, old: Option<&Value>, path: &str) -> Option<FieldError> {
+pub(crate) fn immutable(
+    new: Option<&Value>,
+    old: Option<&Value>,
+    path: &str,
+) -> Option<FieldError> {
     let n = new.filter(|v| !v.is_null());
     let o = old.filter(|v| !v.is_null());
     if n == o {
@@ -658,7 +796,10 @@ pub(crate) fn go_string_slice(v: Option<&Value>) -> String {
     match v.and_then(Value::as_array) {
         None => "[]string(nil)".to_string(),
         Some(a) => {
-            let inner: Vec<String> = a.iter().map(|s| format!("{:?}", s.as_str().unwrap_or_default())).collect();
+            let inner: Vec<String> = a
+                .iter()
+                .map(|s| format!("{:?}", s.as_str().unwrap_or_default()))
+                .collect();
             format!("[]string{{{}}}", inner.join(", "))
         }
     }
@@ -675,7 +816,9 @@ pub(crate) fn go_label_selector(sel: &Value) -> String {
                     format!(
                         "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
                         e.get("key").and_then(Value::as_str).unwrap_or_default(),
-                        e.get("operator").and_then(Value::as_str).unwrap_or_default(),
+                        e.get("operator")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
                         go_string_slice(e.get("values"))
                     )
                 })
@@ -683,7 +826,11 @@ pub(crate) fn go_label_selector(sel: &Value) -> String {
             format!("[]v1.LabelSelectorRequirement{{{}}}", inner.join(", "))
         }
     };
-    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", go_string_map(sel.get("matchLabels")), exprs)
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
+        go_string_map(sel.get("matchLabels")),
+        exprs
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -693,7 +840,10 @@ pub(crate) fn go_label_selector(sel: &Value) -> String {
 fn go_int_or_string(v: &Value) -> String {
     match v {
         Value::String(s) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{s:?}}}"),
-        other => format!("intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}", as_i64(other).unwrap_or(0)),
+        other => format!(
+            "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+            as_i64(other).unwrap_or(0)
+        ),
     }
 }
 
@@ -736,17 +886,29 @@ pub(crate) fn validate_positive_int_or_percent(v: &Value, path: &str) -> Vec<Fie
             }
         }
         Value::Number(_) => match as_i64(v) {
-            Some(n) if n < 0 => vec![FieldError::invalid(path, n, "must be greater than or equal to 0")],
+            Some(n) if n < 0 => vec![FieldError::invalid(
+                path,
+                n,
+                "must be greater than or equal to 0",
+            )],
             _ => Vec::new(),
         },
-        _ => vec![invalid_raw(path, &go_int_or_string(v), "must be an integer or percentage (e.g '5%%')")],
+        _ => vec![invalid_raw(
+            path,
+            &go_int_or_string(v),
+            "must be an integer or percentage (e.g '5%%')",
+        )],
     }
 }
 
 /// `IsNotMoreThan100Percent`.
 pub(crate) fn not_more_than_100_percent(v: &Value, path: &str) -> Vec<FieldError> {
     match v.as_str().and_then(percent_value) {
-        Some(p) if p > 100 => vec![invalid_raw(path, &go_int_or_string(v), "must not be greater than 100%")],
+        Some(p) if p > 100 => vec![invalid_raw(
+            path,
+            &go_int_or_string(v),
+            "must not be greater than 100%",
+        )],
         _ => Vec::new(),
     }
 }
@@ -778,7 +940,12 @@ mod tests {
         let sel = json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [{"key": "c", "operator": "In", "values": ["y", "x"]}]});
         assert_eq!(format_label_selector(Some(&sel)), "a=1,b=2,c in (x,y)");
         assert_eq!(format_label_selector(Some(&json!({}))), "<none>");
-        assert_eq!(format_label_selector(Some(&json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]}))), "<error>");
+        assert_eq!(
+            format_label_selector(Some(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]})
+            )),
+            "<error>"
+        );
     }
 
     #[test]
@@ -805,18 +972,27 @@ mod tests {
     #[test]
     fn name_validators_report_upstream_messages() {
         assert!(dns1123_label_errors("ok-name").is_empty());
-        assert!(dns1123_label_errors("Bad_Name")[0].starts_with("a lowercase RFC 1123 label must consist"));
+        assert!(dns1123_label_errors("Bad_Name")[0]
+            .starts_with("a lowercase RFC 1123 label must consist"));
         assert!(qualified_name_errors("example.com/app").is_empty());
         assert_eq!(qualified_name_errors("a/b/c").len(), 1);
         assert!(label_value_errors("").is_empty());
-        assert_eq!(path_segment_errors("a/b"), vec!["may not contain '/'".to_string()]);
+        assert_eq!(
+            path_segment_errors("a/b"),
+            vec!["may not contain '/'".to_string()]
+        );
     }
 
     #[test]
     fn int_or_percent_validation() {
         assert!(validate_positive_int_or_percent(&json!("25%"), "p").is_empty());
-        assert_eq!(validate_positive_int_or_percent(&json!(-1), "p")[0].to_string(), "p: Invalid value: -1: must be greater than or equal to 0");
-        assert!(not_more_than_100_percent(&json!("150%"), "p")[0].to_string().ends_with("must not be greater than 100%"));
+        assert_eq!(
+            validate_positive_int_or_percent(&json!(-1), "p")[0].to_string(),
+            "p: Invalid value: -1: must be greater than or equal to 0"
+        );
+        assert!(not_more_than_100_percent(&json!("150%"), "p")[0]
+            .to_string()
+            .ends_with("must not be greater than 100%"));
         assert_eq!(int_or_percent_value(&json!("25%")), 25);
     }
 }

@@ -38,14 +38,27 @@ impl Strategy for Leases {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         if let Some(d) = ptr_i64(obj, "/spec/leaseDurationSeconds").filter(|d| *d <= 0) {
-            errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+            errs.push(FieldError::invalid(
+                "spec.leaseDurationSeconds",
+                d,
+                "must be greater than 0",
+            ));
         }
         if let Some(t) = ptr_i64(obj, "/spec/leaseTransitions").filter(|t| *t < 0) {
-            errs.push(FieldError::invalid("spec.leaseTransitions", t, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                "spec.leaseTransitions",
+                t,
+                "must be greater than or equal to 0",
+            ));
         }
         let strategy = ptr_str(obj, "/spec/strategy").unwrap_or("");
-        if ptr_str(obj, "/spec/preferredHolder").is_some_and(|p| !p.is_empty()) && strategy.is_empty() {
-            errs.push(FieldError::forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"));
+        if ptr_str(obj, "/spec/preferredHolder").is_some_and(|p| !p.is_empty())
+            && strategy.is_empty()
+        {
+            errs.push(FieldError::forbidden(
+                "spec.preferredHolder",
+                "may only be specified if `strategy` is defined",
+            ));
         }
         errs
     }
@@ -58,7 +71,10 @@ impl Strategy for Leases {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        vec![s(ptr_str(obj, "/spec/holderIdentity").unwrap_or("")), age_cell(obj)]
+        vec![
+            s(ptr_str(obj, "/spec/holderIdentity").unwrap_or("")),
+            age_cell(obj),
+        ]
     }
 }
 
@@ -71,7 +87,14 @@ mod tests {
     fn lease_row_shows_holder_and_duration_must_be_positive() {
         let l = json!({"metadata": {"name": "kube-scheduler"}, "spec": {"holderIdentity": "node-1_abc", "leaseDurationSeconds": 0}});
         assert_eq!(Leases.table_row(&l)[0], "node-1_abc");
-        let errs: Vec<String> = Leases.validate(&l).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec!["spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0".to_string()]);
+        let errs: Vec<String> = Leases
+            .validate(&l)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec!["spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0".to_string()]
+        );
     }
 }

@@ -7,8 +7,8 @@ use apimachinery::{FieldError, FieldErrorType};
 use serde_json::Value;
 
 use super::common::{
-    column, dns1123_label_errors, dns1123_subdomain_errors, immutable, ptr_arr, ptr_str, qualified_name_errors, s,
-    set_default,
+    column, dns1123_label_errors, dns1123_subdomain_errors, immutable, ptr_arr, ptr_str,
+    qualified_name_errors, s, set_default,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
@@ -50,10 +50,18 @@ fn too_many(path: &str, actual: usize, max: usize) -> FieldError {
 fn validate_address(addr: &str, addr_type: &str, path: &str) -> Vec<FieldError> {
     match addr_type {
         "IPv4" if addr.parse::<std::net::Ipv4Addr>().is_err() => {
-            return vec![FieldError::invalid(path, addr, "must be a valid IPv4 address")];
+            return vec![FieldError::invalid(
+                path,
+                addr,
+                "must be a valid IPv4 address",
+            )];
         }
         "IPv6" if addr.parse::<std::net::Ipv6Addr>().is_err() => {
-            return vec![FieldError::invalid(path, addr, "must be a valid IPv6 address")];
+            return vec![FieldError::invalid(
+                path,
+                addr,
+                "must be a valid IPv6 address",
+            )];
         }
         "FQDN" => {
             if addr.is_empty() {
@@ -65,7 +73,11 @@ fn validate_address(addr: &str, addr_type: &str, path: &str) -> Vec<FieldError> 
                 return vec![FieldError::invalid(path, name, errs.join(","))];
             }
             if name.split('.').count() < 2 {
-                return vec![FieldError::invalid(path, name, "should be a domain with at least two segments separated by dots")];
+                return vec![FieldError::invalid(
+                    path,
+                    name,
+                    "should be a domain with at least two segments separated by dots",
+                )];
             }
             for label in name.split('.') {
                 let errs = dns1123_label_errors(label);
@@ -91,12 +103,23 @@ fn validate_endpoints(obj: &Value) -> Vec<FieldError> {
         let p = format!("endpoints[{i}]");
         let addresses = ptr_arr(ep, "/addresses");
         if addresses.is_empty() {
-            errs.push(FieldError::required(format!("{p}.addresses"), "must contain at least 1 address"));
+            errs.push(FieldError::required(
+                format!("{p}.addresses"),
+                "must contain at least 1 address",
+            ));
         } else if addresses.len() > MAX_ADDRESSES {
-            errs.push(too_many(&format!("{p}.addresses"), addresses.len(), MAX_ADDRESSES));
+            errs.push(too_many(
+                &format!("{p}.addresses"),
+                addresses.len(),
+                MAX_ADDRESSES,
+            ));
         }
         for (ai, a) in addresses.iter().enumerate() {
-            errs.extend(validate_address(a.as_str().unwrap_or(""), addr_type, &format!("{p}.addresses[{ai}]")));
+            errs.extend(validate_address(
+                a.as_str().unwrap_or(""),
+                addr_type,
+                &format!("{p}.addresses[{ai}]"),
+            ));
         }
         if let Some(n) = ptr_str(ep, "/nodeName") {
             for m in dns1123_subdomain_errors(n) {
@@ -134,7 +157,11 @@ fn validate_ports(obj: &Value) -> Vec<FieldError> {
         match ptr_str(port, "/protocol") {
             None => errs.push(FieldError::required(format!("{p}.protocol"), "")),
             Some("TCP" | "UDP" | "SCTP") => {}
-            Some(other) => errs.push(FieldError::not_supported(format!("{p}.protocol"), other, &["SCTP", "TCP", "UDP"])),
+            Some(other) => errs.push(FieldError::not_supported(
+                format!("{p}.protocol"),
+                other,
+                &["SCTP", "TCP", "UDP"],
+            )),
         }
         if let Some(ap) = ptr_str(port, "/appProtocol") {
             for m in qualified_name_errors(ap) {
@@ -149,7 +176,11 @@ fn validate_address_type(obj: &Value) -> Vec<FieldError> {
     match ptr_str(obj, "/addressType").unwrap_or("") {
         "" => vec![FieldError::required("addressType", "")],
         "IPv4" | "IPv6" | "FQDN" => Vec::new(),
-        other => vec![FieldError::not_supported("addressType", other, &["FQDN", "IPv4", "IPv6"])],
+        other => vec![FieldError::not_supported(
+            "addressType",
+            other,
+            &["FQDN", "IPv4", "IPv6"],
+        )],
     }
 }
 
@@ -196,7 +227,11 @@ impl Strategy for EndpointSlices {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_endpoints(new);
         errs.extend(validate_ports(new));
-        errs.extend(immutable(new.get("addressType"), old.get("addressType"), "addressType"));
+        errs.extend(immutable(
+            new.get("addressType"),
+            old.get("addressType"),
+            "addressType",
+        ));
         errs
     }
 
@@ -213,15 +248,24 @@ impl Strategy for EndpointSlices {
         let ports = ptr_arr(obj, "/ports");
         let port_items: Vec<String> = ports
             .iter()
-            .map(|p| match (p.get("port").and_then(Value::as_i64), p.get("name").and_then(Value::as_str)) {
-                (Some(n), _) => n.to_string(),
-                (None, Some(name)) => name.to_string(),
-                (None, None) => "*".to_string(),
+            .map(|p| {
+                match (
+                    p.get("port").and_then(Value::as_i64),
+                    p.get("name").and_then(Value::as_str),
+                ) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(name)) => name.to_string(),
+                    (None, None) => "*".to_string(),
+                }
             })
             .collect();
         let addrs: Vec<String> = ptr_arr(obj, "/endpoints")
             .iter()
-            .flat_map(|e| ptr_arr(e, "/addresses").iter().map(|a| a.as_str().unwrap_or("").to_string()))
+            .flat_map(|e| {
+                ptr_arr(e, "/addresses")
+                    .iter()
+                    .map(|a| a.as_str().unwrap_or("").to_string())
+            })
             .collect();
         let count = addrs.len();
         vec![
@@ -241,7 +285,10 @@ mod tests {
     #[test]
     fn endpointslice_address_type_is_required_and_supported() {
         let mut e = json!({"metadata": {"name": "x"}, "endpoints": []});
-        assert_eq!(EndpointSlices.validate(&e)[0].to_string(), "addressType: Required value");
+        assert_eq!(
+            EndpointSlices.validate(&e)[0].to_string(),
+            "addressType: Required value"
+        );
         e["addressType"] = json!("IPv5");
         assert_eq!(
             EndpointSlices.validate(&e)[0].to_string(),
@@ -251,9 +298,14 @@ mod tests {
 
     #[test]
     fn endpointslice_limits_endpoints() {
-        let eps: Vec<Value> = (0..1001).map(|_| json!({"addresses": ["10.0.0.1"]})).collect();
+        let eps: Vec<Value> = (0..1001)
+            .map(|_| json!({"addresses": ["10.0.0.1"]}))
+            .collect();
         let e = json!({"addressType": "IPv4", "endpoints": eps});
-        assert_eq!(EndpointSlices.validate(&e)[0].to_string(), "endpoints: Too many: 1001: must have at most 1000 items");
+        assert_eq!(
+            EndpointSlices.validate(&e)[0].to_string(),
+            "endpoints: Too many: 1001: must have at most 1000 items"
+        );
     }
 
     #[test]
@@ -261,11 +313,17 @@ mod tests {
         let mut e = json!({"metadata": {"name": "x"}, "addressType": "IPv4",
             "ports": [{"port": 80}], "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}, {"addresses": ["10.0.0.3"]}, {"addresses": ["10.0.0.4"]}]});
         EndpointSlices.default(&mut e);
-        assert_eq!(e["ports"][0], json!({"port": 80, "name": "", "protocol": "TCP"}));
+        assert_eq!(
+            e["ports"][0],
+            json!({"port": 80, "name": "", "protocol": "TCP"})
+        );
         assert!(EndpointSlices.validate(&e).is_empty());
         let row = EndpointSlices.table_row(&e);
         assert_eq!(row[1], "80");
         assert_eq!(row[2], "10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...");
-        assert_eq!(EndpointSlices.table_row(&json!({"addressType": "IPv4"}))[1], "<unset>");
+        assert_eq!(
+            EndpointSlices.table_row(&json!({"addressType": "IPv4"}))[1],
+            "<unset>"
+        );
     }
 }

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
-use super::common::{column, dns1123_subdomain_errors, is_set, ptr_i64, ptr_str, qualified_name_errors, s, since};
+use super::common::{
+    dns1123_subdomain_errors, is_set, ptr_i64, ptr_str, qualified_name_errors, s,
+};
 use crate::strategy::{ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -54,7 +56,10 @@ fn get<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 
 /// Copy `from[src]` to `out[dst]` when it is a non-empty string (omitempty).
 fn copy_str(out: &mut Map<String, Value>, dst: &str, from: &Map<String, Value>, src: &str) {
-    if let Some(v) = get(from, src).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(v) = get(from, src)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         out.insert(dst.into(), s(v));
     }
 }
@@ -68,7 +73,10 @@ fn copy_opt(out: &mut Map<String, Value>, dst: &str, from: &Map<String, Value>, 
 
 /// A struct-valued field Go always emits (`{}` when empty).
 fn copy_struct(out: &mut Map<String, Value>, dst: &str, from: &Map<String, Value>, src: &str) {
-    let v = get(from, src).filter(|v| v.is_object()).cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let v = get(from, src)
+        .filter(|v| v.is_object())
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
     out.insert(dst.into(), v);
 }
 
@@ -103,8 +111,18 @@ pub fn events_to_core(ev: &Value) -> Value {
     copy_opt(&mut out, "series", m, "series");
     copy_str(&mut out, "action", m, "action");
     copy_opt(&mut out, "related", m, "related");
-    out.insert("reportingComponent".into(), s(get(m, "reportingController").and_then(Value::as_str).unwrap_or("")));
-    out.insert("reportingInstance".into(), s(get(m, "reportingInstance").and_then(Value::as_str).unwrap_or("")));
+    out.insert(
+        "reportingComponent".into(),
+        s(get(m, "reportingController")
+            .and_then(Value::as_str)
+            .unwrap_or("")),
+    );
+    out.insert(
+        "reportingInstance".into(),
+        s(get(m, "reportingInstance")
+            .and_then(Value::as_str)
+            .unwrap_or("")),
+    );
     Value::Object(out)
 }
 
@@ -138,7 +156,13 @@ fn legacy_validate(core: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let ns = ptr_str(core, "/metadata/namespace").unwrap_or("");
     let involved_ns = ptr_str(core, "/involvedObject/namespace").unwrap_or("");
-    let mismatch = || FieldError::invalid("involvedObject.namespace", involved_ns, "does not match event.namespace");
+    let mismatch = || {
+        FieldError::invalid(
+            "involvedObject.namespace",
+            involved_ns,
+            "does not match event.namespace",
+        )
+    };
     if !is_set(core.get("eventTime")) {
         if involved_ns.is_empty() {
             if !ns.is_empty() && ns != "default" {
@@ -163,24 +187,40 @@ fn legacy_validate(core: &Value) -> Vec<FieldError> {
             errs.push(FieldError::required("reportingInstance", ""));
         }
         if ri.len() > 128 {
-            errs.push(FieldError::invalid("reportingInstance", "", "can have at most 128 characters"));
+            errs.push(FieldError::invalid(
+                "reportingInstance",
+                "",
+                "can have at most 128 characters",
+            ));
         }
         let action = ptr_str(core, "/action").unwrap_or("");
         if action.is_empty() {
             errs.push(FieldError::required("action", ""));
         }
         if action.len() > 128 {
-            errs.push(FieldError::invalid("action", "", "can have at most 128 characters"));
+            errs.push(FieldError::invalid(
+                "action",
+                "",
+                "can have at most 128 characters",
+            ));
         }
         let reason = ptr_str(core, "/reason").unwrap_or("");
         if reason.is_empty() {
             errs.push(FieldError::required("reason", ""));
         }
         if reason.len() > 128 {
-            errs.push(FieldError::invalid("reason", "", "can have at most 128 characters"));
+            errs.push(FieldError::invalid(
+                "reason",
+                "",
+                "can have at most 128 characters",
+            ));
         }
         if ptr_str(core, "/message").unwrap_or("").len() > 1024 {
-            errs.push(FieldError::invalid("message", "", "can have at most 1024 characters"));
+            errs.push(FieldError::invalid(
+                "message",
+                "",
+                "can have at most 1024 characters",
+            ));
         }
     }
     for m in dns1123_subdomain_errors(ns) {
@@ -193,7 +233,11 @@ fn validate_series(core: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(series) = core.get("series").filter(|v| !v.is_null()) {
         if ptr_i64(series, "/count").unwrap_or(0) < 2 {
-            errs.push(FieldError::invalid("series.count", "", "should be at least 2"));
+            errs.push(FieldError::invalid(
+                "series.count",
+                "",
+                "should be at least 2",
+            ));
         }
         if !is_set(series.get("lastObservedTime")) {
             errs.push(FieldError::required("series.lastObservedTime", ""));
@@ -218,18 +262,32 @@ impl Strategy for Events {
         }
         let t = ptr_str(&core, "/type").unwrap_or("");
         if t != "Normal" && t != "Warning" {
-            errs.push(FieldError::invalid("type", "", format!("has invalid value: {t}")));
+            errs.push(FieldError::invalid(
+                "type",
+                "",
+                format!("has invalid value: {t}"),
+            ));
         }
         if is_set(core.get("firstTimestamp")) {
-            errs.push(FieldError::invalid("firstTimestamp", "", "needs to be unset"));
+            errs.push(FieldError::invalid(
+                "firstTimestamp",
+                "",
+                "needs to be unset",
+            ));
         }
         if is_set(core.get("lastTimestamp")) {
-            errs.push(FieldError::invalid("lastTimestamp", "", "needs to be unset"));
+            errs.push(FieldError::invalid(
+                "lastTimestamp",
+                "",
+                "needs to be unset",
+            ));
         }
         if ptr_i64(&core, "/count").unwrap_or(0) != 0 {
             errs.push(FieldError::invalid("count", "", "needs to be unset"));
         }
-        if !ptr_str(&core, "/source/component").unwrap_or("").is_empty() || !ptr_str(&core, "/source/host").unwrap_or("").is_empty() {
+        if !ptr_str(&core, "/source/component").unwrap_or("").is_empty()
+            || !ptr_str(&core, "/source/host").unwrap_or("").is_empty()
+        {
             errs.push(FieldError::invalid("source", "", "needs to be unset"));
         }
         errs
@@ -302,25 +360,17 @@ impl Strategy for Events {
         ]
     }
 
-    /// Upstream's event printer, minus its trailing priority-1 Name column
-    /// (the store always puts Name first).
+    /// The same printer as core/v1 events (Name last, wide-only).
     fn table_columns(&self) -> Vec<TableColumn> {
-        vec![
-            column("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
-            column("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future", 0),
-            column("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
-            column("Object", "string", "The object that this event is about.", 0),
-            column("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2].", 1),
-            column("Source", "string", "The component reporting this event. Should be a short machine understandable string.", 1),
-            column("Message", "string", "A human-readable description of the status of this operation.", 0),
-            column("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", 1),
-            column("Count", "string", "The number of times this event has occurred.", 1),
-        ]
+        crate::core::event_columns()
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let core = events_to_core(obj);
-        event_row(&core)
+        crate::core::event_cells(&events_to_core(obj))
+    }
+
+    fn name_column_first(&self) -> bool {
+        false
     }
 
     fn to_storage(&self, obj: Value) -> Value {
@@ -330,44 +380,6 @@ impl Strategy for Events {
     fn from_storage(&self, obj: Value) -> Value {
         core_to_events(&obj)
     }
-}
-
-/// `printEvent` cells (after Name) for a core/v1 event.
-pub fn event_row(core: &Value) -> Vec<Value> {
-    let first = match ptr_str(core, "/firstTimestamp") {
-        Some(t) => since(Some(t)),
-        None => since(ptr_str(core, "/eventTime")),
-    };
-    let mut last = match ptr_str(core, "/lastTimestamp") {
-        Some(t) => since(Some(t)),
-        None => first.clone(),
-    };
-    let mut count = ptr_i64(core, "/count").unwrap_or(0);
-    if let Some(series) = core.get("series").filter(|v| v.is_object()) {
-        last = since(ptr_str(series, "/lastObservedTime"));
-        count = ptr_i64(series, "/count").unwrap_or(0);
-    } else if count == 0 {
-        count = 1;
-    }
-    let kind = ptr_str(core, "/involvedObject/kind").unwrap_or("").to_lowercase();
-    let target = match ptr_str(core, "/involvedObject/name").filter(|n| !n.is_empty()) {
-        Some(n) => format!("{kind}/{n}"),
-        None => kind,
-    };
-    let component = ptr_str(core, "/source/component").filter(|c| !c.is_empty()).or(ptr_str(core, "/reportingComponent")).unwrap_or("");
-    let host = ptr_str(core, "/source/host").filter(|c| !c.is_empty()).or(ptr_str(core, "/reportingInstance")).unwrap_or("");
-    let source = if host.is_empty() { component.to_string() } else { format!("{component}, {host}") };
-    vec![
-        s(last),
-        s(ptr_str(core, "/type").unwrap_or("")),
-        s(ptr_str(core, "/reason").unwrap_or("")),
-        s(target),
-        s(ptr_str(core, "/involvedObject/fieldPath").unwrap_or("")),
-        s(source),
-        s(ptr_str(core, "/message").unwrap_or("").trim()),
-        s(first),
-        Value::from(count),
-    ]
 }
 
 #[cfg(test)]
@@ -408,7 +420,11 @@ mod tests {
         assert_eq!(core["source"], json!({}));
         assert!(core.get("count").is_none());
         assert_eq!(core_to_events(&core), ev);
-        assert!(Events.validate(&ev).is_empty(), "{:?}", Events.validate(&ev));
+        assert!(
+            Events.validate(&ev).is_empty(),
+            "{:?}",
+            Events.validate(&ev)
+        );
     }
 
     #[test]
@@ -443,8 +459,18 @@ mod tests {
         let mut ev = new_event();
         ev["deprecatedCount"] = json!(2);
         ev.as_object_mut().unwrap().remove("eventTime");
-        let errs: Vec<String> = Events.validate(&ev).iter().map(ToString::to_string).collect();
-        assert!(errs.contains(&"eventTime: Required value".to_string()), "{errs:?}");
-        assert!(errs.contains(&"count: Invalid value: \"\": needs to be unset".to_string()), "{errs:?}");
+        let errs: Vec<String> = Events
+            .validate(&ev)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errs.contains(&"eventTime: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"count: Invalid value: \"\": needs to be unset".to_string()),
+            "{errs:?}"
+        );
     }
 }

@@ -7,14 +7,19 @@ use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use super::common::{
-    column, dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors, domain_prefixed_path_errors,
-    format_label_selector, immutable, invalid_raw, is_set, obj_mut, path_segment_errors, port_name_errors,
-    port_num_errors, ptr_arr, ptr_i64, ptr_str, s, set_default, validate_label_selector,
+    column, dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors,
+    domain_prefixed_path_errors, format_label_selector, immutable, invalid_raw, is_set, obj_mut,
+    path_segment_errors, port_name_errors, port_num_errors, ptr_arr, ptr_i64, ptr_str, s,
+    set_default, validate_label_selector,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
-    vec![Arc::new(IngressClasses), Arc::new(Ingresses), Arc::new(NetworkPolicies)]
+    vec![
+        Arc::new(IngressClasses),
+        Arc::new(Ingresses),
+        Arc::new(NetworkPolicies),
+    ]
 }
 
 // ---------------------------------------------------------------------------
@@ -43,7 +48,11 @@ pub struct Ingresses;
 fn host_errors(host: &str, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if host.parse::<std::net::IpAddr>().is_ok() {
-        errs.push(FieldError::invalid(path, host, "must be a DNS name, not an IP address"));
+        errs.push(FieldError::invalid(
+            path,
+            host,
+            "must be a DNS name, not an IP address",
+        ));
     }
     if host.contains('*') {
         let rest = host.strip_prefix("*.").unwrap_or("");
@@ -87,7 +96,11 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
     let resource = b.get("resource").filter(|v| !v.is_null());
     let service = b.get("service").filter(|v| !v.is_null());
     match (resource, service) {
-        (Some(_), Some(_)) => errs.push(FieldError::invalid(path, "", "cannot set both resource and service backends")),
+        (Some(_), Some(_)) => errs.push(FieldError::invalid(
+            path,
+            "",
+            "cannot set both resource and service backends",
+        )),
         (Some(r), None) => errs.extend(typed_local_ref_errors(r, &format!("{path}.resource"))),
         (None, Some(svc)) => {
             let name = ptr_str(svc, "/name").unwrap_or("");
@@ -101,20 +114,39 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
             let port_name = ptr_str(svc, "/port/name").unwrap_or("");
             let port_num = ptr_i64(svc, "/port/number").unwrap_or(0);
             if !port_name.is_empty() && port_num != 0 {
-                errs.push(FieldError::invalid(path, "", "cannot set both port name & port number"));
+                errs.push(FieldError::invalid(
+                    path,
+                    "",
+                    "cannot set both port name & port number",
+                ));
             } else if !port_name.is_empty() {
                 for m in port_name_errors(port_name) {
-                    errs.push(FieldError::invalid(format!("{path}.service.port.name"), port_name, m));
+                    errs.push(FieldError::invalid(
+                        format!("{path}.service.port.name"),
+                        port_name,
+                        m,
+                    ));
                 }
             } else if port_num != 0 {
                 for m in port_num_errors(port_num) {
-                    errs.push(FieldError::invalid(format!("{path}.service.port.number"), port_num, m));
+                    errs.push(FieldError::invalid(
+                        format!("{path}.service.port.number"),
+                        port_num,
+                        m,
+                    ));
                 }
             } else {
-                errs.push(FieldError::required(path, "port name or number is required"));
+                errs.push(FieldError::required(
+                    path,
+                    "port name or number is required",
+                ));
             }
         }
-        (None, None) => errs.push(FieldError::invalid(path, "", "resource or service backend is required")),
+        (None, None) => errs.push(FieldError::invalid(
+            path,
+            "",
+            "resource or service backend is required",
+        )),
     }
     errs
 }
@@ -122,31 +154,50 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
 fn http_path_errors(p: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Some(pt) = ptr_str(p, "/pathType") else {
-        return vec![FieldError::required(format!("{path}.pathType"), "pathType must be specified")];
+        return vec![FieldError::required(
+            format!("{path}.pathType"),
+            "pathType must be specified",
+        )];
     };
     let http_path = ptr_str(p, "/path").unwrap_or("");
     let pp = format!("{path}.path");
     match pt {
         "Exact" | "Prefix" => {
             if !http_path.starts_with('/') {
-                errs.push(FieldError::invalid(&pp, http_path, "must be an absolute path"));
+                errs.push(FieldError::invalid(
+                    &pp,
+                    http_path,
+                    "must be an absolute path",
+                ));
             }
             if !http_path.is_empty() {
                 for seq in ["//", "/./", "/../", "%2f", "%2F"] {
                     if http_path.contains(seq) {
-                        errs.push(FieldError::invalid(&pp, http_path, format!("must not contain '{seq}'")));
+                        errs.push(FieldError::invalid(
+                            &pp,
+                            http_path,
+                            format!("must not contain '{seq}'"),
+                        ));
                     }
                 }
                 for suf in ["/..", "/."] {
                     if http_path.ends_with(suf) {
-                        errs.push(FieldError::invalid(&pp, http_path, format!("cannot end with '{suf}'")));
+                        errs.push(FieldError::invalid(
+                            &pp,
+                            http_path,
+                            format!("cannot end with '{suf}'"),
+                        ));
                     }
                 }
             }
         }
         "ImplementationSpecific" => {
             if !http_path.is_empty() && !http_path.starts_with('/') {
-                errs.push(FieldError::invalid(&pp, http_path, "must be an absolute path"));
+                errs.push(FieldError::invalid(
+                    &pp,
+                    http_path,
+                    "must be an absolute path",
+                ));
             }
         }
         other => errs.push(FieldError::not_supported(
@@ -155,7 +206,10 @@ fn http_path_errors(p: &Value, path: &str) -> Vec<FieldError> {
             &["Exact", "ImplementationSpecific", "Prefix"],
         )),
     }
-    errs.extend(backend_errors(p.get("backend").unwrap_or(&Value::Null), &format!("{path}.backend")));
+    errs.extend(backend_errors(
+        p.get("backend").unwrap_or(&Value::Null),
+        &format!("{path}.backend"),
+    ));
     errs
 }
 
@@ -164,8 +218,16 @@ fn validate_ingress_spec(obj: &Value) -> Vec<FieldError> {
     let rules = ptr_arr(obj, "/spec/rules");
     let default_backend = obj.pointer("/spec/defaultBackend").filter(|v| !v.is_null());
     if rules.is_empty() && default_backend.is_none() {
-        let repr = if obj.pointer("/spec/rules").is_some_and(Value::is_array) { "[]networking.IngressRule{}" } else { "[]networking.IngressRule(nil)" };
-        errs.push(invalid_raw("spec", repr, "either `defaultBackend` or `rules` must be specified"));
+        let repr = if obj.pointer("/spec/rules").is_some_and(Value::is_array) {
+            "[]networking.IngressRule{}"
+        } else {
+            "[]networking.IngressRule(nil)"
+        };
+        errs.push(invalid_raw(
+            "spec",
+            repr,
+            "either `defaultBackend` or `rules` must be specified",
+        ));
     }
     if let Some(b) = default_backend {
         errs.extend(backend_errors(b, "spec.defaultBackend"));
@@ -211,7 +273,12 @@ impl Strategy for Ingresses {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            column("Class", "string", "The name of the IngressClass resource that should be used for additional configuration", 0),
+            column(
+                "Class",
+                "string",
+                "The name of the IngressClass resource that should be used for additional configuration",
+                0,
+            ),
             column("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule", 0),
             column("Address", "string", "Address is a list containing ingress points for the load-balancer", 0),
             column("Ports", "string", "Ports of TLS configurations that open", 0),
@@ -244,11 +311,24 @@ impl Strategy for Ingresses {
         let address: BTreeSet<String> = ptr_arr(obj, "/status/loadBalancer/ingress")
             .iter()
             .filter_map(|i| {
-                ptr_str(i, "/ip").filter(|v| !v.is_empty()).or(ptr_str(i, "/hostname").filter(|v| !v.is_empty())).map(str::to_string)
+                ptr_str(i, "/ip")
+                    .filter(|v| !v.is_empty())
+                    .or(ptr_str(i, "/hostname").filter(|v| !v.is_empty()))
+                    .map(str::to_string)
             })
             .collect();
-        let ports = if ptr_arr(obj, "/spec/tls").is_empty() { "80" } else { "80, 443" };
-        vec![s(class), s(hosts), s(address.into_iter().collect::<Vec<_>>().join(",")), s(ports), age_cell(obj)]
+        let ports = if ptr_arr(obj, "/spec/tls").is_empty() {
+            "80"
+        } else {
+            "80, 443"
+        };
+        vec![
+            s(class),
+            s(hosts),
+            s(address.into_iter().collect::<Vec<_>>().join(",")),
+            s(ports),
+            age_cell(obj),
+        ]
     }
 }
 
@@ -287,7 +367,10 @@ fn validate_ingress_class(obj: &Value) -> Vec<FieldError> {
         match ptr_str(params, "/scope") {
             None => errs.push(FieldError::required(format!("{p}.scope"), "")),
             Some("Namespace") => match ptr_str(params, "/namespace") {
-                None => errs.push(FieldError::required(format!("{p}.namespace"), "`parameters.scope` is set to 'Namespace'")),
+                None => errs.push(FieldError::required(
+                    format!("{p}.namespace"),
+                    "`parameters.scope` is set to 'Namespace'",
+                )),
                 Some(ns) => {
                     for m in dns1123_label_errors(ns) {
                         errs.push(FieldError::invalid(format!("{p}.namespace"), ns, m));
@@ -296,10 +379,17 @@ fn validate_ingress_class(obj: &Value) -> Vec<FieldError> {
             },
             Some("Cluster") => {
                 if is_set(params.get("namespace")) {
-                    errs.push(FieldError::forbidden(format!("{p}.namespace"), "`parameters.scope` is set to 'Cluster'"));
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.namespace"),
+                        "`parameters.scope` is set to 'Cluster'",
+                    ));
                 }
             }
-            Some(other) => errs.push(FieldError::not_supported(format!("{p}.scope"), other, &["Cluster", "Namespace"])),
+            Some(other) => errs.push(FieldError::not_supported(
+                format!("{p}.scope"),
+                other,
+                &["Cluster", "Namespace"],
+            )),
         }
     }
     errs
@@ -315,7 +405,10 @@ impl Strategy for IngressClasses {
     }
 
     fn default(&self, obj: &mut Value) {
-        if let Some(params) = obj.pointer_mut("/spec/parameters").and_then(Value::as_object_mut) {
+        if let Some(params) = obj
+            .pointer_mut("/spec/parameters")
+            .and_then(Value::as_object_mut)
+        {
             set_default(params, "scope", s("Cluster"));
         }
     }
@@ -326,14 +419,28 @@ impl Strategy for IngressClasses {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_ingress_class(new);
-        errs.extend(immutable(new.pointer("/spec/controller"), old.pointer("/spec/controller"), "spec.controller"));
+        errs.extend(immutable(
+            new.pointer("/spec/controller"),
+            old.pointer("/spec/controller"),
+            "spec.controller",
+        ));
         errs
     }
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            column("Controller", "string", "Controller that is responsible for handling this class", 0),
-            column("Parameters", "string", "A reference to a resource with additional parameters", 0),
+            column(
+                "Controller",
+                "string",
+                "Controller that is responsible for handling this class",
+                0,
+            ),
+            column(
+                "Parameters",
+                "string",
+                "A reference to a resource with additional parameters",
+                0,
+            ),
             age_column(),
         ]
     }
@@ -349,7 +456,11 @@ impl Strategy for IngressClasses {
                 format!("{out}/{}", ptr_str(p, "/name").unwrap_or(""))
             }
         };
-        vec![s(ptr_str(obj, "/spec/controller").unwrap_or("")), s(params), age_cell(obj)]
+        vec![
+            s(ptr_str(obj, "/spec/controller").unwrap_or("")),
+            s(params),
+            age_cell(obj),
+        ]
     }
 }
 
@@ -379,17 +490,29 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(proto) = ptr_str(port, "/protocol") {
         if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(format!("{path}.protocol"), proto, &["TCP", "UDP", "SCTP"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.protocol"),
+                proto,
+                &["TCP", "UDP", "SCTP"],
+            ));
         }
     }
     let end = ptr_i64(port, "/endPort");
     match port.get("port").filter(|v| !v.is_null()) {
         Some(Value::String(name)) => {
             if let Some(e) = end {
-                errs.push(FieldError::invalid(format!("{path}.endPort"), e, "may not be specified when `port` is non-numeric"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.endPort"),
+                    e,
+                    "may not be specified when `port` is non-numeric",
+                ));
             }
             for m in port_name_errors(name) {
-                errs.push(FieldError::invalid(format!("{path}.port"), name.as_str(), m));
+                errs.push(FieldError::invalid(
+                    format!("{path}.port"),
+                    name.as_str(),
+                    m,
+                ));
             }
         }
         Some(v) => {
@@ -399,7 +522,11 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
             }
             if let Some(e) = end {
                 if e < n {
-                    errs.push(FieldError::invalid(format!("{path}.endPort"), n, "must be greater than or equal to `port`"));
+                    errs.push(FieldError::invalid(
+                        format!("{path}.endPort"),
+                        n,
+                        "must be greater than or equal to `port`",
+                    ));
                 }
                 for m in port_num_errors(e) {
                     errs.push(FieldError::invalid(format!("{path}.endPort"), e, m));
@@ -408,7 +535,11 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
         }
         None => {
             if let Some(e) = end {
-                errs.push(FieldError::invalid(format!("{path}.endPort"), e, "may not be specified when `port` is not specified"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.endPort"),
+                    e,
+                    "may not be specified when `port` is not specified",
+                ));
             }
         }
     }
@@ -429,7 +560,11 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
     for key in ["podSelector", "namespaceSelector"] {
         if let Some(sel) = peer.get(key).filter(|v| !v.is_null()) {
             num += 1;
-            errs.extend(validate_label_selector(Some(sel), &format!("{path}.{key}"), false));
+            errs.extend(validate_label_selector(
+                Some(sel),
+                &format!("{path}.{key}"),
+                false,
+            ));
         }
     }
     let ip_block = peer.get("ipBlock").filter(|v| !v.is_null());
@@ -451,9 +586,14 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
                 continue;
             }
             if let (Some(parent), Ok(child)) = (parent, e.parse::<ipnet::IpNet>()) {
-                let within = parent.contains(&child.network()) && child.prefix_len() > parent.prefix_len();
+                let within =
+                    parent.contains(&child.network()) && child.prefix_len() > parent.prefix_len();
                 if !within {
-                    errs.push(FieldError::invalid(&ep, e, "must be a strict subset of `cidr`"));
+                    errs.push(FieldError::invalid(
+                        &ep,
+                        e,
+                        "must be a strict subset of `cidr`",
+                    ));
                 }
             }
         }
@@ -461,13 +601,17 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
     if num == 0 {
         errs.push(FieldError::required(path, "must specify a peer"));
     } else if num > 1 && ip_block.is_some() {
-        errs.push(FieldError::forbidden(path, "may not specify both ipBlock and another peer"));
+        errs.push(FieldError::forbidden(
+            path,
+            "may not specify both ipBlock and another peer",
+        ));
     }
     errs
 }
 
 fn validate_network_policy(obj: &Value) -> Vec<FieldError> {
-    let mut errs = validate_label_selector(obj.pointer("/spec/podSelector"), "spec.podSelector", false);
+    let mut errs =
+        validate_label_selector(obj.pointer("/spec/podSelector"), "spec.podSelector", false);
     for (dir, peers) in [("ingress", "from"), ("egress", "to")] {
         for (i, rule) in ptr_arr(obj, &format!("/spec/{dir}")).iter().enumerate() {
             let rp = format!("spec.{dir}[{i}]");
@@ -481,13 +625,21 @@ fn validate_network_policy(obj: &Value) -> Vec<FieldError> {
     }
     let types = ptr_arr(obj, "/spec/policyTypes");
     if types.len() > 2 {
-        errs.push(FieldError::invalid("spec.policyTypes", Value::Array(types.to_vec()), "may not specify more than two policyTypes"));
+        errs.push(FieldError::invalid(
+            "spec.policyTypes",
+            Value::Array(types.to_vec()),
+            "may not specify more than two policyTypes",
+        ));
         return errs;
     }
     for (i, t) in types.iter().enumerate() {
         let t = t.as_str().unwrap_or("");
         if t != "Ingress" && t != "Egress" {
-            errs.push(FieldError::not_supported(format!("spec.policyTypes[{i}]"), t, &["Ingress", "Egress"]));
+            errs.push(FieldError::not_supported(
+                format!("spec.policyTypes[{i}]"),
+                t,
+                &["Ingress", "Egress"],
+            ));
         }
     }
     errs
@@ -503,7 +655,9 @@ impl Strategy for NetworkPolicies {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
         set_default(spec, "podSelector", Value::Object(Map::new()));
         for dir in ["ingress", "egress"] {
             if let Some(rules) = spec.get_mut(dir).and_then(Value::as_array_mut) {
@@ -516,9 +670,17 @@ impl Strategy for NetworkPolicies {
                 }
             }
         }
-        if spec.get("policyTypes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        if spec
+            .get("policyTypes")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
             let mut types = vec![s("Ingress")];
-            if spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
+            if spec
+                .get("egress")
+                .and_then(Value::as_array)
+                .is_some_and(|e| !e.is_empty())
+            {
                 types.push(s("Egress"));
             }
             spec.insert("policyTypes".into(), Value::Array(types));
@@ -537,7 +699,10 @@ impl Strategy for NetworkPolicies {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let sel = obj.pointer("/spec/podSelector").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        let sel = obj
+            .pointer("/spec/podSelector")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()));
         vec![s(format_label_selector(Some(&sel))), age_cell(obj)]
     }
 }
@@ -550,8 +715,18 @@ mod tests {
     #[test]
     fn ingress_requires_path_type_and_a_backend() {
         let ing = json!({"metadata": {"name": "x"}, "spec": {"rules": [{"host": "example.com", "http": {"paths": [{"path": "/", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
-        let errs: Vec<String> = Ingresses.validate(&ing).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec!["spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified".to_string()]);
+        let errs: Vec<String> = Ingresses
+            .validate(&ing)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"
+                    .to_string()
+            ]
+        );
         let empty = json!({"spec": {}});
         assert_eq!(
             Ingresses.validate(&empty)[0].to_string(),
@@ -564,8 +739,19 @@ mod tests {
         let ing = json!({"spec": {"ingressClassName": "nginx", "rules": [{"host": "a.example.com"}, {"host": "b.example.com"}], "tls": [{"hosts": ["a.example.com"]}]},
             "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}, {"hostname": "lb.example.com"}]}}});
         let row = Ingresses.table_row(&ing);
-        assert_eq!(row[..4], [json!("nginx"), json!("a.example.com,b.example.com"), json!("10.0.0.2,lb.example.com"), json!("80, 443")]);
-        assert_eq!(Ingresses.table_row(&json!({"spec": {}}))[..2], [json!("<none>"), json!("*")]);
+        assert_eq!(
+            row[..4],
+            [
+                json!("nginx"),
+                json!("a.example.com,b.example.com"),
+                json!("10.0.0.2,lb.example.com"),
+                json!("80, 443")
+            ]
+        );
+        assert_eq!(
+            Ingresses.table_row(&json!({"spec": {}}))[..2],
+            [json!("<none>"), json!("*")]
+        );
     }
 
     #[test]
@@ -578,8 +764,14 @@ mod tests {
         assert_eq!(IngressClasses.table_row(&d)[1], "Config/c");
         let mut n = d.clone();
         n["spec"]["controller"] = json!("example.com/other");
-        assert_eq!(IngressClasses.validate_update(&n, &d)[0].to_string(), "spec.controller: Invalid value: \"example.com/other\": field is immutable");
-        assert_eq!(IngressClasses.validate(&json!({"spec": {}}))[0].to_string(), "spec.controller: Required value");
+        assert_eq!(
+            IngressClasses.validate_update(&n, &d)[0].to_string(),
+            "spec.controller: Invalid value: \"example.com/other\": field is immutable"
+        );
+        assert_eq!(
+            IngressClasses.validate(&json!({"spec": {}}))[0].to_string(),
+            "spec.controller: Required value"
+        );
     }
 
     #[test]

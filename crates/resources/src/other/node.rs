@@ -32,7 +32,10 @@ pub struct RuntimeClasses;
 
 fn validate_handler(obj: &Value) -> Vec<FieldError> {
     let handler = ptr_str(obj, "/handler").unwrap_or("");
-    dns1123_label_errors(handler).into_iter().map(|m| FieldError::invalid("handler", handler, m)).collect()
+    dns1123_label_errors(handler)
+        .into_iter()
+        .map(|m| FieldError::invalid("handler", handler, m))
+        .collect()
 }
 
 impl Strategy for RuntimeClasses {
@@ -74,6 +77,9 @@ mod tests {
         assert_eq!(RuntimeClasses.table_row(&rc)[0], "runsc");
         let mut n = rc.clone();
         n["handler"] = json!("kata");
-        assert_eq!(RuntimeClasses.validate_update(&n, &rc)[0].to_string(), "handler: Invalid value: \"kata\": field is immutable");
+        assert_eq!(
+            RuntimeClasses.validate_update(&n, &rc)[0].to_string(),
+            "handler: Invalid value: \"kata\": field is immutable"
+        );
     }
 }

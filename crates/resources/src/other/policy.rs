@@ -6,8 +6,8 @@ use apimachinery::FieldError;
 use serde_json::Value;
 
 use super::common::{
-    column, int_or_string_text, is_set, nonnegative, not_more_than_100_percent, ptr_i64, ptr_str, s,
-    validate_label_selector, validate_positive_int_or_percent,
+    column, int_or_string_text, is_set, nonnegative, not_more_than_100_percent, ptr_i64, ptr_str,
+    s, validate_label_selector, validate_positive_int_or_percent,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
@@ -39,7 +39,11 @@ fn validate_spec(obj: &Value) -> Vec<FieldError> {
     let max = obj.pointer("/spec/maxUnavailable").filter(|v| !v.is_null());
     if min.is_some() && max.is_some() {
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-        errs.push(FieldError::invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set"));
+        errs.push(FieldError::invalid(
+            "spec",
+            spec,
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
     }
     for (v, p) in [(min, "spec.minAvailable"), (max, "spec.maxUnavailable")] {
         if let Some(v) = v {
@@ -47,10 +51,18 @@ fn validate_spec(obj: &Value) -> Vec<FieldError> {
             errs.extend(not_more_than_100_percent(v, p));
         }
     }
-    errs.extend(validate_label_selector(obj.pointer("/spec/selector"), "spec.selector", false));
+    errs.extend(validate_label_selector(
+        obj.pointer("/spec/selector"),
+        "spec.selector",
+        false,
+    ));
     if let Some(p) = ptr_str(obj, "/spec/unhealthyPodEvictionPolicy") {
         if p != "IfHealthyBudget" && p != "AlwaysAllow" {
-            errs.push(FieldError::not_supported("spec.unhealthyPodEvictionPolicy", p, &["AlwaysAllow", "IfHealthyBudget"]));
+            errs.push(FieldError::not_supported(
+                "spec.unhealthyPodEvictionPolicy",
+                p,
+                &["AlwaysAllow", "IfHealthyBudget"],
+            ));
         }
     }
     errs
@@ -68,11 +80,24 @@ impl Strategy for PodDisruptionBudgets {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_spec(new);
         if new.get("status") != old.get("status") {
-            for f in ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"] {
-                errs.extend(nonnegative(new, &format!("/status/{f}"), &format!("status.{f}")));
+            for f in [
+                "disruptionsAllowed",
+                "currentHealthy",
+                "desiredHealthy",
+                "expectedPods",
+            ] {
+                errs.extend(nonnegative(
+                    new,
+                    &format!("/status/{f}"),
+                    &format!("status.{f}"),
+                ));
             }
             if is_set(new.pointer("/status/observedGeneration")) {
-                errs.extend(nonnegative(new, "/status/observedGeneration", "status.observedGeneration"));
+                errs.extend(nonnegative(
+                    new,
+                    "/status/observedGeneration",
+                    "status.observedGeneration",
+                ));
             }
         }
         errs
@@ -80,9 +105,24 @@ impl Strategy for PodDisruptionBudgets {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            column("Min Available", "string", "The minimum number of pods that must be available.", 0),
-            column("Max Unavailable", "string", "The maximum number of pods that may be unavailable.", 0),
-            column("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at this time.", 0),
+            column(
+                "Min Available",
+                "string",
+                "The minimum number of pods that must be available.",
+                0,
+            ),
+            column(
+                "Max Unavailable",
+                "string",
+                "The maximum number of pods that may be unavailable.",
+                0,
+            ),
+            column(
+                "Allowed Disruptions",
+                "integer",
+                "Calculated number of pods that may be disrupted at this time.",
+                0,
+            ),
             age_column(),
         ]
     }
@@ -109,9 +149,16 @@ mod tests {
     #[test]
     fn pdb_rejects_both_bounds_and_prints_them() {
         let p = json!({"metadata": {"name": "x"}, "spec": {"minAvailable": 1, "maxUnavailable": "50%", "selector": {"matchLabels": {"app": "x"}}}});
-        let errs: Vec<String> = PodDisruptionBudgets.validate(&p).iter().map(ToString::to_string).collect();
+        let errs: Vec<String> = PodDisruptionBudgets
+            .validate(&p)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("spec: Invalid value: ") && errs[0].ends_with("minAvailable and maxUnavailable cannot be both set"));
+        assert!(
+            errs[0].starts_with("spec: Invalid value: ")
+                && errs[0].ends_with("minAvailable and maxUnavailable cannot be both set")
+        );
         let row = PodDisruptionBudgets.table_row(&p);
         assert_eq!(row[..3], [json!("1"), json!("50%"), json!(0)]);
         let only = json!({"spec": {"maxUnavailable": 1}});

@@ -11,13 +11,18 @@ use apimachinery::FieldError;
 use serde_json::Value;
 
 use super::common::{
-    column, created_at_cell, created_at_columns, go_string_slice, invalid_raw, obj_mut, parse_selector, path_segment_errors, ptr_arr,
-    ptr_str, s, validate_label_selector,
+    column, created_at_cell, created_at_columns, go_string_slice, invalid_raw, obj_mut,
+    parse_selector, path_segment_errors, ptr_arr, ptr_str, s, validate_label_selector,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
-    vec![Arc::new(ClusterRoleBindings), Arc::new(ClusterRoles), Arc::new(RoleBindings), Arc::new(Roles)]
+    vec![
+        Arc::new(ClusterRoleBindings),
+        Arc::new(ClusterRoles),
+        Arc::new(RoleBindings),
+        Arc::new(Roles),
+    ]
 }
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -43,9 +48,27 @@ macro_rules! rbac_info {
 }
 
 rbac_info!(ROLES, "Role", "roles", "role", true);
-rbac_info!(ROLEBINDINGS, "RoleBinding", "rolebindings", "rolebinding", true);
-rbac_info!(CLUSTERROLES, "ClusterRole", "clusterroles", "clusterrole", false);
-rbac_info!(CLUSTERROLEBINDINGS, "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false);
+rbac_info!(
+    ROLEBINDINGS,
+    "RoleBinding",
+    "rolebindings",
+    "rolebinding",
+    true
+);
+rbac_info!(
+    CLUSTERROLES,
+    "ClusterRole",
+    "clusterroles",
+    "clusterrole",
+    false
+);
+rbac_info!(
+    CLUSTERROLEBINDINGS,
+    "ClusterRoleBinding",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    false
+);
 
 pub struct Roles;
 pub struct RoleBindings;
@@ -58,12 +81,19 @@ fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
         let p = format!("rules[{i}]");
         let len = |k: &str| ptr_arr(rule, &format!("/{k}")).len();
         if len("verbs") == 0 {
-            errs.push(FieldError::required(format!("{p}.verbs"), "verbs must contain at least one value"));
+            errs.push(FieldError::required(
+                format!("{p}.verbs"),
+                "verbs must contain at least one value",
+            ));
         }
         if len("nonResourceURLs") > 0 {
             let urls = go_string_slice(rule.get("nonResourceURLs"));
             if namespaced {
-                errs.push(invalid_raw(format!("{p}.nonResourceURLs"), &urls, "namespaced rules cannot apply to non-resource URLs"));
+                errs.push(invalid_raw(
+                    format!("{p}.nonResourceURLs"),
+                    &urls,
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
             }
             if len("apiGroups") > 0 || len("resources") > 0 || len("resourceNames") > 0 {
                 errs.push(invalid_raw(
@@ -75,10 +105,16 @@ fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
             continue;
         }
         if len("apiGroups") == 0 {
-            errs.push(FieldError::required(format!("{p}.apiGroups"), "resource rules must supply at least one api group"));
+            errs.push(FieldError::required(
+                format!("{p}.apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
         }
         if len("resources") == 0 {
-            errs.push(FieldError::required(format!("{p}.resources"), "resource rules must supply at least one resource"));
+            errs.push(FieldError::required(
+                format!("{p}.resources"),
+                "resource rules must supply at least one resource",
+            ));
         }
     }
     errs
@@ -88,10 +124,18 @@ fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let api_group = ptr_str(obj, "/roleRef/apiGroup").unwrap_or("");
     if api_group != RBAC_GROUP {
-        errs.push(FieldError::not_supported("roleRef.apiGroup", api_group, &[RBAC_GROUP]));
+        errs.push(FieldError::not_supported(
+            "roleRef.apiGroup",
+            api_group,
+            &[RBAC_GROUP],
+        ));
     }
     let kind = ptr_str(obj, "/roleRef/kind").unwrap_or("");
-    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
     if !kinds.contains(&kind) {
         errs.push(FieldError::not_supported("roleRef.kind", kind, kinds));
     }
@@ -118,7 +162,11 @@ fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
                     }
                 }
                 if !group.is_empty() {
-                    errs.push(FieldError::not_supported(format!("{p}.apiGroup"), group, &[""]));
+                    errs.push(FieldError::not_supported(
+                        format!("{p}.apiGroup"),
+                        group,
+                        &[""],
+                    ));
                 }
                 if !namespaced && ptr_str(subject, "/namespace").unwrap_or("").is_empty() {
                     errs.push(FieldError::required(format!("{p}.namespace"), ""));
@@ -126,10 +174,18 @@ fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
             }
             "User" | "Group" => {
                 if group != RBAC_GROUP {
-                    errs.push(FieldError::not_supported(format!("{p}.apiGroup"), group, &[RBAC_GROUP]));
+                    errs.push(FieldError::not_supported(
+                        format!("{p}.apiGroup"),
+                        group,
+                        &[RBAC_GROUP],
+                    ));
                 }
             }
-            other => errs.push(FieldError::not_supported(format!("{p}.kind"), other, &["ServiceAccount", "User", "Group"])),
+            other => errs.push(FieldError::not_supported(
+                format!("{p}.kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            )),
         }
     }
     errs
@@ -152,13 +208,21 @@ fn role_ref_unchanged(new: &Value, old: &Value) -> Option<FieldError> {
 /// `SetDefaults_{Cluster,}RoleBinding` and `SetDefaults_Subject`.
 fn default_binding(obj: &mut Value) {
     if let Some(rr) = obj_mut(obj, "roleRef") {
-        if rr.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if rr
+            .get("apiGroup")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             rr.insert("apiGroup".into(), s(RBAC_GROUP));
         }
     }
     if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
         for sub in subjects.iter_mut().filter_map(Value::as_object_mut) {
-            if sub.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if sub
+                .get("apiGroup")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 match sub.get("kind").and_then(Value::as_str) {
                     Some("ServiceAccount") => {
                         sub.insert("apiGroup".into(), s(""));
@@ -186,18 +250,31 @@ fn binding_columns() -> Vec<TableColumn> {
 /// `printRoleBinding`: Kind/Name, age, then users, groups and
 /// `namespace:name` service accounts.
 fn binding_row(obj: &Value) -> Vec<Value> {
-    let role = format!("{}/{}", ptr_str(obj, "/roleRef/kind").unwrap_or(""), ptr_str(obj, "/roleRef/name").unwrap_or(""));
+    let role = format!(
+        "{}/{}",
+        ptr_str(obj, "/roleRef/kind").unwrap_or(""),
+        ptr_str(obj, "/roleRef/name").unwrap_or("")
+    );
     let (mut users, mut groups, mut sas) = (Vec::new(), Vec::new(), Vec::new());
     for sub in ptr_arr(obj, "/subjects") {
         let name = ptr_str(sub, "/name").unwrap_or("").to_string();
         match ptr_str(sub, "/kind").unwrap_or("") {
-            "ServiceAccount" => sas.push(format!("{}:{name}", ptr_str(sub, "/namespace").unwrap_or(""))),
+            "ServiceAccount" => sas.push(format!(
+                "{}:{name}",
+                ptr_str(sub, "/namespace").unwrap_or("")
+            )),
             "User" => users.push(name),
             "Group" => groups.push(name),
             _ => {}
         }
     }
-    vec![s(role), age_cell(obj), s(users.join(", ")), s(groups.join(", ")), s(sas.join(", "))]
+    vec![
+        s(role),
+        age_cell(obj),
+        s(users.join(", ")),
+        s(groups.join(", ")),
+        s(sas.join(", ")),
+    ]
 }
 
 impl Strategy for Roles {
@@ -227,11 +304,18 @@ impl Strategy for ClusterRoles {
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = validate_rules(obj, false);
-        for (i, sel) in ptr_arr(obj, "/aggregationRule/clusterRoleSelectors").iter().enumerate() {
+        for (i, sel) in ptr_arr(obj, "/aggregationRule/clusterRoleSelectors")
+            .iter()
+            .enumerate()
+        {
             let p = format!("aggregationRule.clusterRoleSelectors[{i}]");
             errs.extend(validate_label_selector(Some(sel), &p, false));
             if parse_selector(Some(sel)).is_err() {
-                errs.push(FieldError::invalid(p, sel.clone(), "invalid label selector."));
+                errs.push(FieldError::invalid(
+                    p,
+                    sel.clone(),
+                    "invalid label selector.",
+                ));
             }
         }
         errs
@@ -317,7 +401,10 @@ mod tests {
         assert!(RoleBindings.validate(&rb).is_empty());
         let row = RoleBindings.table_row(&rb);
         assert_eq!(row[0], "ClusterRole/view");
-        assert_eq!(row[2..], [json!("alice"), json!("devs"), json!("default:sa")]);
+        assert_eq!(
+            row[2..],
+            [json!("alice"), json!("devs"), json!("default:sa")]
+        );
         let mut changed = rb.clone();
         changed["roleRef"]["name"] = json!("edit");
         assert_eq!(
@@ -329,7 +416,10 @@ mod tests {
     #[test]
     fn role_rules_need_verbs_and_default_table() {
         let r = json!({"metadata": {"name": "r", "creationTimestamp": "2024-05-01T10:00:00Z"}, "rules": [{"apiGroups": [""], "resources": ["pods"]}]});
-        assert_eq!(Roles.validate(&r)[0].to_string(), "rules[0].verbs: Required value: verbs must contain at least one value");
+        assert_eq!(
+            Roles.validate(&r)[0].to_string(),
+            "rules[0].verbs: Required value: verbs must contain at least one value"
+        );
         assert_eq!(Roles.table_row(&r), vec![json!("2024-05-01T10:00:00Z")]);
         assert_eq!(Roles.table_columns()[0].name, "Created At");
         let cr = json!({"rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]});
@@ -340,10 +430,18 @@ mod tests {
     #[test]
     fn clusterrolebinding_requires_sa_namespace() {
         let crb = json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "x"}, "subjects": [{"kind": "ServiceAccount", "name": "sa"}]});
-        let errs: Vec<String> = ClusterRoleBindings.validate(&crb).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec![
-            "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\"".to_string(),
-            "subjects[0].namespace: Required value".to_string(),
-        ]);
+        let errs: Vec<String> = ClusterRoleBindings
+            .validate(&crb)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""
+                    .to_string(),
+                "subjects[0].namespace: Required value".to_string(),
+            ]
+        );
     }
 }

@@ -29,14 +29,21 @@ static PRIORITYCLASSES: ResourceInfo = ResourceInfo {
 };
 
 const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
-const SYSTEM_CLASSES: [(&str, i64); 2] = [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+const SYSTEM_CLASSES: [(&str, i64); 2] = [
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
 
 pub struct PriorityClasses;
 
 fn preemption_policy_errors(obj: &Value) -> Vec<FieldError> {
     match ptr_str(obj, "/preemptionPolicy") {
         Some(p) if p != "PreemptLowerPriority" && p != "Never" => {
-            vec![FieldError::not_supported("preemptionPolicy", p, &["PreemptLowerPriority", "Never"])]
+            vec![FieldError::not_supported(
+                "preemptionPolicy",
+                p,
+                &["PreemptLowerPriority", "Never"],
+            )]
         }
         _ => Vec::new(),
     }
@@ -60,7 +67,9 @@ impl Strategy for PriorityClasses {
         if name.starts_with("system-") {
             let err = match SYSTEM_CLASSES.iter().find(|(n, _)| *n == name) {
                 None => Some(format!("{name} is not a known system priority class")),
-                Some((_, v)) if *v != value => Some(format!("value of {name} PriorityClass must be {v}")),
+                Some((_, v)) if *v != value => {
+                    Some(format!("value of {name} PriorityClass must be {v}"))
+                }
                 Some(_) => None,
             };
             if let Some(e) = err {
@@ -82,9 +91,16 @@ impl Strategy for PriorityClasses {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         if ptr_i64(new, "/value").unwrap_or(0) != ptr_i64(old, "/value").unwrap_or(0) {
-            errs.push(FieldError::forbidden("value", "may not be changed in an update."));
+            errs.push(FieldError::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
         }
-        errs.extend(immutable(new.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy"));
+        errs.extend(immutable(
+            new.get("preemptionPolicy"),
+            old.get("preemptionPolicy"),
+            "preemptionPolicy",
+        ));
         errs
     }
 
@@ -120,9 +136,17 @@ mod tests {
         assert!(PriorityClasses.validate(&pc).is_empty());
         let mut n = pc.clone();
         n["value"] = json!(2000);
-        assert_eq!(PriorityClasses.validate_update(&n, &pc)[0].to_string(), "value: Forbidden: may not be changed in an update.");
-        assert_eq!(PriorityClasses.table_row(&pc)[..2], [json!(1000), json!(false)]);
+        assert_eq!(
+            PriorityClasses.validate_update(&n, &pc)[0].to_string(),
+            "value: Forbidden: may not be changed in an update."
+        );
+        assert_eq!(
+            PriorityClasses.table_row(&pc)[..2],
+            [json!(1000), json!(false)]
+        );
         let sys = json!({"metadata": {"name": "system-foo"}, "value": 1});
-        assert!(PriorityClasses.validate(&sys)[0].to_string().ends_with("error: system-foo is not a known system priority class"));
+        assert!(PriorityClasses.validate(&sys)[0]
+            .to_string()
+            .ends_with("error: system-foo is not a known system priority class"));
     }
 }

@@ -8,13 +8,18 @@ use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use super::common::{
-    column, dns1123_subdomain_errors, immutable, is_set, obj_mut, ptr_arr, ptr_bool, ptr_str, qualified_name_errors,
-    s, set_default,
+    column, dns1123_subdomain_errors, immutable, is_set, obj_mut, ptr_arr, ptr_bool, ptr_str,
+    qualified_name_errors, s, set_default,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
-    vec![Arc::new(CsiDrivers), Arc::new(CsiNodes), Arc::new(StorageClasses), Arc::new(VolumeAttachments)]
+    vec![
+        Arc::new(CsiDrivers),
+        Arc::new(CsiNodes),
+        Arc::new(StorageClasses),
+        Arc::new(VolumeAttachments),
+    ]
 }
 
 macro_rules! storage_info {
@@ -37,10 +42,24 @@ macro_rules! storage_info {
     };
 }
 
-storage_info!(STORAGECLASSES, "StorageClass", "storageclasses", "storageclass", &["sc"], &[]);
+storage_info!(
+    STORAGECLASSES,
+    "StorageClass",
+    "storageclasses",
+    "storageclass",
+    &["sc"],
+    &[]
+);
 storage_info!(CSIDRIVERS, "CSIDriver", "csidrivers", "csidriver", &[], &[]);
 storage_info!(CSINODES, "CSINode", "csinodes", "csinode", &[], &[]);
-storage_info!(VOLUMEATTACHMENTS, "VolumeAttachment", "volumeattachments", "volumeattachment", &[], &[Subresource::Status]);
+storage_info!(
+    VOLUMEATTACHMENTS,
+    "VolumeAttachment",
+    "volumeattachments",
+    "volumeattachment",
+    &[],
+    &[Subresource::Status]
+);
 
 // ---------------------------------------------------------------------------
 // StorageClasses
@@ -61,19 +80,31 @@ fn validate_storage_class(obj: &Value) -> Vec<FieldError> {
     let size: usize = obj
         .get("parameters")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        })
         .unwrap_or(0);
     if size > 256 * 1024 {
         errs.push(FieldError::too_long("parameters", 256 * 1024));
     }
     if let Some(rp) = ptr_str(obj, "/reclaimPolicy") {
         if rp != "Delete" && rp != "Retain" {
-            errs.push(FieldError::not_supported("reclaimPolicy", rp, &["Delete", "Retain"]));
+            errs.push(FieldError::not_supported(
+                "reclaimPolicy",
+                rp,
+                &["Delete", "Retain"],
+            ));
         }
     }
     if let Some(m) = ptr_str(obj, "/volumeBindingMode") {
         if m != "Immediate" && m != "WaitForFirstConsumer" {
-            errs.push(FieldError::not_supported("volumeBindingMode", m, &["Immediate", "WaitForFirstConsumer"]));
+            errs.push(FieldError::not_supported(
+                "volumeBindingMode",
+                m,
+                &["Immediate", "WaitForFirstConsumer"],
+            ));
         }
     } else if is_set(obj.get("volumeBindingMode")) {
         errs.push(FieldError::required("volumeBindingMode", ""));
@@ -100,17 +131,35 @@ impl Strategy for StorageClasses {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_storage_class(new);
         let empty_map = Value::Object(Map::new());
-        let params = |v: &Value| v.get("parameters").filter(|p| !p.is_null()).cloned().unwrap_or_else(|| empty_map.clone());
+        let params = |v: &Value| {
+            v.get("parameters")
+                .filter(|p| !p.is_null())
+                .cloned()
+                .unwrap_or_else(|| empty_map.clone())
+        };
         if params(new) != params(old) {
-            errs.push(FieldError::forbidden("parameters", "updates to parameters are forbidden."));
+            errs.push(FieldError::forbidden(
+                "parameters",
+                "updates to parameters are forbidden.",
+            ));
         }
         if new.get("provisioner") != old.get("provisioner") {
-            errs.push(FieldError::forbidden("provisioner", "updates to provisioner are forbidden."));
+            errs.push(FieldError::forbidden(
+                "provisioner",
+                "updates to provisioner are forbidden.",
+            ));
         }
         if new.get("reclaimPolicy") != old.get("reclaimPolicy") {
-            errs.push(FieldError::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
+            errs.push(FieldError::forbidden(
+                "reclaimPolicy",
+                "updates to reclaimPolicy are forbidden.",
+            ));
         }
-        errs.extend(immutable(new.get("volumeBindingMode"), old.get("volumeBindingMode"), "volumeBindingMode"));
+        errs.extend(immutable(
+            new.get("volumeBindingMode"),
+            old.get("volumeBindingMode"),
+            "volumeBindingMode",
+        ));
         errs
     }
 
@@ -159,20 +208,34 @@ fn validate_csi_driver(obj: &Value) -> Vec<FieldError> {
     }
     if let Some(p) = ptr_str(obj, "/spec/fsGroupPolicy") {
         if !matches!(p, "File" | "None" | "ReadWriteOnceWithFSType") {
-            errs.push(FieldError::not_supported("spec.fsGroupPolicy", p, &["File", "None", "ReadWriteOnceWithFSType"]));
+            errs.push(FieldError::not_supported(
+                "spec.fsGroupPolicy",
+                p,
+                &["File", "None", "ReadWriteOnceWithFSType"],
+            ));
         }
     }
-    for (i, m) in ptr_arr(obj, "/spec/volumeLifecycleModes").iter().enumerate() {
+    for (i, m) in ptr_arr(obj, "/spec/volumeLifecycleModes")
+        .iter()
+        .enumerate()
+    {
         let m = m.as_str().unwrap_or("");
         if m != "Persistent" && m != "Ephemeral" {
-            errs.push(FieldError::not_supported(format!("spec.volumeLifecycleModes[{i}]"), m, &["Ephemeral", "Persistent"]));
+            errs.push(FieldError::not_supported(
+                format!("spec.volumeLifecycleModes[{i}]"),
+                m,
+                &["Ephemeral", "Persistent"],
+            ));
         }
     }
     let mut audiences = BTreeSet::new();
     for (i, t) in ptr_arr(obj, "/spec/tokenRequests").iter().enumerate() {
         let a = ptr_str(t, "/audience").unwrap_or("");
         if !audiences.insert(a.to_string()) {
-            errs.push(FieldError::duplicate(format!("spec.tokenRequests[{i}].audience"), a));
+            errs.push(FieldError::duplicate(
+                format!("spec.tokenRequests[{i}].audience"),
+                a,
+            ));
         }
     }
     errs
@@ -184,15 +247,24 @@ impl Strategy for CsiDrivers {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else { return };
+        let Some(spec) = obj_mut(obj, "spec") else {
+            return;
+        };
         set_default(spec, "attachRequired", Value::Bool(true));
         set_default(spec, "podInfoOnMount", Value::Bool(false));
         set_default(spec, "storageCapacity", Value::Bool(false));
         set_default(spec, "fsGroupPolicy", s("ReadWriteOnceWithFSType"));
         set_default(spec, "requiresRepublish", Value::Bool(false));
         set_default(spec, "seLinuxMount", Value::Bool(false));
-        if spec.get("volumeLifecycleModes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
-            spec.insert("volumeLifecycleModes".into(), Value::Array(vec![s("Persistent")]));
+        if spec
+            .get("volumeLifecycleModes")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            spec.insert(
+                "volumeLifecycleModes".into(),
+                Value::Array(vec![s("Persistent")]),
+            );
         }
     }
 
@@ -203,8 +275,16 @@ impl Strategy for CsiDrivers {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_csi_driver(new);
         // Upstream's path really is "attachedRequired".
-        errs.extend(immutable(new.pointer("/spec/attachRequired"), old.pointer("/spec/attachRequired"), "spec.attachedRequired"));
-        errs.extend(immutable(new.pointer("/spec/fsGroupPolicy"), old.pointer("/spec/fsGroupPolicy"), "spec.fsGroupPolicy"));
+        errs.extend(immutable(
+            new.pointer("/spec/attachRequired"),
+            old.pointer("/spec/attachRequired"),
+            "spec.attachedRequired",
+        ));
+        errs.extend(immutable(
+            new.pointer("/spec/fsGroupPolicy"),
+            old.pointer("/spec/fsGroupPolicy"),
+            "spec.fsGroupPolicy",
+        ));
         errs.extend(immutable(
             new.pointer("/spec/volumeLifecycleModes"),
             old.pointer("/spec/volumeLifecycleModes"),
@@ -226,11 +306,22 @@ impl Strategy for CsiDrivers {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let modes: Vec<&str> = ptr_arr(obj, "/spec/volumeLifecycleModes").iter().filter_map(Value::as_str).collect();
-        let modes = if modes.is_empty() { "<none>".to_string() } else { modes.join(",") };
+        let modes: Vec<&str> = ptr_arr(obj, "/spec/volumeLifecycleModes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let modes = if modes.is_empty() {
+            "<none>".to_string()
+        } else {
+            modes.join(",")
+        };
         let tokens = match obj.pointer("/spec/tokenRequests").and_then(Value::as_array) {
             None => "<unset>".to_string(),
-            Some(t) => t.iter().map(|t| ptr_str(t, "/audience").unwrap_or("")).collect::<Vec<_>>().join(","),
+            Some(t) => t
+                .iter()
+                .map(|t| ptr_str(t, "/audience").unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(","),
         };
         vec![
             Value::Bool(ptr_bool(obj, "/spec/attachRequired").unwrap_or(true)),
@@ -280,13 +371,21 @@ impl Strategy for CsiNodes {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            column("Drivers", "integer", "Drivers indicates the number of CSI drivers registered on the node", 0),
+            column(
+                "Drivers",
+                "integer",
+                "Drivers indicates the number of CSI drivers registered on the node",
+                0,
+            ),
             age_column(),
         ]
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        vec![Value::from(ptr_arr(obj, "/spec/drivers").len()), age_cell(obj)]
+        vec![
+            Value::from(ptr_arr(obj, "/spec/drivers").len()),
+            age_cell(obj),
+        ]
     }
 }
 
@@ -306,16 +405,24 @@ fn validate_volume_attachment(obj: &Value) -> Vec<FieldError> {
             errs.push(FieldError::invalid("spec.attacher", attacher, m));
         }
     }
-    let pv = obj.pointer("/spec/source/persistentVolumeName").filter(|v| !v.is_null());
-    let inline = obj.pointer("/spec/source/inlineVolumeSpec").filter(|v| !v.is_null());
+    let pv = obj
+        .pointer("/spec/source/persistentVolumeName")
+        .filter(|v| !v.is_null());
+    let inline = obj
+        .pointer("/spec/source/inlineVolumeSpec")
+        .filter(|v| !v.is_null());
     match (pv, inline) {
-        (None, None) | (Some(_), Some(_)) => {
-            errs.push(FieldError::required("spec.source", "must specify exactly one of inlineVolumeSpec and persistentVolumeName"))
-        }
+        (None, None) | (Some(_), Some(_)) => errs.push(FieldError::required(
+            "spec.source",
+            "must specify exactly one of inlineVolumeSpec and persistentVolumeName",
+        )),
         (Some(pv), None) => {
             let name = pv.as_str().unwrap_or("");
             if name.is_empty() {
-                errs.push(FieldError::required("spec.source.persistentVolumeName", "must specify non empty persistentVolumeName"));
+                errs.push(FieldError::required(
+                    "spec.source.persistentVolumeName",
+                    "must specify non empty persistentVolumeName",
+                ));
             }
         }
         (None, Some(_)) => {}
@@ -347,7 +454,11 @@ impl Strategy for VolumeAttachments {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = validate_volume_attachment(new);
         if new.get("spec") != old.get("spec") {
-            errs.push(FieldError::invalid("spec", new.get("spec").cloned().unwrap_or(Value::Null), "field is immutable"));
+            errs.push(FieldError::invalid(
+                "spec",
+                new.get("spec").cloned().unwrap_or(Value::Null),
+                "field is immutable",
+            ));
         }
         errs
     }
@@ -388,16 +499,34 @@ mod tests {
         assert_eq!(sc["volumeBindingMode"], "Immediate");
         assert!(StorageClasses.validate(&sc).is_empty());
         let row = StorageClasses.table_row(&sc);
-        assert_eq!(row[..4], [json!("kubernetes.io/no-provisioner"), json!("Delete"), json!("Immediate"), json!(false)]);
+        assert_eq!(
+            row[..4],
+            [
+                json!("kubernetes.io/no-provisioner"),
+                json!("Delete"),
+                json!("Immediate"),
+                json!(false)
+            ]
+        );
         let mut n = sc.clone();
         n["provisioner"] = json!("example.com/other");
         n["parameters"] = json!({"type": "hdd"});
-        let errs: Vec<String> = StorageClasses.validate_update(&n, &sc).iter().map(ToString::to_string).collect();
-        assert_eq!(errs, vec![
-            "parameters: Forbidden: updates to parameters are forbidden.".to_string(),
-            "provisioner: Forbidden: updates to provisioner are forbidden.".to_string(),
-        ]);
-        assert_eq!(StorageClasses.validate(&json!({}))[0].to_string(), "provisioner: Required value");
+        let errs: Vec<String> = StorageClasses
+            .validate_update(&n, &sc)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "parameters: Forbidden: updates to parameters are forbidden.".to_string(),
+                "provisioner: Forbidden: updates to provisioner are forbidden.".to_string(),
+            ]
+        );
+        assert_eq!(
+            StorageClasses.validate(&json!({}))[0].to_string(),
+            "provisioner: Required value"
+        );
     }
 
     #[test]
@@ -405,12 +534,23 @@ mod tests {
         let mut d = json!({"metadata": {"name": "csi.example.com"}, "spec": {}});
         CsiDrivers.default(&mut d);
         assert!(CsiDrivers.validate(&d).is_empty());
-        assert_eq!(CsiDrivers.table_row(&d)[..6], [json!(true), json!(false), json!(false), json!("<unset>"), json!(false), json!("Persistent")]);
+        assert_eq!(
+            CsiDrivers.table_row(&d)[..6],
+            [
+                json!(true),
+                json!(false),
+                json!(false),
+                json!("<unset>"),
+                json!(false),
+                json!("Persistent")
+            ]
+        );
     }
 
     #[test]
     fn volumeattachment_needs_a_source() {
-        let va = json!({"spec": {"attacher": "csi.example.com", "nodeName": "node-1", "source": {}}});
+        let va =
+            json!({"spec": {"attacher": "csi.example.com", "nodeName": "node-1", "source": {}}});
         assert_eq!(
             VolumeAttachments.validate(&va)[0].to_string(),
             "spec.source: Required value: must specify exactly one of inlineVolumeSpec and persistentVolumeName"

@@ -26,7 +26,10 @@
 //! zero, so the decoder must drop the zero to reproduce upstream's JSON. It is
 //! false for fields the definition lists as required (no `omitempty`) and
 //! for the pointer fields listed in [`POINTERS`] (nil is absent on the wire,
-//! a present zero is meaningful and emitted).
+//! a present zero is meaningful and emitted). `"inline": true` marks a Go
+//! embedded struct (`json:",inline"`): a message on the wire whose fields
+//! belong to the enclosing JSON object (Volume's VolumeSource, the
+//! LocalObjectReference of key selectors, Probe's handler, ...).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -214,10 +217,6 @@ const POINTERS: &[(&str, &[&str])] = &[
         "io.k8s.api.coordination.v1.LeaseSpec",
         &["holderIdentity", "leaseDurationSeconds", "leaseTransitions", "strategy", "preferredHolder"],
     ),
-    (
-        "io.k8s.api.coordination.v1beta1.LeaseSpec",
-        &["holderIdentity", "leaseDurationSeconds", "leaseTransitions", "strategy", "preferredHolder"],
-    ),
     ("io.k8s.api.discovery.v1.Endpoint", &["hostname", "nodeName", "zone"]),
     ("io.k8s.api.discovery.v1.EndpointConditions", &["ready", "serving", "terminating"]),
     ("io.k8s.api.discovery.v1.EndpointPort", &["name", "protocol", "port", "appProtocol"]),
@@ -251,10 +250,33 @@ const POINTERS: &[(&str, &[&str])] = &[
     ("io.k8s.api.admissionregistration.v1.WebhookClientConfig", &["url"]),
     ("io.k8s.api.admissionregistration.v1.ServiceReference", &["path", "port"]),
     ("io.k8s.api.admissionregistration.v1.RuleWithOperations", &["scope"]),
-    ("io.k8s.api.admissionregistration.v1.NamedRuleWithOperations", &["scope"]),
     ("io.k8s.api.admissionregistration.v1.MatchResources", &["matchPolicy"]),
     ("io.k8s.api.admissionregistration.v1.ParamRef", &["parameterNotFoundAction"]),
     ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", &["failurePolicy"]),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps",
+        &[
+            "$ref",
+            "maximum",
+            "minimum",
+            "maxLength",
+            "minLength",
+            "maxItems",
+            "minItems",
+            "multipleOf",
+            "maxProperties",
+            "minProperties",
+            "x-kubernetes-preserve-unknown-fields",
+            "x-kubernetes-list-type",
+            "x-kubernetes-map-type",
+        ],
+    ),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion", &["deprecationWarning"]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale", &["labelSelectorPath"]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig", &["url"]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference", &["path", "port"]),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule", &["reason", "optionalOldSelf"]),
+    ("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference", &["port"]),
     (
         "io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration",
         &["nominalConcurrencyShares", "lendablePercent", "borrowingLimitPercent"],
@@ -342,6 +364,31 @@ fn main() -> Result<()> {
     eprintln!("proto-map: {} messages parsed from {}", messages.len(), src.display());
 
     // Keep the messages the served API defines, plus what they reference.
+    // Go embedded structs (`json:",inline"`) are message fields on the wire
+    // and flattened in JSON. A message that exists only inlined (no
+    // definition of its own, e.g. EphemeralContainerCommon) takes its JSON
+    // names and required/pointer facts from the definition that inlines it.
+    let mut owner: BTreeMap<String, String> =
+        messages.keys().filter(|k| plain_props(&defs, k).is_some()).map(|k| (k.clone(), k.clone())).collect();
+    loop {
+        let mut changed = false;
+        for (name, fields) in &messages {
+            let Some(o) = owner.get(name).cloned() else { continue };
+            let props = plain_props(&defs, &o);
+            for f in fields {
+                if let (Some(props), Some(m)) = (props, &f.msg) {
+                    if is_inline(f, props, &messages) && !owner.contains_key(m) {
+                        owner.insert(m.clone(), o.clone());
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
     let mut keep: BTreeSet<String> = BTreeSet::new();
     let mut queue: Vec<String> = messages
         .keys()
@@ -352,6 +399,7 @@ fn main() -> Result<()> {
     let pointers: BTreeMap<&str, &[&str]> = POINTERS.iter().copied().collect();
     let mut used_pointers: BTreeSet<(String, String)> = BTreeSet::new();
     let mut dropped = 0usize;
+    let verbose = std::env::var_os("PROTO_MAP_VERBOSE").is_some();
     while let Some(name) = queue.pop() {
         if !keep.insert(name.clone()) {
             continue;
@@ -359,36 +407,48 @@ fn main() -> Result<()> {
         let Some(fields) = messages.get(&name) else {
             bail!("referenced message {name} not found in k8s-pb sources");
         };
-        let def = defs.get(&name).and_then(Value::as_object);
-        let props = def.and_then(|d| d.get("properties")).and_then(Value::as_object);
-        let required: BTreeSet<&str> = def
+        let def_name = owner.get(&name).cloned();
+        let props = def_name.as_deref().and_then(|d| plain_props(&defs, d));
+        let required: BTreeSet<&str> = def_name
+            .as_deref()
+            .and_then(|d| defs.get(d))
             .and_then(|d| d.get("required"))
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let mut entry = BTreeMap::new();
         for f in fields {
+            let mut inline = false;
             let json_name = match props {
                 Some(props) => {
                     let want = normalize(&f.rust_name);
                     match props.keys().find(|p| normalize(p) == want) {
                         Some(p) => p.clone(),
-                        None if is_plain_object_def(def) => {
+                        None if is_inline(f, props, &messages) => {
+                            inline = true;
+                            if verbose {
+                                eprintln!("proto-map: {name}: field {} (tag {}) inlined", f.rust_name, f.tag);
+                            }
+                            lower_camel(&f.rust_name)
+                        }
+                        None => {
                             dropped += 1;
-                            if std::env::var_os("PROTO_MAP_VERBOSE").is_some() {
+                            if verbose {
                                 eprintln!("proto-map: {name}: field {} (tag {}) not in v1.33, dropped", f.rust_name, f.tag);
                             }
                             continue;
                         }
-                        None => lower_camel(&f.rust_name),
                     }
                 }
                 None => lower_camel(&f.rust_name),
             };
             let scalar = !matches!(f.kind.as_str(), "message" | "map") && !f.repeated;
-            let is_pointer = pointers.get(name.as_str()).is_some_and(|p| p.contains(&json_name.as_str()));
+            let is_pointer = def_name
+                .as_deref()
+                .and_then(|d| pointers.get(d))
+                .is_some_and(|p| p.contains(&json_name.as_str()));
             if is_pointer {
-                used_pointers.insert((name.clone(), json_name.clone()));
+                used_pointers.insert((def_name.clone().unwrap_or_default(), json_name.clone()));
             }
             // Only definitions we know the Go shape of get omitempty; fields
             // of wrapper messages (Time, Quantity, ...) are always kept.
@@ -398,6 +458,9 @@ fn main() -> Result<()> {
             v.insert("kind".into(), json!(f.kind));
             v.insert("repeated".into(), json!(f.repeated));
             v.insert("omitempty".into(), json!(omitempty));
+            if inline {
+                v.insert("inline".into(), json!(true));
+            }
             if f.kind == "map" {
                 v.insert("key".into(), json!("string"));
                 v.insert("value".into(), json!(f.value.clone().unwrap_or_default()));
@@ -461,6 +524,31 @@ fn main() -> Result<()> {
     std::fs::write(&out_path, text).with_context(|| format!("writing {}", out_path.display()))?;
     eprintln!("proto-map: wrote {}", out_path.display());
     Ok(())
+}
+
+/// The properties of an object definition (None for wrappers such as Time
+/// or Quantity, whose protobuf fields have no JSON counterpart).
+fn plain_props<'a>(defs: &'a Map<String, Value>, name: &str) -> Option<&'a Map<String, Value>> {
+    defs.get(name)?.get("properties")?.as_object()
+}
+
+/// Whether a message field not named in the definition's properties is a Go
+/// embedded struct: its name is the embedded type's name (Go's rule), or
+/// the embedded message's own fields are among the definition's properties
+/// (Probe's `handler`, a ProbeHandler).
+fn is_inline(f: &RawField, props: &Map<String, Value>, messages: &BTreeMap<String, Vec<RawField>>) -> bool {
+    let want = normalize(&f.rust_name);
+    if f.kind != "message" || f.repeated || props.keys().any(|p| normalize(p) == want) {
+        return false;
+    }
+    let Some(m) = &f.msg else { return false };
+    let type_name = m.rsplit('.').next().unwrap_or_default();
+    if normalize(type_name) == want {
+        return true;
+    }
+    messages.get(m).is_some_and(|inner| {
+        inner.iter().any(|g| props.keys().any(|p| normalize(p) == normalize(&g.rust_name)))
+    })
 }
 
 /// An object definition with properties (not a string/int wrapper such as
