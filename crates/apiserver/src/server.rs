@@ -174,6 +174,10 @@ async fn serve_nonresource(state: &Arc<ApiState>, req: &http::Request<Incoming>,
         ["api", v] => discovery::api_resource_list(reg, "", v).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
         ["apis", g] => discovery::api_group(reg, g).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
         ["apis", g, v] => discovery::api_resource_list(reg, g, v).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
+        ["openapi", "v2"] if !accepts_json(accept) => {
+            // kubectl asks for the protobuf form only; we serve JSON.
+            error_response(&ApiError::not_acceptable(&["application/json"]))
+        }
         ["openapi", "v2"] => {
             let infos: Vec<resources::ResourceInfo> = reg.stores.iter().map(|s| s.info().clone()).collect();
             match state.cached("v2", || Some(resources::openapi::openapi_v2(&infos.iter().collect::<Vec<_>>()))) {
@@ -204,6 +208,16 @@ async fn serve_nonresource(state: &Arc<ApiState>, req: &http::Request<Incoming>,
             let _ = info;
             not_found_page()
         }
+    }
+}
+
+fn accepts_json(accept: Option<&str>) -> bool {
+    match accept {
+        None => true,
+        Some(a) => a.trim().is_empty() || a.split(',').any(|p| {
+            let m = p.split(';').next().unwrap_or("").trim();
+            m == "application/json" || m == "*/*" || m == "application/*"
+        }),
     }
 }
 

@@ -144,7 +144,8 @@ fn check_fields(store: &Store, ctx: &RequestContext, raw: Option<&[u8]>, obj: &m
         }
     }
     if schemas.has(info.definition) {
-        problems.extend(schemas.unknown_fields(info.definition, obj).into_iter().map(|f| format!("unknown field {f:?}")));
+        // Upstream reports at most 100 unknown fields.
+        problems.extend(schemas.unknown_fields(info.definition, obj).into_iter().take(100).map(|f| format!("unknown field {f:?}")));
     }
     if problems.is_empty() {
         return Ok(());

@@ -42,52 +42,115 @@ use serde_json::{json, Map, Value};
 /// served types: present with a zero value means "explicitly zero", which
 /// upstream's JSON keeps. Keyed by definition name; JSON property names.
 const POINTERS: &[(&str, &[&str])] = &[
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", &["deletionGracePeriodSeconds"]),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference", &["controller", "blockOwnerDeletion"]),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta", &["remainingItemCount"]),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        &["deletionGracePeriodSeconds"],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference",
+        &["controller", "blockOwnerDeletion"],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+        &["remainingItemCount"],
+    ),
     (
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
-        &["gracePeriodSeconds", "orphanDependents", "propagationPolicy", "ignoreStoreReadErrorWithClusterBreakingPotential"],
+        &[
+            "gracePeriodSeconds",
+            "orphanDependents",
+            "propagationPolicy",
+            "ignoreStoreReadErrorWithClusterBreakingPotential",
+        ],
     ),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions", &["uid", "resourceVersion"]),
-    ("io.k8s.api.core.v1.AzureDiskVolumeSource", &["cachingMode", "fsType", "readOnly", "kind"]),
-    ("io.k8s.api.core.v1.CSIVolumeSource", &["readOnly", "fsType"]),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions",
+        &["uid", "resourceVersion"],
+    ),
+    (
+        "io.k8s.api.core.v1.AzureDiskVolumeSource",
+        &["cachingMode", "fsType", "readOnly", "kind"],
+    ),
+    (
+        "io.k8s.api.core.v1.CSIVolumeSource",
+        &["readOnly", "fsType"],
+    ),
     ("io.k8s.api.core.v1.ClientIPConfig", &["timeoutSeconds"]),
-    ("io.k8s.api.core.v1.ClusterTrustBundleProjection", &["name", "signerName", "optional"]),
+    (
+        "io.k8s.api.core.v1.ClusterTrustBundleProjection",
+        &["name", "signerName", "optional"],
+    ),
     ("io.k8s.api.core.v1.ConfigMap", &["immutable"]),
     ("io.k8s.api.core.v1.ConfigMapEnvSource", &["optional"]),
     ("io.k8s.api.core.v1.ConfigMapKeySelector", &["optional"]),
     ("io.k8s.api.core.v1.ConfigMapProjection", &["optional"]),
-    ("io.k8s.api.core.v1.ConfigMapVolumeSource", &["defaultMode", "optional"]),
+    (
+        "io.k8s.api.core.v1.ConfigMapVolumeSource",
+        &["defaultMode", "optional"],
+    ),
     ("io.k8s.api.core.v1.Container", &["restartPolicy"]),
-    ("io.k8s.api.core.v1.ContainerStatus", &["started", "stopSignal"]),
+    (
+        "io.k8s.api.core.v1.ContainerStatus",
+        &["started", "stopSignal"],
+    ),
     ("io.k8s.api.core.v1.DownwardAPIVolumeFile", &["mode"]),
-    ("io.k8s.api.core.v1.DownwardAPIVolumeSource", &["defaultMode"]),
+    (
+        "io.k8s.api.core.v1.DownwardAPIVolumeSource",
+        &["defaultMode"],
+    ),
     ("io.k8s.api.core.v1.EndpointAddress", &["nodeName"]),
     ("io.k8s.api.core.v1.EndpointPort", &["appProtocol"]),
     ("io.k8s.api.core.v1.EphemeralContainer", &["restartPolicy"]),
     ("io.k8s.api.core.v1.FCVolumeSource", &["lun"]),
     ("io.k8s.api.core.v1.GRPCAction", &["service"]),
-    ("io.k8s.api.core.v1.GlusterfsPersistentVolumeSource", &["endpointsNamespace"]),
+    (
+        "io.k8s.api.core.v1.GlusterfsPersistentVolumeSource",
+        &["endpointsNamespace"],
+    ),
     ("io.k8s.api.core.v1.HostPathVolumeSource", &["type"]),
-    ("io.k8s.api.core.v1.ISCSIPersistentVolumeSource", &["initiatorName"]),
+    (
+        "io.k8s.api.core.v1.ISCSIPersistentVolumeSource",
+        &["initiatorName"],
+    ),
     ("io.k8s.api.core.v1.ISCSIVolumeSource", &["initiatorName"]),
     ("io.k8s.api.core.v1.KeyToPath", &["mode"]),
     ("io.k8s.api.core.v1.Lifecycle", &["stopSignal"]),
     ("io.k8s.api.core.v1.LoadBalancerIngress", &["ipMode"]),
     ("io.k8s.api.core.v1.LocalVolumeSource", &["fsType"]),
-    ("io.k8s.api.core.v1.NodeFeatures", &["supplementalGroupsPolicy"]),
-    ("io.k8s.api.core.v1.NodeRuntimeHandlerFeatures", &["recursiveReadOnlyMounts", "userNamespaces"]),
+    (
+        "io.k8s.api.core.v1.NodeFeatures",
+        &["supplementalGroupsPolicy"],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeRuntimeHandlerFeatures",
+        &["recursiveReadOnlyMounts", "userNamespaces"],
+    ),
     ("io.k8s.api.core.v1.NodeSwapStatus", &["capacity"]),
     (
         "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
-        &["storageClassName", "volumeMode", "volumeAttributesClassName"],
+        &[
+            "storageClassName",
+            "volumeMode",
+            "volumeAttributesClassName",
+        ],
     ),
-    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", &["currentVolumeAttributesClassName"]),
-    ("io.k8s.api.core.v1.PersistentVolumeSpec", &["volumeMode", "volumeAttributesClassName"]),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        &["currentVolumeAttributesClassName"],
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeSpec",
+        &["volumeMode", "volumeAttributesClassName"],
+    ),
     ("io.k8s.api.core.v1.PodDNSConfigOption", &["value"]),
-    ("io.k8s.api.core.v1.PodResourceClaim", &["resourceClaimName", "resourceClaimTemplateName"]),
-    ("io.k8s.api.core.v1.PodResourceClaimStatus", &["resourceClaimName"]),
+    (
+        "io.k8s.api.core.v1.PodResourceClaim",
+        &["resourceClaimName", "resourceClaimTemplateName"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodResourceClaimStatus",
+        &["resourceClaimName"],
+    ),
     (
         "io.k8s.api.core.v1.PodSecurityContext",
         &[
@@ -116,16 +179,25 @@ const POINTERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("io.k8s.api.core.v1.PortStatus", &["error"]),
-    ("io.k8s.api.core.v1.Probe", &["terminationGracePeriodSeconds"]),
+    (
+        "io.k8s.api.core.v1.Probe",
+        &["terminationGracePeriodSeconds"],
+    ),
     ("io.k8s.api.core.v1.ProjectedVolumeSource", &["defaultMode"]),
-    ("io.k8s.api.core.v1.ReplicationControllerSpec", &["replicas"]),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerSpec",
+        &["replicas"],
+    ),
     ("io.k8s.api.core.v1.SeccompProfile", &["localhostProfile"]),
     ("io.k8s.api.core.v1.AppArmorProfile", &["localhostProfile"]),
     ("io.k8s.api.core.v1.Secret", &["immutable"]),
     ("io.k8s.api.core.v1.SecretEnvSource", &["optional"]),
     ("io.k8s.api.core.v1.SecretKeySelector", &["optional"]),
     ("io.k8s.api.core.v1.SecretProjection", &["optional"]),
-    ("io.k8s.api.core.v1.SecretVolumeSource", &["defaultMode", "optional"]),
+    (
+        "io.k8s.api.core.v1.SecretVolumeSource",
+        &["defaultMode", "optional"],
+    ),
     (
         "io.k8s.api.core.v1.SecurityContext",
         &[
@@ -138,8 +210,14 @@ const POINTERS: &[(&str, &[&str])] = &[
             "procMount",
         ],
     ),
-    ("io.k8s.api.core.v1.ServiceAccount", &["automountServiceAccountToken"]),
-    ("io.k8s.api.core.v1.ServiceAccountTokenProjection", &["expirationSeconds"]),
+    (
+        "io.k8s.api.core.v1.ServiceAccount",
+        &["automountServiceAccountToken"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceAccountTokenProjection",
+        &["expirationSeconds"],
+    ),
     ("io.k8s.api.core.v1.ServicePort", &["appProtocol"]),
     (
         "io.k8s.api.core.v1.ServiceSpec",
@@ -152,27 +230,75 @@ const POINTERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("io.k8s.api.core.v1.Toleration", &["tolerationSeconds"]),
-    ("io.k8s.api.core.v1.TopologySpreadConstraint", &["minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy"]),
-    ("io.k8s.api.core.v1.TypedLocalObjectReference", &["apiGroup"]),
-    ("io.k8s.api.core.v1.TypedObjectReference", &["apiGroup", "namespace"]),
-    ("io.k8s.api.core.v1.VolumeMount", &["mountPropagation", "recursiveReadOnly"]),
-    ("io.k8s.api.core.v1.VolumeMountStatus", &["recursiveReadOnly"]),
+    (
+        "io.k8s.api.core.v1.TopologySpreadConstraint",
+        &["minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy"],
+    ),
+    (
+        "io.k8s.api.core.v1.TypedLocalObjectReference",
+        &["apiGroup"],
+    ),
+    (
+        "io.k8s.api.core.v1.TypedObjectReference",
+        &["apiGroup", "namespace"],
+    ),
+    (
+        "io.k8s.api.core.v1.VolumeMount",
+        &["mountPropagation", "recursiveReadOnly"],
+    ),
+    (
+        "io.k8s.api.core.v1.VolumeMountStatus",
+        &["recursiveReadOnly"],
+    ),
     (
         "io.k8s.api.core.v1.WindowsSecurityContextOptions",
-        &["gmsaCredentialSpecName", "gmsaCredentialSpec", "runAsUserName", "hostProcess"],
+        &[
+            "gmsaCredentialSpecName",
+            "gmsaCredentialSpec",
+            "runAsUserName",
+            "hostProcess",
+        ],
     ),
-    ("io.k8s.api.apps.v1.DaemonSetSpec", &["revisionHistoryLimit"]),
+    (
+        "io.k8s.api.apps.v1.DaemonSetSpec",
+        &["revisionHistoryLimit"],
+    ),
     ("io.k8s.api.apps.v1.DaemonSetStatus", &["collisionCount"]),
-    ("io.k8s.api.apps.v1.DeploymentSpec", &["replicas", "revisionHistoryLimit", "progressDeadlineSeconds"]),
-    ("io.k8s.api.apps.v1.DeploymentStatus", &["terminatingReplicas", "collisionCount"]),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        &[
+            "replicas",
+            "revisionHistoryLimit",
+            "progressDeadlineSeconds",
+        ],
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        &["terminatingReplicas", "collisionCount"],
+    ),
     ("io.k8s.api.apps.v1.ReplicaSetSpec", &["replicas"]),
-    ("io.k8s.api.apps.v1.ReplicaSetStatus", &["terminatingReplicas"]),
-    ("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy", &["partition"]),
-    ("io.k8s.api.apps.v1.StatefulSetSpec", &["replicas", "revisionHistoryLimit"]),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        &["terminatingReplicas"],
+    ),
+    (
+        "io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy",
+        &["partition"],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        &["replicas", "revisionHistoryLimit"],
+    ),
     ("io.k8s.api.apps.v1.StatefulSetStatus", &["collisionCount"]),
     (
         "io.k8s.api.batch.v1.CronJobSpec",
-        &["timeZone", "startingDeadlineSeconds", "suspend", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"],
+        &[
+            "timeZone",
+            "startingDeadlineSeconds",
+            "suspend",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+        ],
     ),
     (
         "io.k8s.api.batch.v1.JobSpec",
@@ -191,10 +317,22 @@ const POINTERS: &[(&str, &[&str])] = &[
             "managedBy",
         ],
     ),
-    ("io.k8s.api.batch.v1.JobStatus", &["terminating", "ready", "failedIndexes"]),
-    ("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", &["containerName"]),
-    ("io.k8s.api.batch.v1.SuccessPolicyRule", &["succeededIndexes", "succeededCount"]),
-    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", &["unhealthyPodEvictionPolicy"]),
+    (
+        "io.k8s.api.batch.v1.JobStatus",
+        &["terminating", "ready", "failedIndexes"],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+        &["containerName"],
+    ),
+    (
+        "io.k8s.api.batch.v1.SuccessPolicyRule",
+        &["succeededIndexes", "succeededCount"],
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+        &["unhealthyPodEvictionPolicy"],
+    ),
     (
         "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec",
         &["minReplicas", "targetCPUUtilizationPercentage"],
@@ -203,24 +341,66 @@ const POINTERS: &[(&str, &[&str])] = &[
         "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus",
         &["observedGeneration", "currentCPUUtilizationPercentage"],
     ),
-    ("io.k8s.api.autoscaling.v2.HPAScalingRules", &["stabilizationWindowSeconds", "selectPolicy"]),
-    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec", &["minReplicas"]),
-    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", &["observedGeneration"]),
-    ("io.k8s.api.autoscaling.v2.MetricTarget", &["averageUtilization"]),
-    ("io.k8s.api.autoscaling.v2.MetricValueStatus", &["averageUtilization"]),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingRules",
+        &["stabilizationWindowSeconds", "selectPolicy"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+        &["minReplicas"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+        &["observedGeneration"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.MetricTarget",
+        &["averageUtilization"],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.MetricValueStatus",
+        &["averageUtilization"],
+    ),
     ("io.k8s.api.networking.v1.HTTPIngressPath", &["pathType"]),
-    ("io.k8s.api.networking.v1.IngressClassParametersReference", &["apiGroup", "scope", "namespace"]),
+    (
+        "io.k8s.api.networking.v1.IngressClassParametersReference",
+        &["apiGroup", "scope", "namespace"],
+    ),
     ("io.k8s.api.networking.v1.IngressPortStatus", &["error"]),
-    ("io.k8s.api.networking.v1.IngressSpec", &["ingressClassName"]),
-    ("io.k8s.api.networking.v1.NetworkPolicyPort", &["protocol", "endPort"]),
+    (
+        "io.k8s.api.networking.v1.IngressSpec",
+        &["ingressClassName"],
+    ),
+    (
+        "io.k8s.api.networking.v1.NetworkPolicyPort",
+        &["protocol", "endPort"],
+    ),
     (
         "io.k8s.api.coordination.v1.LeaseSpec",
-        &["holderIdentity", "leaseDurationSeconds", "leaseTransitions", "strategy", "preferredHolder"],
+        &[
+            "holderIdentity",
+            "leaseDurationSeconds",
+            "leaseTransitions",
+            "strategy",
+            "preferredHolder",
+        ],
     ),
-    ("io.k8s.api.discovery.v1.Endpoint", &["hostname", "nodeName", "zone"]),
-    ("io.k8s.api.discovery.v1.EndpointConditions", &["ready", "serving", "terminating"]),
-    ("io.k8s.api.discovery.v1.EndpointPort", &["name", "protocol", "port", "appProtocol"]),
-    ("io.k8s.api.storage.v1.StorageClass", &["reclaimPolicy", "allowVolumeExpansion", "volumeBindingMode"]),
+    (
+        "io.k8s.api.discovery.v1.Endpoint",
+        &["hostname", "nodeName", "zone"],
+    ),
+    (
+        "io.k8s.api.discovery.v1.EndpointConditions",
+        &["ready", "serving", "terminating"],
+    ),
+    (
+        "io.k8s.api.discovery.v1.EndpointPort",
+        &["name", "protocol", "port", "appProtocol"],
+    ),
+    (
+        "io.k8s.api.storage.v1.StorageClass",
+        &["reclaimPolicy", "allowVolumeExpansion", "volumeBindingMode"],
+    ),
     (
         "io.k8s.api.storage.v1.CSIDriverSpec",
         &[
@@ -234,25 +414,66 @@ const POINTERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("io.k8s.api.storage.v1.VolumeNodeResources", &["count"]),
-    ("io.k8s.api.storage.v1.VolumeAttachmentSource", &["persistentVolumeName"]),
+    (
+        "io.k8s.api.storage.v1.VolumeAttachmentSource",
+        &["persistentVolumeName"],
+    ),
     ("io.k8s.api.storage.v1.VolumeError", &["errorCode"]),
-    ("io.k8s.api.scheduling.v1.PriorityClass", &["preemptionPolicy"]),
-    ("io.k8s.api.certificates.v1.CertificateSigningRequestSpec", &["expirationSeconds"]),
-    ("io.k8s.api.authentication.v1.TokenRequestSpec", &["expirationSeconds"]),
+    (
+        "io.k8s.api.scheduling.v1.PriorityClass",
+        &["preemptionPolicy"],
+    ),
+    (
+        "io.k8s.api.certificates.v1.CertificateSigningRequestSpec",
+        &["expirationSeconds"],
+    ),
+    (
+        "io.k8s.api.authentication.v1.TokenRequestSpec",
+        &["expirationSeconds"],
+    ),
     (
         "io.k8s.api.admissionregistration.v1.MutatingWebhook",
-        &["failurePolicy", "matchPolicy", "sideEffects", "timeoutSeconds", "reinvocationPolicy"],
+        &[
+            "failurePolicy",
+            "matchPolicy",
+            "sideEffects",
+            "timeoutSeconds",
+            "reinvocationPolicy",
+        ],
     ),
     (
         "io.k8s.api.admissionregistration.v1.ValidatingWebhook",
-        &["failurePolicy", "matchPolicy", "sideEffects", "timeoutSeconds"],
+        &[
+            "failurePolicy",
+            "matchPolicy",
+            "sideEffects",
+            "timeoutSeconds",
+        ],
     ),
-    ("io.k8s.api.admissionregistration.v1.WebhookClientConfig", &["url"]),
-    ("io.k8s.api.admissionregistration.v1.ServiceReference", &["path", "port"]),
-    ("io.k8s.api.admissionregistration.v1.RuleWithOperations", &["scope"]),
-    ("io.k8s.api.admissionregistration.v1.MatchResources", &["matchPolicy"]),
-    ("io.k8s.api.admissionregistration.v1.ParamRef", &["parameterNotFoundAction"]),
-    ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", &["failurePolicy"]),
+    (
+        "io.k8s.api.admissionregistration.v1.WebhookClientConfig",
+        &["url"],
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ServiceReference",
+        &["path", "port"],
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.RuleWithOperations",
+        &["scope"],
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.MatchResources",
+        &["matchPolicy"],
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ParamRef",
+        &["parameterNotFoundAction"],
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec",
+        &["failurePolicy"],
+    ),
     (
         "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps",
         &[
@@ -271,15 +492,37 @@ const POINTERS: &[(&str, &[&str])] = &[
             "x-kubernetes-map-type",
         ],
     ),
-    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion", &["deprecationWarning"]),
-    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale", &["labelSelectorPath"]),
-    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig", &["url"]),
-    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference", &["path", "port"]),
-    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule", &["reason", "optionalOldSelf"]),
-    ("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference", &["port"]),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion",
+        &["deprecationWarning"],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale",
+        &["labelSelectorPath"],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig",
+        &["url"],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference",
+        &["path", "port"],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule",
+        &["reason", "optionalOldSelf"],
+    ),
+    (
+        "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference",
+        &["port"],
+    ),
     (
         "io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration",
-        &["nominalConcurrencyShares", "lendablePercent", "borrowingLimitPercent"],
+        &[
+            "nominalConcurrencyShares",
+            "lendablePercent",
+            "borrowingLimitPercent",
+        ],
     ),
     (
         "io.k8s.api.flowcontrol.v1.ExemptPriorityLevelConfiguration",
@@ -311,19 +554,26 @@ struct RawField {
 
 fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let src = match std::env::args().nth(1).or_else(|| std::env::var("K8S_PB_SRC").ok()) {
+    let src = match std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("K8S_PB_SRC").ok())
+    {
         Some(s) => PathBuf::from(s),
         None => locate_k8s_pb(&root)?,
     };
     let defs_path = root.join("api-schemas/definitions.json");
     let defs: Map<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(&defs_path).with_context(|| format!("reading {}", defs_path.display()))?,
+        &std::fs::read_to_string(&defs_path)
+            .with_context(|| format!("reading {}", defs_path.display()))?,
     )
     .context("parsing definitions.json")?;
 
     // prost spells `ClientIPConfig` as `ClientIpConfig`: match definitions
     // case-insensitively.
-    let defs_ci: BTreeMap<String, String> = defs.keys().map(|k| (k.to_ascii_lowercase(), k.clone())).collect();
+    let defs_ci: BTreeMap<String, String> = defs
+        .keys()
+        .map(|k| (k.to_ascii_lowercase(), k.clone()))
+        .collect();
     let mut renames: BTreeMap<String, String> = BTreeMap::new();
     let mut messages: BTreeMap<String, Vec<RawField>> = BTreeMap::new();
     let mut files = Vec::new();
@@ -331,8 +581,10 @@ fn main() -> Result<()> {
     files.sort();
     for file in &files {
         let rel = file.strip_prefix(&src).unwrap_or(file);
-        let mut module: Vec<String> =
-            rel.parent().map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let mut module: Vec<String> = rel
+            .parent()
+            .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
         match rel.file_name().and_then(|f| f.to_str()) {
             Some("mod.rs") => {}
             Some("lib.rs") if module.is_empty() => continue,
@@ -342,11 +594,17 @@ fn main() -> Result<()> {
         if module.is_empty() {
             continue;
         }
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        for (rust, proto, fields) in parse_file(&text, &module).with_context(|| format!("parsing {}", file.display()))? {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (rust, proto, fields) in
+            parse_file(&text, &module).with_context(|| format!("parsing {}", file.display()))?
+        {
             let by_rust = def_name(&module, &rust);
             let by_proto = def_name(&module, &proto);
-            let def = defs_ci.get(&by_rust.to_ascii_lowercase()).cloned().unwrap_or(by_proto);
+            let def = defs_ci
+                .get(&by_rust.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or(by_proto);
             renames.insert(by_rust, def.clone());
             if messages.insert(def.clone(), fields).is_some() {
                 bail!("duplicate message {def}");
@@ -357,23 +615,35 @@ fn main() -> Result<()> {
     for fields in messages.values_mut() {
         for f in fields {
             if let Some(m) = f.msg.as_mut() {
-                *m = renames.get(m).cloned().with_context(|| format!("unknown message {m}"))?;
+                *m = renames
+                    .get(m)
+                    .cloned()
+                    .with_context(|| format!("unknown message {m}"))?;
             }
         }
     }
-    eprintln!("proto-map: {} messages parsed from {}", messages.len(), src.display());
+    eprintln!(
+        "proto-map: {} messages parsed from {}",
+        messages.len(),
+        src.display()
+    );
 
     // Keep the messages the served API defines, plus what they reference.
     // Go embedded structs (`json:",inline"`) are message fields on the wire
     // and flattened in JSON. A message that exists only inlined (no
     // definition of its own, e.g. EphemeralContainerCommon) takes its JSON
     // names and required/pointer facts from the definition that inlines it.
-    let mut owner: BTreeMap<String, String> =
-        messages.keys().filter(|k| plain_props(&defs, k).is_some()).map(|k| (k.clone(), k.clone())).collect();
+    let mut owner: BTreeMap<String, String> = messages
+        .keys()
+        .filter(|k| plain_props(&defs, k).is_some())
+        .map(|k| (k.clone(), k.clone()))
+        .collect();
     loop {
         let mut changed = false;
         for (name, fields) in &messages {
-            let Some(o) = owner.get(name).cloned() else { continue };
+            let Some(o) = owner.get(name).cloned() else {
+                continue;
+            };
             let props = plain_props(&defs, &o);
             for f in fields {
                 if let (Some(props), Some(m)) = (props, &f.msg) {
@@ -427,14 +697,20 @@ fn main() -> Result<()> {
                         None if is_inline(f, props, &messages) => {
                             inline = true;
                             if verbose {
-                                eprintln!("proto-map: {name}: field {} (tag {}) inlined", f.rust_name, f.tag);
+                                eprintln!(
+                                    "proto-map: {name}: field {} (tag {}) inlined",
+                                    f.rust_name, f.tag
+                                );
                             }
                             lower_camel(&f.rust_name)
                         }
                         None => {
                             dropped += 1;
                             if verbose {
-                                eprintln!("proto-map: {name}: field {} (tag {}) not in v1.33, dropped", f.rust_name, f.tag);
+                                eprintln!(
+                                    "proto-map: {name}: field {} (tag {}) not in v1.33, dropped",
+                                    f.rust_name, f.tag
+                                );
                             }
                             continue;
                         }
@@ -452,7 +728,8 @@ fn main() -> Result<()> {
             }
             // Only definitions we know the Go shape of get omitempty; fields
             // of wrapper messages (Time, Quantity, ...) are always kept.
-            let omitempty = scalar && props.is_some() && !required.contains(json_name.as_str()) && !is_pointer;
+            let omitempty =
+                scalar && props.is_some() && !required.contains(json_name.as_str()) && !is_pointer;
             let mut v = Map::new();
             v.insert("json".into(), json!(json_name));
             v.insert("kind".into(), json!(f.kind));
@@ -484,7 +761,9 @@ fn main() -> Result<()> {
     }
     let missing: Vec<&String> = defs
         .iter()
-        .filter(|(k, v)| !out.contains_key(*k) && is_plain_object_def(v.as_object()) && k.starts_with("io.k8s."))
+        .filter(|(k, v)| {
+            !out.contains_key(*k) && is_plain_object_def(v.as_object()) && k.starts_with("io.k8s.")
+        })
         .map(|(k, _)| k)
         .collect();
     eprintln!(
@@ -536,7 +815,11 @@ fn plain_props<'a>(defs: &'a Map<String, Value>, name: &str) -> Option<&'a Map<S
 /// embedded struct: its name is the embedded type's name (Go's rule), or
 /// the embedded message's own fields are among the definition's properties
 /// (Probe's `handler`, a ProbeHandler).
-fn is_inline(f: &RawField, props: &Map<String, Value>, messages: &BTreeMap<String, Vec<RawField>>) -> bool {
+fn is_inline(
+    f: &RawField,
+    props: &Map<String, Value>,
+    messages: &BTreeMap<String, Vec<RawField>>,
+) -> bool {
     let want = normalize(&f.rust_name);
     if f.kind != "message" || f.repeated || props.keys().any(|p| normalize(p) == want) {
         return false;
@@ -547,7 +830,11 @@ fn is_inline(f: &RawField, props: &Map<String, Value>, messages: &BTreeMap<Strin
         return true;
     }
     messages.get(m).is_some_and(|inner| {
-        inner.iter().any(|g| props.keys().any(|p| normalize(p) == normalize(&g.rust_name)))
+        inner.iter().any(|g| {
+            props
+                .keys()
+                .any(|p| normalize(p) == normalize(&g.rust_name))
+        })
     })
 }
 
@@ -561,18 +848,33 @@ fn is_plain_object_def(def: Option<&Map<String, Value>>) -> bool {
 fn locate_k8s_pb(root: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--features", "schema-gen/k8s-pb"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--features",
+            "schema-gen/k8s-pb",
+        ])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    for p in meta["packages"].as_array().context("cargo metadata: no packages")? {
+    for p in meta["packages"]
+        .as_array()
+        .context("cargo metadata: no packages")?
+    {
         if p["name"] == "k8s-pb" && p["version"].as_str().is_some_and(|v| v.starts_with("0.9.")) {
             let manifest = PathBuf::from(p["manifest_path"].as_str().context("no manifest_path")?);
-            return Ok(manifest.parent().context("manifest without parent")?.join("src"));
+            return Ok(manifest
+                .parent()
+                .context("manifest without parent")?
+                .join("src"));
         }
     }
     bail!("k8s-pb 0.9 not found in cargo metadata (is it a dependency of schema-gen?)")
@@ -594,14 +896,22 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn def_name(module: &[String], name: &str) -> String {
     let mut parts = vec!["io".to_string(), "k8s".to_string()];
     for (i, m) in module.iter().enumerate() {
-        parts.push(if i == 0 { m.replace('_', "-") } else { m.clone() });
+        parts.push(if i == 0 {
+            m.replace('_', "-")
+        } else {
+            m.clone()
+        });
     }
     parts.push(name.to_string());
     parts.join(".")
 }
 
 fn normalize(s: &str) -> String {
-    s.trim_start_matches("r#").chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+    s.trim_start_matches("r#")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 fn lower_camel(s: &str) -> String {
@@ -645,7 +955,8 @@ fn parse_file(text: &str, module: &[String]) -> Result<Vec<(String, String, Vec<
         }
         if let Some((name, body)) = current.as_mut() {
             if line.starts_with('}') {
-                let fields = parse_body(body, module).with_context(|| format!("struct {}", name.0))?;
+                let fields =
+                    parse_body(body, module).with_context(|| format!("struct {}", name.0))?;
                 let (rust, proto) = std::mem::take(name);
                 out.push((rust, proto, fields));
                 current = None;
@@ -656,7 +967,10 @@ fn parse_file(text: &str, module: &[String]) -> Result<Vec<(String, String, Vec<
             continue;
         }
         if let Some(rest) = line.strip_prefix("pub struct ") {
-            let rust: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let rust: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             let tail = rest[rust.len()..].trim();
             // prost renames `HTTPIngressPath` to `HttpIngressPath`; the doc
             // comment usually starts with the proto name.
@@ -674,8 +988,6 @@ fn parse_file(text: &str, module: &[String]) -> Result<Vec<(String, String, Vec<
     if let Some(((name, _), _)) = current {
         bail!("unterminated struct {name}");
     }
-    // Only prost messages: structs without any prost field but also not
-    // declared empty are non-message helpers (none expected in k8s-pb).
     Ok(out)
 }
 
@@ -715,8 +1027,15 @@ fn parse_body(body: &str, module: &[String]) -> Result<Vec<RawField>> {
             }
         }
         // rustfmt leaves a trailing comma inside multi-line generics.
-        let ty: String = ty_start[..ty_end].chars().filter(|c| !c.is_whitespace()).collect::<String>().replace(",>", ">");
-        fields.push(parse_field(attr, &rust_name, &ty, module).with_context(|| format!("field {rust_name}"))?);
+        let ty: String = ty_start[..ty_end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .replace(",>", ">");
+        fields.push(
+            parse_field(attr, &rust_name, &ty, module)
+                .with_context(|| format!("field {rust_name}"))?,
+        );
         rest = &ty_start[ty_end..];
     }
     Ok(fields)
@@ -747,15 +1066,18 @@ fn parse_field(attr: &str, rust_name: &str, ty: &str, module: &[String]) -> Resu
             ("optional" | "required" | "boxed" | "packed", _) => {}
             ("repeated", None) => repeated = true,
             (
-                "string" | "bool" | "int32" | "int64" | "double" | "float" | "message" | "uint32" | "uint64" | "sint32"
-                | "sint64" | "fixed32" | "fixed64" | "sfixed32" | "sfixed64",
+                "string" | "bool" | "int32" | "int64" | "double" | "float" | "message" | "uint32"
+                | "uint64" | "sint32" | "sint64" | "fixed32" | "fixed64" | "sfixed32" | "sfixed64",
                 None,
             ) => kind = Some(k.to_string()),
             _ => bail!("unsupported prost attribute item `{item}`"),
         }
     }
     let kind = kind.context("no kind")?;
-    if !matches!(kind.as_str(), "string" | "bool" | "int32" | "int64" | "double" | "float" | "bytes" | "message" | "map") {
+    if !matches!(
+        kind.as_str(),
+        "string" | "bool" | "int32" | "int64" | "double" | "float" | "bytes" | "message" | "map"
+    ) {
         bail!("field kind {kind} not supported by the decoder");
     }
     if let Some(v) = &value {
@@ -776,7 +1098,14 @@ fn parse_field(attr: &str, rust_name: &str, ty: &str, module: &[String]) -> Resu
     } else {
         None
     };
-    Ok(RawField { rust_name: rust_name.to_string(), tag: tag.context("no tag")?, kind, repeated, value, msg })
+    Ok(RawField {
+        rust_name: rust_name.to_string(),
+        tag: tag.context("no tag")?,
+        kind,
+        repeated,
+        value,
+        msg,
+    })
 }
 
 /// Splits on commas outside double quotes.
@@ -812,8 +1141,14 @@ fn split_generic_pair(s: &str) -> Option<(&str, &str)> {
 }
 
 fn unwrap_type(mut ty: &str) -> &str {
-    const WRAPPERS: &[&str] =
-        &["::core::option::Option<", "::prost::alloc::vec::Vec<", "::prost::alloc::boxed::Box<", "Option<", "Vec<", "Box<"];
+    const WRAPPERS: &[&str] = &[
+        "::core::option::Option<",
+        "::prost::alloc::vec::Vec<",
+        "::prost::alloc::boxed::Box<",
+        "Option<",
+        "Vec<",
+        "Box<",
+    ];
     loop {
         let mut changed = false;
         for w in WRAPPERS {
