@@ -70,7 +70,13 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Api
         | "application/strategic-merge-patch+json" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
-        other => Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
+        ct if apimachinery::protobuf::is_media_type(ct) => {
+            apimachinery::protobuf::decode(body).map_err(|e| ApiError::bad_request(e))
+        }
+        other => Err(ApiError::unsupported_media_type(
+            other,
+            &["application/json", "application/yaml", apimachinery::protobuf::MEDIA_TYPE],
+        )),
     }
 }
 
