@@ -423,6 +423,10 @@ async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> R
     if ri.read_only {
         return crate::componentstatus::serve(state, &store, req).await;
     }
+    // Writes to a single object need its name: PUT/PATCH on a collection is 405.
+    if name.is_empty() && matches!(info.verb.as_str(), "update" | "patch") {
+        return Err(ApiError::method_not_supported(&ri.group_resource(), &info.verb));
+    }
     let mut ctx = request_context(req.user.clone(), &req.query, &req.headers)?;
     match (info.verb.as_str(), sub.as_str()) {
         ("get", "") | ("get", "status") => {
