@@ -13,25 +13,47 @@ use crate::registry::context::{RequestContext, UserInfo};
 use crate::registry::Registry;
 
 fn system_ctx() -> RequestContext {
-    let mut ctx = RequestContext::new(UserInfo { name: "system:apiserver".into(), uid: String::new(), groups: vec!["system:masters".into()] });
+    let mut ctx = RequestContext::new(UserInfo {
+        name: "system:apiserver".into(),
+        uid: String::new(),
+        groups: vec!["system:masters".into()],
+    });
     ctx.field_manager = "kube-apiserver".into();
     ctx.internal = true;
     ctx
 }
 
-async fn ensure(reg: &Registry, group: &str, version: &str, plural: &str, ns: &str, obj: Value, replace: bool) -> anyhow::Result<()> {
-    let store = reg.get(group, version, plural).ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
+async fn ensure(
+    reg: &Registry,
+    group: &str,
+    version: &str,
+    plural: &str,
+    ns: &str,
+    obj: Value,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let store = reg
+        .get(group, version, plural)
+        .ok_or_else(|| anyhow::anyhow!("{plural} not registered"))?;
     let name = apimachinery::meta::name(&obj).to_string();
     let ctx = system_ctx();
     match store.get(ns, &name).await {
         Ok(cur) => {
             if replace {
                 let mut want = obj.clone();
-                apimachinery::meta::set_resource_version(&mut want, apimachinery::meta::resource_version(&cur));
+                apimachinery::meta::set_resource_version(
+                    &mut want,
+                    apimachinery::meta::resource_version(&cur),
+                );
                 // Only rewrite when the part we own differs.
-                let differs = ["subsets", "endpoints", "ports"].iter().any(|k| cur.get(*k) != want.get(*k));
+                let differs = ["subsets", "endpoints", "ports"]
+                    .iter()
+                    .any(|k| cur.get(*k) != want.get(*k));
                 if differs {
-                    store.update(&ctx, ns, &name, "", want).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    store
+                        .update(&ctx, ns, &name, "", want)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
             }
             Ok(())
@@ -48,7 +70,16 @@ async fn ensure(reg: &Registry, group: &str, version: &str, plural: &str, ns: &s
 /// One reconciliation pass.
 pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::Result<()> {
     for ns in SYSTEM_NAMESPACES {
-        ensure(reg, "", "v1", "namespaces", "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), false).await?;
+        ensure(
+            reg,
+            "",
+            "v1",
+            "namespaces",
+            "",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            false,
+        )
+        .await?;
     }
     let cluster_ip = reg.service_allocator.first_ip().to_string();
     ensure(

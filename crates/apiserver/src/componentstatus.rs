@@ -25,16 +25,31 @@ fn status(name: &str, healthy: bool, message: &str, error: &str) -> Value {
 
 async fn probe_port(name: &str, port: u16) -> Value {
     let url = format!("https://127.0.0.1:{port}/healthz");
-    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    {
         Ok(Ok(_)) => status(name, true, "ok", ""),
         Ok(Err(e)) => {
             let reason = match e.kind() {
                 std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
                 _ => e.to_string(),
             };
-            status(name, false, "", &format!("Get \"{url}\": dial tcp 127.0.0.1:{port}: connect: {reason}"))
+            status(
+                name,
+                false,
+                "",
+                &format!("Get \"{url}\": dial tcp 127.0.0.1:{port}: connect: {reason}"),
+            )
         }
-        Err(_) => status(name, false, "", &format!("Get \"{url}\": context deadline exceeded")),
+        Err(_) => status(
+            name,
+            false,
+            "",
+            &format!("Get \"{url}\": context deadline exceeded"),
+        ),
     }
 }
 
@@ -44,10 +59,18 @@ async fn all(state: &Arc<ApiState>) -> Vec<Value> {
         Ok(Err(e)) => status("etcd-0", false, "", &e.to_string()),
         Err(_) => status("etcd-0", false, "", "context deadline exceeded"),
     };
-    vec![probe_port("controller-manager", 10257).await, etcd, probe_port("scheduler", 10259).await]
+    vec![
+        probe_port("controller-manager", 10257).await,
+        etcd,
+        probe_port("scheduler", 10259).await,
+    ]
 }
 
-pub async fn serve(state: &Arc<ApiState>, store: &Store, req: &ResourceRequest) -> Result<http::Response<ResBody>, ApiError> {
+pub async fn serve(
+    state: &Arc<ApiState>,
+    store: &Store,
+    req: &ResourceRequest,
+) -> Result<http::Response<ResBody>, ApiError> {
     let items = all(state).await;
     match req.info.verb.as_str() {
         "get" => items
@@ -56,13 +79,25 @@ pub async fn serve(state: &Arc<ApiState>, store: &Store, req: &ResourceRequest) 
             .map(|i| json_response(200, &i))
             .ok_or_else(|| ApiError::not_found(&store.gr(), &req.info.name)),
         "list" => {
-            let accept = req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let accept = req
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
             let (out, _) = crate::endpoints::negotiation::parse_accept(accept)?;
             if out == crate::endpoints::negotiation::Output::Table {
-                let t = crate::endpoints::table::table(store.strategy.as_ref(), &items, json!({}), crate::endpoints::table::IncludeObject::Metadata, true);
+                let t = crate::endpoints::table::table(
+                    store.strategy.as_ref(),
+                    &items,
+                    json!({}),
+                    crate::endpoints::table::IncludeObject::Metadata,
+                    true,
+                );
                 return Ok(json_response(200, &t));
             }
-            Ok(json_response(200, &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items})))
+            Ok(json_response(
+                200,
+                &json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": items}),
+            ))
         }
         v => Err(ApiError::method_not_supported(&store.gr(), v)),
     }

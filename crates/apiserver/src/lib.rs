@@ -41,7 +41,9 @@ impl Running {
 fn tls_config(opts: &Options) -> anyhow::Result<rustls::ServerConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => component_base::tls::server_config(c, k, opts.client_ca_file.as_deref()),
+        (Some(c), Some(k)) => {
+            component_base::tls::server_config(c, k, opts.client_ca_file.as_deref())
+        }
         _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file are required (HTTPS only)"),
     }
 }
@@ -50,7 +52,8 @@ fn tls_config(opts: &Options) -> anyhow::Result<rustls::ServerConfig> {
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let tls = Arc::new(tls_config(&opts)?);
     let tokens = match &opts.token_auth_file {
-        Some(p) => filters::authn::TokenFile::load(p).with_context(|| format!("reading --token-auth-file {}", p.display()))?,
+        Some(p) => filters::authn::TokenFile::load(p)
+            .with_context(|| format!("reading --token-auth-file {}", p.display()))?,
         None => filters::authn::TokenFile::default(),
     };
     let metrics = Arc::new(metrics::Metrics::new());
@@ -61,10 +64,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         cert_file: opts.etcd_certfile.clone(),
         key_file: opts.etcd_keyfile.clone(),
     };
-    let storage = storage::EtcdStorage::connect(&cfg).await.context("connecting to etcd")?;
+    let storage = storage::EtcdStorage::connect(&cfg)
+        .await
+        .context("connecting to etcd")?;
     {
         let m = metrics.clone();
-        storage.set_observer(Arc::new(move |op: &'static str, typ: &str, d: std::time::Duration| m.observe_etcd(op, typ, d)));
+        storage.set_observer(Arc::new(
+            move |op: &'static str, typ: &str, d: std::time::Duration| m.observe_etcd(op, typ, d),
+        ));
     }
     if !opts.etcd_compaction_interval.is_zero() {
         storage.spawn_compactor(opts.etcd_compaction_interval);
@@ -86,7 +93,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             opts.bind_address
         }
     });
-    let state = Arc::new(server::ApiState::new(reg.clone(), metrics.clone(), storage.clone(), format!("{advertise}:{}", addr.port())));
+    let state = Arc::new(server::ApiState::new(
+        reg.clone(),
+        metrics.clone(),
+        storage.clone(),
+        format!("{advertise}:{}", addr.port()),
+    ));
     // Object counts for apiserver_storage_objects.
     {
         let reg = reg.clone();
@@ -95,8 +107,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             loop {
                 for s in &reg.stores {
                     let i = s.info();
-                    let label = if i.group.is_empty() { i.plural.to_string() } else { format!("{}.{}", i.plural, i.group) };
-                    m.storage_objects.with_label_values(&[&label]).set(s.count() as i64);
+                    let label = if i.group.is_empty() {
+                        i.plural.to_string()
+                    } else {
+                        format!("{}.{}", i.plural, i.group)
+                    };
+                    m.storage_objects
+                        .with_label_values(&[&label])
+                        .set(s.count() as i64);
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             }
@@ -108,7 +126,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         let port = addr.port();
         tokio::spawn(async move {
             reg.wait_ready().await;
-            bootstrap::run(reg, advertise, port, move || st.bootstrapped.store(true, Ordering::SeqCst)).await;
+            bootstrap::run(reg, advertise, port, move || {
+                st.bootstrapped.store(true, Ordering::SeqCst)
+            })
+            .await;
         });
     }
     let serve_opts = server::ServeOptions {
@@ -129,7 +150,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         .await
     });
     tracing::info!(%addr, "serving securely");
-    Ok(Running { addr, state, stop: Some(stop_tx), task })
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop_tx),
+        task,
+    })
 }
 
 /// Run until SIGTERM/SIGINT, then shut down gracefully.

@@ -17,9 +17,13 @@ pub struct Metrics {
 }
 
 const REQUEST_BUCKETS: &[f64] = &[
-    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
-const ETCD_BUCKETS: &[f64] = &[0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0];
+const ETCD_BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -36,17 +40,27 @@ impl Metrics {
         )
         .expect("static metric definition");
         let storage_objects = IntGaugeVec::new(
-            Opts::new("apiserver_storage_objects", "Number of stored objects at the time of last check split by kind."),
+            Opts::new(
+                "apiserver_storage_objects",
+                "Number of stored objects at the time of last check split by kind.",
+            ),
             &["resource"],
         )
         .expect("static metric definition");
         let etcd_request_duration = HistogramVec::new(
-            HistogramOpts::new("etcd_request_duration_seconds", "Etcd request latency in seconds for each operation and object type.").buckets(ETCD_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "etcd_request_duration_seconds",
+                "Etcd request latency in seconds for each operation and object type.",
+            )
+            .buckets(ETCD_BUCKETS.to_vec()),
             &["operation", "type"],
         )
         .expect("static metric definition");
         let watch_events_total = IntCounterVec::new(
-            Opts::new("apiserver_watch_events_total", "Number of events sent in watch clients"),
+            Opts::new(
+                "apiserver_watch_events_total",
+                "Number of events sent in watch clients",
+            ),
             &["group", "version", "resource"],
         )
         .expect("static metric definition");
@@ -71,23 +85,37 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
-        Metrics { registry, request_total, request_duration, storage_objects, etcd_request_duration, watch_events_total, inflight, longrunning }
+        Metrics {
+            registry,
+            request_total,
+            request_duration,
+            storage_objects,
+            etcd_request_duration,
+            watch_events_total,
+            inflight,
+            longrunning,
+        }
     }
 
     pub fn watch_events(&self, info: &ResourceInfo, n: usize) {
         if n > 0 {
-            self.watch_events_total.with_label_values(&[info.group, info.version, info.plural]).inc_by(n as u64);
+            self.watch_events_total
+                .with_label_values(&[info.group, info.version, info.plural])
+                .inc_by(n as u64);
         }
     }
 
     pub fn observe_etcd(&self, operation: &str, typ: &str, d: Duration) {
-        self.etcd_request_duration.with_label_values(&[operation, typ]).observe(d.as_secs_f64());
+        self.etcd_request_duration
+            .with_label_values(&[operation, typ])
+            .observe(d.as_secs_f64());
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let enc = prometheus::TextEncoder::new();
-        enc.encode_to_string(&self.registry.gather()).unwrap_or_default()
+        enc.encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }
 

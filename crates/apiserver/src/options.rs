@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 /// kube-apiserver flags (the subset ferrokube implements, upstream names and defaults).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "kube-apiserver", about = "The Kubernetes API server validates and configures data for the api objects.")]
+#[command(
+    name = "kube-apiserver",
+    about = "The Kubernetes API server validates and configures data for the api objects."
+)]
 pub struct Options {
     /// List of etcd servers to connect with (scheme://ip:port), comma separated.
     #[arg(long = "etcd-servers", value_delimiter = ',', required = true)]
@@ -132,7 +135,11 @@ mod tests {
 
     #[test]
     fn anonymous_auth_accepts_bare_and_valued_forms() {
-        let o = Options::parse_from(["x", "--etcd-servers=http://a:1,http://b:2", "--anonymous-auth"]);
+        let o = Options::parse_from([
+            "x",
+            "--etcd-servers=http://a:1,http://b:2",
+            "--anonymous-auth",
+        ]);
         assert!(o.anonymous_auth);
         assert_eq!(o.etcd_servers.len(), 2);
         let o = Options::parse_from(["x", "--etcd-servers=http://a:1", "--anonymous-auth=false"]);

@@ -45,7 +45,12 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>, storage: EtcdStorage, server_address: String) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        storage: EtcdStorage,
+        server_address: String,
+    ) -> Self {
         let (tx, _) = tokio::sync::watch::channel(false);
         ApiState {
             registry,
@@ -59,7 +64,12 @@ impl ApiState {
     }
 
     fn cached(&self, key: &str, make: impl FnOnce() -> Option<serde_json::Value>) -> Option<Bytes> {
-        if let Some(b) = self.openapi_cache.lock().ok().and_then(|c| c.get(key).cloned()) {
+        if let Some(b) = self
+            .openapi_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(key).cloned())
+        {
             return Some(b);
         }
         let v = make()?;
@@ -91,8 +101,17 @@ pub fn version_info() -> serde_json::Value {
 }
 
 async fn health(state: &Arc<ApiState>, path: &str, verbose: bool) -> http::Response<ResBody> {
-    let kind = path.trim_start_matches('/').split('/').next().unwrap_or("healthz").to_string();
-    let only = path.trim_start_matches('/').split('/').nth(1).map(str::to_string);
+    let kind = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("healthz")
+        .to_string();
+    let only = path
+        .trim_start_matches('/')
+        .split('/')
+        .nth(1)
+        .map(str::to_string);
     let mut checks: Vec<(&str, Result<(), String>)> = vec![("ping", Ok(()))];
     let etcd = match tokio::time::timeout(Duration::from_secs(2), state.storage.health()).await {
         Ok(Ok(())) => Ok(()),
@@ -101,15 +120,28 @@ async fn health(state: &Arc<ApiState>, path: &str, verbose: bool) -> http::Respo
     };
     checks.push(("etcd", etcd));
     if kind == "readyz" {
-        let boot = if state.bootstrapped.load(Ordering::SeqCst) { Ok(()) } else { Err("not finished".to_string()) };
+        let boot = if state.bootstrapped.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("not finished".to_string())
+        };
         checks.push(("poststarthook/bootstrap-controller", boot));
-        let down = if *state.shutdown.borrow() { Err("shutting down".to_string()) } else { Ok(()) };
+        let down = if *state.shutdown.borrow() {
+            Err("shutting down".to_string())
+        } else {
+            Ok(())
+        };
         checks.push(("shutdown", down));
     }
     if let Some(o) = &only {
-        return match checks.iter().find(|(n, _)| n == o || format!("poststarthook/{o}") == *n) {
+        return match checks
+            .iter()
+            .find(|(n, _)| n == o || format!("poststarthook/{o}") == *n)
+        {
             Some((_, Ok(()))) => text_response(200, "ok"),
-            Some((n, Err(e))) => text_response(500, format!("internal server error: {n} failed: {e}\n")),
+            Some((n, Err(e))) => {
+                text_response(500, format!("internal server error: {n} failed: {e}\n"))
+            }
             None => text_response(404, "404 page not found\n"),
         };
     }
@@ -145,18 +177,31 @@ fn not_found_page() -> http::Response<ResBody> {
     text_response(404, "404 page not found\n")
 }
 
-async fn serve_nonresource(state: &Arc<ApiState>, req: &http::Request<Incoming>, info: &RequestInfo) -> http::Response<ResBody> {
+async fn serve_nonresource(
+    state: &Arc<ApiState>,
+    req: &http::Request<Incoming>,
+    info: &RequestInfo,
+) -> http::Response<ResBody> {
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     let query = handlers::parse_query(req.uri().query());
-    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
-        return error_response(&ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+        return error_response(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
     }
     let reg = &state.registry;
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["healthz", ..] | ["livez", ..] | ["readyz", ..] => health(state, path, query.contains_key("verbose")).await,
+        ["healthz", ..] | ["livez", ..] | ["readyz", ..] => {
+            health(state, path, query.contains_key("verbose")).await
+        }
         ["version"] => json_response(200, &version_info()),
         ["metrics"] => http::Response::builder()
             .status(200)
@@ -171,34 +216,56 @@ async fn serve_nonresource(state: &Arc<ApiState>, req: &http::Request<Incoming>,
             Some(v) => aggregated(discovery::aggregated(reg, false, v), v),
             None => json_response(200, &discovery::api_group_list(reg)),
         },
-        ["api", v] => discovery::api_resource_list(reg, "", v).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
-        ["apis", g] => discovery::api_group(reg, g).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
-        ["apis", g, v] => discovery::api_resource_list(reg, g, v).map(|d| json_response(200, &d)).unwrap_or_else(not_found_status),
+        ["api", v] => discovery::api_resource_list(reg, "", v)
+            .map(|d| json_response(200, &d))
+            .unwrap_or_else(not_found_status),
+        ["apis", g] => discovery::api_group(reg, g)
+            .map(|d| json_response(200, &d))
+            .unwrap_or_else(not_found_status),
+        ["apis", g, v] => discovery::api_resource_list(reg, g, v)
+            .map(|d| json_response(200, &d))
+            .unwrap_or_else(not_found_status),
         ["openapi", "v2"] if !accepts_json(accept) => {
             // kubectl asks for the protobuf form only; we serve JSON.
             error_response(&ApiError::not_acceptable(&["application/json"]))
         }
         ["openapi", "v2"] => {
-            let infos: Vec<resources::ResourceInfo> = reg.stores.iter().map(|s| s.info().clone()).collect();
-            match state.cached("v2", || Some(resources::openapi::openapi_v2(&infos.iter().collect::<Vec<_>>()))) {
+            let infos: Vec<resources::ResourceInfo> =
+                reg.stores.iter().map(|s| s.info().clone()).collect();
+            match state.cached("v2", || {
+                Some(resources::openapi::openapi_v2(
+                    &infos.iter().collect::<Vec<_>>(),
+                ))
+            }) {
                 Some(b) => bytes_json(b),
                 None => not_found_page(),
             }
         }
         ["openapi", "v3"] => {
-            let infos: Vec<resources::ResourceInfo> = reg.stores.iter().map(|s| s.info().clone()).collect();
-            match state.cached("v3", || Some(resources::openapi::openapi_v3_paths(&infos.iter().collect::<Vec<_>>()))) {
+            let infos: Vec<resources::ResourceInfo> =
+                reg.stores.iter().map(|s| s.info().clone()).collect();
+            match state.cached("v3", || {
+                Some(resources::openapi::openapi_v3_paths(
+                    &infos.iter().collect::<Vec<_>>(),
+                ))
+            }) {
                 Some(b) => bytes_json(b),
                 None => not_found_page(),
             }
         }
         ["openapi", "v3", rest @ ..] => {
             let gv = rest.join("/");
-            let infos: Vec<resources::ResourceInfo> = reg.stores.iter().map(|s| s.info().clone()).collect();
-            match state.cached(&format!("v3/{gv}"), || resources::openapi::openapi_v3_group_version(&infos.iter().collect::<Vec<_>>(), &gv)) {
+            let infos: Vec<resources::ResourceInfo> =
+                reg.stores.iter().map(|s| s.info().clone()).collect();
+            match state.cached(&format!("v3/{gv}"), || {
+                resources::openapi::openapi_v3_group_version(&infos.iter().collect::<Vec<_>>(), &gv)
+            }) {
                 Some(b) => {
                     let mut r = bytes_json(b);
-                    r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, immutable"));
+                    r.headers_mut().insert(
+                        http::header::CACHE_CONTROL,
+                        http::HeaderValue::from_static("public, immutable"),
+                    );
                     r
                 }
                 None => not_found_page(),
@@ -214,15 +281,22 @@ async fn serve_nonresource(state: &Arc<ApiState>, req: &http::Request<Incoming>,
 fn accepts_json(accept: Option<&str>) -> bool {
     match accept {
         None => true,
-        Some(a) => a.trim().is_empty() || a.split(',').any(|p| {
-            let m = p.split(';').next().unwrap_or("").trim();
-            m == "application/json" || m == "*/*" || m == "application/*"
-        }),
+        Some(a) => {
+            a.trim().is_empty()
+                || a.split(',').any(|p| {
+                    let m = p.split(';').next().unwrap_or("").trim();
+                    m == "application/json" || m == "*/*" || m == "application/*"
+                })
+        }
     }
 }
 
 fn not_found_status() -> http::Response<ResBody> {
-    error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+    error_response(&ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    ))
 }
 
 fn aggregated(v: serde_json::Value, version: &str) -> http::Response<ResBody> {
@@ -236,11 +310,19 @@ fn aggregated(v: serde_json::Value, version: &str) -> http::Response<ResBody> {
 
 /// The innermost service: routes to resource handlers or non-resource paths.
 async fn route(state: Arc<ApiState>, req: http::Request<Incoming>) -> http::Response<ResBody> {
-    let info = req.extensions().get::<RequestInfo>().cloned().unwrap_or_default();
+    let info = req
+        .extensions()
+        .get::<RequestInfo>()
+        .cloned()
+        .unwrap_or_default();
     if !info.is_resource_request {
         return serve_nonresource(&state, &req, &info).await;
     }
-    let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .unwrap_or_else(UserInfo::anonymous);
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -254,10 +336,14 @@ async fn route(state: Arc<ApiState>, req: http::Request<Incoming>) -> http::Resp
     let body = match Limited::new(body, MAX_REQUEST_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return error_response(&ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES));
             }
-            return error_response(&ApiError::bad_request(format!("error reading request body: {e}")));
+            return error_response(&ApiError::bad_request(format!(
+                "error reading request body: {e}"
+            )));
         }
     };
     let rr = ResourceRequest {
@@ -276,8 +362,13 @@ fn make_service(
     state: Arc<ApiState>,
     opts: &ServeOptions,
     peer: PeerIdentity,
-) -> impl tower::Service<http::Request<Incoming>, Response = http::Response<ResBody>, Error = std::convert::Infallible, Future = impl Send> + Clone + Send
-{
+) -> impl tower::Service<
+    http::Request<Incoming>,
+    Response = http::Response<ResBody>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send {
     let inner = tower::service_fn(move |mut req: http::Request<Incoming>| {
         let state = state.clone();
         let _ = &mut req;
@@ -292,7 +383,11 @@ fn make_service(
         .layer(RequestInfoLayer::new(opts.metrics.clone()))
         .layer(AuthnLayer::new((*opts.tokens).clone(), opts.anonymous))
         .layer(AuthzLayer)
-        .layer(MaxInFlightLayer::new(opts.max_readonly, opts.max_mutating, opts.metrics.clone()))
+        .layer(MaxInFlightLayer::new(
+            opts.max_readonly,
+            opts.max_mutating,
+            opts.metrics.clone(),
+        ))
         .layer(TimeoutLayer::new(opts.request_timeout))
         .service(inner)
 }
@@ -334,21 +429,26 @@ pub async fn serve(
         let opts = opts.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let peer = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(component_base::tls::peer_identity)
-                .map(|(cn, groups)| UserInfo { name: cn, uid: String::new(), groups });
+                .map(|(cn, groups)| UserInfo {
+                    name: cn,
+                    uid: String::new(),
+                    groups,
+                });
             let svc = make_service(state, &opts, PeerIdentity(peer));
             let hyper_svc = hyper_util::service::TowerToHyperService::new(svc);
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -8,16 +8,47 @@ use crate::registry::context::RequestContext;
 use crate::registry::store::Store;
 
 /// pods/binding: set spec.nodeName once, and the PodScheduled condition.
-pub async fn bind_pod(store: &Store, ctx: &RequestContext, ns: &str, name: &str, binding: &Value) -> Result<(), ApiError> {
-    let target = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+pub async fn bind_pod(
+    store: &Store,
+    ctx: &RequestContext,
+    ns: &str,
+    name: &str,
+    binding: &Value,
+) -> Result<(), ApiError> {
+    let target = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if target.is_empty() {
-        return Err(ApiError::invalid("Binding", "", name, &[FieldError::required("target.name", "")]));
+        return Err(ApiError::invalid(
+            "Binding",
+            "",
+            name,
+            &[FieldError::required("target.name", "")],
+        ));
     }
-    if binding.pointer("/target/kind").and_then(Value::as_str).is_some_and(|k| !k.is_empty() && k != "Node") {
-        return Err(ApiError::invalid("Binding", "", name, &[FieldError::not_supported("target.kind", binding["target"]["kind"].clone(), &["Node", "<empty>"])]));
+    if binding
+        .pointer("/target/kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| !k.is_empty() && k != "Node")
+    {
+        return Err(ApiError::invalid(
+            "Binding",
+            "",
+            name,
+            &[FieldError::not_supported(
+                "target.kind",
+                binding["target"]["kind"].clone(),
+                &["Node", "<empty>"],
+            )],
+        ));
     }
     let gr = store.gr();
-    let uid_pre = binding.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+    let uid_pre = binding
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     store
         .guaranteed_update(ctx, ns, name, "status-binding", |old| {
             let old = old.ok_or_else(|| ApiError::not_found(&gr, name))?;

@@ -28,16 +28,34 @@ impl Pki {
             &ca,
             &ca_key,
             "kube-apiserver",
-            &["localhost".into(), "kubernetes".into(), "kubernetes.default".into()],
+            &[
+                "localhost".into(),
+                "kubernetes".into(),
+                "kubernetes.default".into(),
+            ],
             &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
         )?;
-        let (admin, admin_key) = component_base::certs::generate_client_cert(&ca, &ca_key, "kubernetes-admin", &["system:masters".into()])?;
+        let (admin, admin_key) = component_base::certs::generate_client_cert(
+            &ca,
+            &ca_key,
+            "kubernetes-admin",
+            &["system:masters".into()],
+        )?;
         std::fs::write(dir.path().join("ca.crt"), &ca)?;
         std::fs::write(dir.path().join("apiserver.crt"), &cert)?;
         std::fs::write(dir.path().join("apiserver.key"), &key)?;
         let token = uuid::Uuid::new_v4().simple().to_string();
-        std::fs::write(dir.path().join("tokens.csv"), format!("{token},token-admin,1,\"system:masters\"\n"))?;
-        Ok(Pki { dir, ca_pem: ca, admin_cert_pem: admin, admin_key_pem: admin_key, admin_token: token })
+        std::fs::write(
+            dir.path().join("tokens.csv"),
+            format!("{token},token-admin,1,\"system:masters\"\n"),
+        )?;
+        Ok(Pki {
+            dir,
+            ca_pem: ca,
+            admin_cert_pem: admin,
+            admin_key_pem: admin_key,
+            admin_token: token,
+        })
     }
 
     pub fn path(&self, f: &str) -> PathBuf {
@@ -66,7 +84,10 @@ pub struct TestServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl TestServer {
@@ -78,9 +99,19 @@ impl TestServer {
     /// Start `members` etcd members and an apiserver with extra flags.
     pub async fn start_with(members: usize, extra_args: Vec<String>) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let etcd = if members == 1 { vec![EtcdProcess::try_start()?] } else { EtcdProcess::try_start_cluster(members)? };
+        let etcd = if members == 1 {
+            vec![EtcdProcess::try_start()?]
+        } else {
+            EtcdProcess::try_start_cluster(members)?
+        };
         let pki = Pki::generate()?;
-        let mut s = TestServer { etcd, pki, running: None, port: free_port(), extra_args };
+        let mut s = TestServer {
+            etcd,
+            pki,
+            running: None,
+            port: free_port(),
+            extra_args,
+        };
         s.boot().await?;
         Ok(s)
     }
@@ -92,10 +123,19 @@ impl TestServer {
             format!("--etcd-servers={}", endpoints.join(",")),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", self.port),
-            format!("--tls-cert-file={}", self.pki.path("apiserver.crt").display()),
-            format!("--tls-private-key-file={}", self.pki.path("apiserver.key").display()),
+            format!(
+                "--tls-cert-file={}",
+                self.pki.path("apiserver.crt").display()
+            ),
+            format!(
+                "--tls-private-key-file={}",
+                self.pki.path("apiserver.key").display()
+            ),
             format!("--client-ca-file={}", self.pki.path("ca.crt").display()),
-            format!("--token-auth-file={}", self.pki.path("tokens.csv").display()),
+            format!(
+                "--token-auth-file={}",
+                self.pki.path("tokens.csv").display()
+            ),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
         ];
         args.extend(self.extra_args.iter().cloned());

@@ -11,7 +11,9 @@ async fn client_with_user(srv: &TestServer, user_yaml: &str) -> kube::Client {
         b(&srv.pki.ca_pem)
     );
     let kc = kube::config::Kubeconfig::from_yaml(&kc).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     kube::Client::try_from(cfg).unwrap()
 }
 
@@ -35,10 +37,15 @@ async fn anonymous_is_401_unless_enabled_and_then_only_reads_public_paths() {
     let token = client_with_user(&srv, &format!("{{token: {}}}", srv.pki.admin_token)).await;
     assert_eq!(status_of(&token, "/api/v1/namespaces").await, 200);
     // The admin client certificate authenticates too.
-    assert_eq!(status_of(&srv.client().await.unwrap(), "/api/v1/namespaces").await, 200);
+    assert_eq!(
+        status_of(&srv.client().await.unwrap(), "/api/v1/namespaces").await,
+        200
+    );
     srv.stop().await.unwrap();
 
-    let srv = TestServer::start_with(1, vec!["--anonymous-auth=true".into()]).await.unwrap();
+    let srv = TestServer::start_with(1, vec!["--anonymous-auth=true".into()])
+        .await
+        .unwrap();
     let anon = client_with_user(&srv, "{}").await;
     assert_eq!(status_of(&anon, "/readyz").await, 200);
     assert_eq!(status_of(&anon, "/version").await, 200);
@@ -53,7 +60,11 @@ async fn graceful_shutdown_ends_watches_cleanly() {
     use kube::api::{Api, WatchParams};
     let srv = TestServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await.unwrap(), "default");
-    let mut w = api.watch(&WatchParams::default(), "0").await.unwrap().boxed();
+    let mut w = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
     let stopping = tokio::spawn(srv.stop());
     // The stream ends (no hang) once the server shuts down.
     let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::registry::Registry;
 
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether an Accept header asks for aggregated discovery (v2 or v2beta1).
 pub fn wants_aggregated(accept: Option<&str>) -> Option<&'static str> {
@@ -37,13 +38,24 @@ fn verbs(info: &ResourceInfo) -> Vec<&'static str> {
     if info.read_only {
         vec!["get", "list"]
     } else {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 
 fn sub_verbs(s: Subresource) -> Vec<&'static str> {
     match s {
-        Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => vec!["get", "patch", "update"],
+        Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
+            vec!["get", "patch", "update"]
+        }
         Subresource::Binding | Subresource::Eviction => vec!["create"],
         Subresource::Finalize => vec!["update"],
     }
@@ -68,7 +80,10 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn group_json(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({
         "name": group,
         "versions": vs,
@@ -78,18 +93,26 @@ fn group_json(group: &str, versions: &[String]) -> Value {
 
 /// /apis: APIGroupList.
 pub fn api_group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = reg.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_json(g, vs)).collect();
+    let groups: Vec<Value> = reg
+        .groups()
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// /apis/<group>: APIGroup.
 pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
-    reg.groups().into_iter().find(|(g, _)| g == group && !g.is_empty()).map(|(g, vs)| {
-        let mut v = group_json(&g, &vs);
-        v["kind"] = json!("APIGroup");
-        v["apiVersion"] = json!("v1");
-        v
-    })
+    reg.groups()
+        .into_iter()
+        .find(|(g, _)| g == group && !g.is_empty())
+        .map(|(g, vs)| {
+            let mut v = group_json(&g, &vs);
+            v["kind"] = json!("APIGroup");
+            v["apiVersion"] = json!("v1");
+            v
+        })
 }
 
 /// /api/v1 or /apis/<g>/<v>: APIResourceList.
@@ -131,8 +154,14 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
             resources.push(r);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn aggregated_version(reg: &Registry, group: &str, version: &str) -> Value {

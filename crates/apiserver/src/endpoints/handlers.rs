@@ -37,13 +37,17 @@ pub fn parse_query(q: Option<&str>) -> Query {
 }
 
 fn truthy(q: &Query, k: &str) -> bool {
-    matches!(q.get(k).map(String::as_str), Some("true") | Some("1") | Some(""))
+    matches!(
+        q.get(k).map(String::as_str),
+        Some("true") | Some("1") | Some("")
+    )
 }
 
 /// Parse list/watch options from the query.
 pub fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     let label_selector = match q.get("labelSelector") {
-        Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        Some(s) => Selector::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
         None => Selector::default(),
     };
     let field_selector = match q.get("fieldSelector") {
@@ -51,7 +55,10 @@ pub fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         None => FieldSelector::default(),
     };
     let limit = match q.get("limit") {
-        Some(l) if !l.is_empty() => Some(l.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?),
+        Some(l) if !l.is_empty() => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
         _ => None,
     };
     let send_initial_events = match q.get("sendInitialEvents").map(String::as_str) {
@@ -59,14 +66,21 @@ pub fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
         Some("false") => Some(false),
         _ => None,
     };
-    let rvm = q.get("resourceVersionMatch").cloned().filter(|s| !s.is_empty());
+    let rvm = q
+        .get("resourceVersionMatch")
+        .cloned()
+        .filter(|s| !s.is_empty());
     if let Some(m) = &rvm {
         if m != "NotOlderThan" && m != "Exact" {
             return Err(ApiError::bad_request(format!(
                 "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
             )));
         }
-        if q.get("resourceVersion").map(|s| s.is_empty()).unwrap_or(true) && send_initial_events.is_none() {
+        if q.get("resourceVersion")
+            .map(|s| s.is_empty())
+            .unwrap_or(true)
+            && send_initial_events.is_none()
+        {
             return Err(ApiError::bad_request(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
             ));
@@ -88,15 +102,24 @@ pub fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
 fn field_manager(q: &Query, headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         if m.len() > 128 {
-            return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes"));
+            return Err(ApiError::bad_request(
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
         }
         return Ok(m.clone());
     }
-    let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    let ua = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
     Ok(ua.split('/').next().unwrap_or("unknown").to_string())
 }
 
-pub fn request_context(user: UserInfo, q: &Query, headers: &HeaderMap) -> Result<RequestContext, ApiError> {
+pub fn request_context(
+    user: UserInfo,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<RequestContext, ApiError> {
     let mut ctx = RequestContext::new(user);
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => {}
@@ -132,12 +155,19 @@ pub struct ResourceRequest {
 }
 
 /// Strict/Warn/Ignore field validation of a decoded body (and its raw bytes).
-fn check_fields(store: &Store, ctx: &RequestContext, raw: Option<&[u8]>, obj: &mut Value) -> Result<(), ApiError> {
+fn check_fields(
+    store: &Store,
+    ctx: &RequestContext,
+    raw: Option<&[u8]>,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
     let info = store.info();
     let schemas = Schemas::embedded();
     let mut problems: Vec<String> = Vec::new();
     if let Some(raw) = raw {
-        if raw.first().is_some_and(|b| *b == b'{') || raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if raw.first().is_some_and(|b| *b == b'{')
+            || raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        {
             if let Ok(d) = apimachinery::schema::duplicate_fields(raw) {
                 problems.extend(d.into_iter().map(|f| format!("duplicate field {f:?}")));
             }
@@ -145,7 +175,13 @@ fn check_fields(store: &Store, ctx: &RequestContext, raw: Option<&[u8]>, obj: &m
     }
     if schemas.has(info.definition) {
         // Upstream reports at most 100 unknown fields.
-        problems.extend(schemas.unknown_fields(info.definition, obj).into_iter().take(100).map(|f| format!("unknown field {f:?}")));
+        problems.extend(
+            schemas
+                .unknown_fields(info.definition, obj)
+                .into_iter()
+                .take(100)
+                .map(|f| format!("unknown field {f:?}")),
+        );
     }
     if problems.is_empty() {
         return Ok(());
@@ -175,7 +211,9 @@ fn check_fields(store: &Store, ctx: &RequestContext, raw: Option<&[u8]>, obj: &m
 fn check_type_meta(store: &Store, obj: &mut Value) -> Result<(), ApiError> {
     let info = store.info();
     let Some(m) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     };
     if let Some(av) = m.get("apiVersion").and_then(Value::as_str) {
         if !av.is_empty() && av != info.api_version() {
@@ -199,8 +237,17 @@ fn check_type_meta(store: &Store, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Encode an object (or list) for the client, applying as=Table/PartialObjectMetadata.
-fn respond_object(store: &Store, req: &ResourceRequest, code: u16, obj: Value, ctx: Option<&RequestContext>) -> http::Response<ResBody> {
-    let accept = req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+fn respond_object(
+    store: &Store,
+    req: &ResourceRequest,
+    code: u16,
+    obj: Value,
+    ctx: Option<&RequestContext>,
+) -> http::Response<ResBody> {
+    let accept = req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let (out, enc) = match negotiation::parse_accept(accept) {
         Ok(x) => x,
         Err(e) => return error_response(&e),
@@ -210,20 +257,33 @@ fn respond_object(store: &Store, req: &ResourceRequest, code: u16, obj: Value, c
         Output::Object => obj,
         Output::Table if obj.get("kind").and_then(Value::as_str) == Some(store.info().kind) => {
             let rv = meta::resource_version(&obj).to_string();
-            table::table(store.strategy.as_ref(), &[obj], json!({"resourceVersion": rv}), include, true)
+            table::table(
+                store.strategy.as_ref(),
+                &[obj],
+                json!({"resourceVersion": rv}),
+                include,
+                true,
+            )
         }
-        Output::PartialMetadata if obj.get("kind").and_then(Value::as_str) == Some(store.info().kind) => table::partial_metadata(&obj),
+        Output::PartialMetadata
+            if obj.get("kind").and_then(Value::as_str) == Some(store.info().kind) =>
+        {
+            table::partial_metadata(&obj)
+        }
         _ => obj,
     };
     let (bytes, ct) = negotiation::encode(&v, enc);
-    let mut b = http::Response::builder().status(code).header(http::header::CONTENT_TYPE, ct);
+    let mut b = http::Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, ct);
     if let Some(ctx) = ctx {
         for w in ctx.take_warnings() {
             let hv = format!("299 - {}", serde_json::to_string(&w).unwrap_or_default());
             b = b.header("Warning", hv);
         }
     }
-    b.body(super::full(bytes)).unwrap_or_else(|_| error_response(&ApiError::internal("response")))
+    b.body(super::full(bytes))
+        .unwrap_or_else(|_| error_response(&ApiError::internal("response")))
 }
 
 fn list_meta(rv: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
@@ -237,8 +297,16 @@ fn list_meta(rv: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
     m
 }
 
-fn respond_list(store: &Store, req: &ResourceRequest, items: Vec<Value>, lm: Value) -> http::Response<ResBody> {
-    let accept = req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+fn respond_list(
+    store: &Store,
+    req: &ResourceRequest,
+    items: Vec<Value>,
+    lm: Value,
+) -> http::Response<ResBody> {
+    let accept = req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let (out, enc) = match negotiation::parse_accept(accept) {
         Ok(x) => x,
         Err(e) => return error_response(&e),
@@ -263,7 +331,10 @@ fn respond_list(store: &Store, req: &ResourceRequest, items: Vec<Value>, lm: Val
 }
 
 fn decode(req: &ResourceRequest) -> Result<Value, ApiError> {
-    let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     negotiation::decode_body(ct, &req.body)
 }
 
@@ -272,10 +343,19 @@ fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
     if !req.body.iter().all(|b| b.is_ascii_whitespace()) {
         let v = decode(req)?;
         o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+        o.propagation_policy = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         o.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
-        o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        o.precondition_resource_version = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        o.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.precondition_resource_version = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(dr) = v.get("dryRun").and_then(Value::as_array) {
             if dr.iter().any(|d| d == "All") {
                 // handled by the caller through the context
@@ -283,7 +363,10 @@ fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
         }
     }
     if let Some(g) = req.query.get("gracePeriodSeconds") {
-        o.grace_period_seconds = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?);
+        o.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
     }
     if let Some(p) = req.query.get("propagationPolicy") {
         o.propagation_policy = Some(p.clone());
@@ -323,19 +406,32 @@ fn patch_type(req: &ResourceRequest) -> Result<&'static str, ApiError> {
         "application/strategic-merge-patch+json" => Ok("strategic"),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"],
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ],
         )),
     }
 }
 
-fn apply_patch(store: &Store, kind: &str, old: &Value, patch_body: &Value) -> Result<Value, ApiError> {
+fn apply_patch(
+    store: &Store,
+    kind: &str,
+    old: &Value,
+    patch_body: &Value,
+) -> Result<Value, ApiError> {
     match kind {
         "json" => patch::try_apply_json_patch(old, patch_body).map_err(|e| match e {
             patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
-            patch::JsonPatchError::TooManyOperations(_) => ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES),
-            patch::JsonPatchError::Apply(m) => {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {m}"))
+            patch::JsonPatchError::TooManyOperations(_) => {
+                ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES)
             }
+            patch::JsonPatchError::Apply(m) => ApiError::new(
+                422,
+                "Invalid",
+                format!("the server rejected our request due to an error in our request: {m}"),
+            ),
         }),
         "merge" => patch::apply_merge_patch(old, patch_body).map_err(ApiError::bad_request),
         _ => {
@@ -345,7 +441,12 @@ fn apply_patch(store: &Store, kind: &str, old: &Value, patch_body: &Value) -> Re
                 if e.contains("invalid JSON document") || e.contains("lists of lists") {
                     ApiError::bad_request(e)
                 } else {
-                    ApiError::invalid(store.info().kind, store.info().group, "", &[apimachinery::FieldError::invalid("patch", Value::Null, e)])
+                    ApiError::invalid(
+                        store.info().kind,
+                        store.info().group,
+                        "",
+                        &[apimachinery::FieldError::invalid("patch", Value::Null, e)],
+                    )
                 }
             })
         }
@@ -358,10 +459,15 @@ fn to_scale(obj: &Value) -> Value {
         .pointer("/spec/selector")
         .map(|s| {
             if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
-                Selector::from_label_selector(s).map(|x| x.to_string()).unwrap_or_default()
+                Selector::from_label_selector(s)
+                    .map(|x| x.to_string())
+                    .unwrap_or_default()
             } else if let Some(m) = s.as_object() {
                 // replicationcontrollers: a plain map selector
-                let mut parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                let mut parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect();
                 parts.sort();
                 parts.join(",")
             } else {
@@ -389,43 +495,78 @@ fn subresource_supported(store: &Store, sub: &str) -> bool {
 }
 
 /// Serve a resource request.
-pub async fn serve_resource(state: &Arc<ApiState>, req: ResourceRequest) -> http::Response<ResBody> {
+pub async fn serve_resource(
+    state: &Arc<ApiState>,
+    req: ResourceRequest,
+) -> http::Response<ResBody> {
     match serve_resource_inner(state, &req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
-async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> Result<http::Response<ResBody>, ApiError> {
+async fn serve_resource_inner(
+    state: &Arc<ApiState>,
+    req: &ResourceRequest,
+) -> Result<http::Response<ResBody>, ApiError> {
     let info = &req.info;
     // POST /api/v1/namespaces/{ns}/bindings is pods/binding by body name.
-    let (resource, name, sub) = if info.resource == "bindings" && info.api_group.is_empty() && info.verb == "create" {
-        let body = decode(req)?;
-        ("pods".to_string(), meta::name(&body).to_string(), "binding".to_string())
-    } else {
-        (info.resource.clone(), info.name.clone(), info.subresource.clone())
-    };
+    let (resource, name, sub) =
+        if info.resource == "bindings" && info.api_group.is_empty() && info.verb == "create" {
+            let body = decode(req)?;
+            (
+                "pods".to_string(),
+                meta::name(&body).to_string(),
+                "binding".to_string(),
+            )
+        } else {
+            (
+                info.resource.clone(),
+                info.name.clone(),
+                info.subresource.clone(),
+            )
+        };
     let store = state
         .registry
         .get(&info.api_group, &info.api_version, &resource)
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
     let ri = store.info();
     if !sub.is_empty() && !subresource_supported(&store, &sub) {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     if !ri.namespaced && !info.namespace.is_empty() && resource != "namespaces" {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     let ns = info.namespace.as_str();
     if ri.read_only && !matches!(info.verb.as_str(), "get" | "list" | "watch") {
-        return Err(ApiError::method_not_supported(&ri.group_resource(), &info.verb));
+        return Err(ApiError::method_not_supported(
+            &ri.group_resource(),
+            &info.verb,
+        ));
     }
     if ri.read_only {
         return crate::componentstatus::serve(state, &store, req).await;
     }
     // Writes to a single object need its name: PUT/PATCH on a collection is 405.
     if name.is_empty() && matches!(info.verb.as_str(), "update" | "patch") {
-        return Err(ApiError::method_not_supported(&ri.group_resource(), &info.verb));
+        return Err(ApiError::method_not_supported(
+            &ri.group_resource(),
+            &info.verb,
+        ));
     }
     let mut ctx = request_context(req.user.clone(), &req.query, &req.headers)?;
     match (info.verb.as_str(), sub.as_str()) {
@@ -452,7 +593,10 @@ async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> R
             check_type_meta(&store, &mut obj)?;
             check_fields(&store, &ctx, Some(&req.body), &mut obj)?;
             if !name.is_empty() {
-                return Err(ApiError::method_not_supported(&ri.group_resource(), "create"));
+                return Err(ApiError::method_not_supported(
+                    &ri.group_resource(),
+                    "create",
+                ));
             }
             if ri.namespaced {
                 let body_ns = meta::namespace(&obj);
@@ -475,9 +619,14 @@ async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> R
             let mut opts = DeleteOptions::default();
             if let Some(d) = body.get("deleteOptions") {
                 opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
-                opts.precondition_uid = d.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-                opts.precondition_resource_version =
-                    d.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+                opts.precondition_uid = d
+                    .pointer("/preconditions/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                opts.precondition_resource_version = d
+                    .pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
             }
             store.delete(&ctx, ns, &name, &opts).await?;
             Ok(super::json_response(201, &success_status(None)))
@@ -487,21 +636,38 @@ async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> R
             check_type_meta(&store, &mut obj)?;
             check_fields(&store, &ctx, Some(&req.body), &mut obj)?;
             let (out, created) = store.update(&ctx, ns, &name, &sub, obj).await?;
-            Ok(respond_object(&store, req, if created { 201 } else { 200 }, out, Some(&ctx)))
+            Ok(respond_object(
+                &store,
+                req,
+                if created { 201 } else { 200 },
+                out,
+                Some(&ctx),
+            ))
         }
         ("update", "scale") | ("patch", "scale") => {
             let body = decode(req)?;
-            let kind = if info.verb == "patch" { Some(patch_type(req)?) } else { None };
+            let kind = if info.verb == "patch" {
+                Some(patch_type(req)?)
+            } else {
+                None
+            };
             let (out, _) = store
                 .guaranteed_update(&ctx, ns, &name, "", |old| {
-                    let old = old.ok_or_else(|| ApiError::not_found(&ri.group_resource(), &name))?;
+                    let old =
+                        old.ok_or_else(|| ApiError::not_found(&ri.group_resource(), &name))?;
                     let scale = match kind {
                         Some(k) => apply_patch_plain(k, &to_scale(old), &body)?,
                         None => body.clone(),
                     };
-                    let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                    let replicas = scale
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
                     let mut new = old.clone();
-                    let rv = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+                    let rv = scale
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     meta::set_resource_version(&mut new, rv);
                     new["spec"]["replicas"] = json!(replicas);
                     Ok(new)
@@ -513,12 +679,15 @@ async fn serve_resource_inner(state: &Arc<ApiState>, req: &ResourceRequest) -> R
             let kind = patch_type(req)?;
             let patch_body = decode(req)?;
             if kind != "json" && !patch_body.is_object() {
-                return Err(ApiError::bad_request("the body of the patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the body of the patch must be a JSON object",
+                ));
             }
             let mut created_body_problem: Option<ApiError> = None;
             let (out, _) = store
                 .guaranteed_update(&ctx, ns, &name, &sub, |old| {
-                    let old = old.ok_or_else(|| ApiError::not_found(&ri.group_resource(), &name))?;
+                    let old =
+                        old.ok_or_else(|| ApiError::not_found(&ri.group_resource(), &name))?;
                     let mut base = old.clone();
                     // The current resourceVersion is the base; a patch may pin one.
                     if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {

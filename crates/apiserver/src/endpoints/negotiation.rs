@@ -39,34 +39,53 @@ pub fn parse_accept(accept: Option<&str>) -> Result<(Output, Encoding), ApiError
             }
         }
         let enc = match media.as_str() {
-            "application/json" | "*/*" | "application/*" | "application/json-patch+json" => Encoding::Json,
+            "application/json" | "*/*" | "application/*" | "application/json-patch+json" => {
+                Encoding::Json
+            }
             "application/yaml" => Encoding::Yaml,
             _ => continue,
         };
         let out = match (as_.as_deref(), g.as_deref()) {
             (None, _) => Output::Object,
             (Some("Table"), Some("meta.k8s.io") | None) => Output::Table,
-            (Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"), _) => Output::PartialMetadata,
+            (Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"), _) => {
+                Output::PartialMetadata
+            }
             _ => continue,
         };
         return Ok((out, enc));
     }
-    Err(ApiError::not_acceptable(&["application/json", "application/yaml"]))
+    Err(ApiError::not_acceptable(&[
+        "application/json",
+        "application/yaml",
+    ]))
 }
 
 /// Decode a request body as JSON or YAML, by Content-Type.
 pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
-    let ct = content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
     match ct.as_str() {
         "application/yaml" | "application/apply-patch+yaml" | "text/yaml" => {
-            let v: serde_yaml::Value = serde_yaml::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))?;
-            serde_json::to_value(v).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+            let v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            })?;
+            serde_json::to_value(v)
+                .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
         }
-        "application/json" | "" | "*/*" | "application/json-patch+json" | "application/merge-patch+json"
+        "application/json"
+        | ""
+        | "*/*"
+        | "application/json-patch+json"
+        | "application/merge-patch+json"
         | "application/strategic-merge-patch+json" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
@@ -75,7 +94,11 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Api
         }
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", "application/yaml", apimachinery::protobuf::MEDIA_TYPE],
+            &[
+                "application/json",
+                "application/yaml",
+                apimachinery::protobuf::MEDIA_TYPE,
+            ],
         )),
     }
 }
@@ -83,8 +106,14 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Api
 /// Encode a response value.
 pub fn encode(v: &Value, enc: Encoding) -> (Vec<u8>, &'static str) {
     match enc {
-        Encoding::Json => (serde_json::to_vec(v).unwrap_or_default(), "application/json"),
-        Encoding::Yaml => (serde_yaml::to_string(v).unwrap_or_default().into_bytes(), "application/yaml"),
+        Encoding::Json => (
+            serde_json::to_vec(v).unwrap_or_default(),
+            "application/json",
+        ),
+        Encoding::Yaml => (
+            serde_yaml::to_string(v).unwrap_or_default().into_bytes(),
+            "application/yaml",
+        ),
     }
 }
 
@@ -95,13 +124,28 @@ mod tests {
     #[test]
     fn kubectl_table_accept_header_selects_table() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(parse_accept(Some(a)).unwrap(), (Output::Table, Encoding::Json));
+        assert_eq!(
+            parse_accept(Some(a)).unwrap(),
+            (Output::Table, Encoding::Json)
+        );
     }
 
     #[test]
     fn protobuf_falls_back_to_json_or_is_refused() {
-        assert_eq!(parse_accept(Some("application/vnd.kubernetes.protobuf, application/json")).unwrap().1, Encoding::Json);
-        assert_eq!(parse_accept(Some("application/vnd.kubernetes.protobuf")).unwrap_err().code, 406);
+        assert_eq!(
+            parse_accept(Some(
+                "application/vnd.kubernetes.protobuf, application/json"
+            ))
+            .unwrap()
+            .1,
+            Encoding::Json
+        );
+        assert_eq!(
+            parse_accept(Some("application/vnd.kubernetes.protobuf"))
+                .unwrap_err()
+                .code,
+            406
+        );
     }
 
     #[test]

@@ -24,12 +24,19 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// Whether the verb changes state (for the mutating in-flight limit).
     pub fn is_mutating(&self) -> bool {
-        matches!(self.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection")
-            || (!self.is_resource_request && !matches!(self.verb.as_str(), "get" | "head" | "options"))
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        ) || (!self.is_resource_request
+            && !matches!(self.verb.as_str(), "get" | "head" | "options"))
     }
     /// Watches and connect-style subresources are long-running: exempt from the request timeout.
     pub fn is_long_running(&self) -> bool {
-        self.verb == "watch" || matches!(self.subresource.as_str(), "log" | "exec" | "attach" | "portforward" | "proxy")
+        self.verb == "watch"
+            || matches!(
+                self.subresource.as_str(),
+                "log" | "exec" | "attach" | "portforward" | "proxy"
+            )
     }
 }
 
@@ -37,7 +44,11 @@ fn split_path(path: &str) -> Vec<String> {
     path.trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -138,27 +149,56 @@ mod tests {
     #[test]
     fn namespaced_pod_get_parses() {
         let i = parse(&Method::GET, "/api/v1/namespaces/default/pods/web", false);
-        assert_eq!((i.namespace.as_str(), i.resource.as_str(), i.name.as_str(), i.verb.as_str()), ("default", "pods", "web", "get"));
+        assert_eq!(
+            (
+                i.namespace.as_str(),
+                i.resource.as_str(),
+                i.name.as_str(),
+                i.verb.as_str()
+            ),
+            ("default", "pods", "web", "get")
+        );
     }
 
     #[test]
     fn namespace_status_is_a_subresource() {
         let i = parse(&Method::PUT, "/api/v1/namespaces/foo/finalize", false);
-        assert_eq!((i.resource.as_str(), i.name.as_str(), i.subresource.as_str(), i.namespace.as_str()), ("namespaces", "foo", "finalize", ""));
+        assert_eq!(
+            (
+                i.resource.as_str(),
+                i.name.as_str(),
+                i.subresource.as_str(),
+                i.namespace.as_str()
+            ),
+            ("namespaces", "foo", "finalize", "")
+        );
         let i = parse(&Method::GET, "/api/v1/namespaces/foo", false);
-        assert_eq!((i.resource.as_str(), i.name.as_str(), i.verb.as_str()), ("namespaces", "foo", "get"));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_str(), i.verb.as_str()),
+            ("namespaces", "foo", "get")
+        );
     }
 
     #[test]
     fn group_list_watch_and_delete_collection() {
         let i = parse(&Method::GET, "/apis/apps/v1/deployments", true);
-        assert_eq!((i.api_group.as_str(), i.resource.as_str(), i.verb.as_str()), ("apps", "deployments", "watch"));
+        assert_eq!(
+            (i.api_group.as_str(), i.resource.as_str(), i.verb.as_str()),
+            ("apps", "deployments", "watch")
+        );
         let i = parse(&Method::GET, "/api/v1/watch/namespaces/a/configmaps", false);
         assert_eq!(i.verb, "watch");
         let i = parse(&Method::DELETE, "/api/v1/namespaces/a/configmaps", false);
         assert_eq!(i.verb, "deletecollection");
-        let i = parse(&Method::PATCH, "/apis/apps/v1/namespaces/a/deployments/d/scale", false);
-        assert_eq!((i.subresource.as_str(), i.verb.as_str()), ("scale", "patch"));
+        let i = parse(
+            &Method::PATCH,
+            "/apis/apps/v1/namespaces/a/deployments/d/scale",
+            false,
+        );
+        assert_eq!(
+            (i.subresource.as_str(), i.verb.as_str()),
+            ("scale", "patch")
+        );
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub fn name_column() -> Value {
 }
 
 fn column_defs(strategy: &dyn Strategy) -> Vec<Value> {
-    let mut cols = if strategy.name_column_first() { vec![name_column()] } else { Vec::new() };
+    let mut cols = if strategy.name_column_first() {
+        vec![name_column()]
+    } else {
+        Vec::new()
+    };
     for c in strategy.table_columns() {
         cols.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
     }
@@ -57,7 +61,11 @@ fn column_defs(strategy: &dyn Strategy) -> Vec<Value> {
 
 /// One row for an object.
 pub fn row(strategy: &dyn Strategy, obj: &Value, include: IncludeObject) -> Value {
-    let mut cells = if strategy.name_column_first() { vec![strategy.name_cell(obj)] } else { Vec::new() };
+    let mut cells = if strategy.name_column_first() {
+        vec![strategy.name_cell(obj)]
+    } else {
+        Vec::new()
+    };
     cells.extend(strategy.table_row(obj));
     let mut r = Map::new();
     r.insert("cells".into(), Value::Array(cells));
@@ -74,7 +82,13 @@ pub fn row(strategy: &dyn Strategy, obj: &Value, include: IncludeObject) -> Valu
 }
 
 /// A Table of `objs` with the given list metadata.
-pub fn table(strategy: &dyn Strategy, objs: &[Value], list_meta: Value, include: IncludeObject, with_columns: bool) -> Value {
+pub fn table(
+    strategy: &dyn Strategy,
+    objs: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+    with_columns: bool,
+) -> Value {
     let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

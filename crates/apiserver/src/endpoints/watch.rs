@@ -33,10 +33,15 @@ pub async fn serve_watch(
     opts: ListOptions,
     req: &ResourceRequest,
 ) -> Result<http::Response<ResBody>, ApiError> {
-    let accept = req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let (out, _enc) = negotiation::parse_accept(accept)?;
     let include = IncludeObject::parse(req.query.get("includeObject").map(String::as_str));
-    if opts.send_initial_events == Some(true) && opts.resource_version_match.as_deref() != Some("NotOlderThan") {
+    if opts.send_initial_events == Some(true)
+        && opts.resource_version_match.as_deref() != Some("NotOlderThan")
+    {
         return Err(ApiError::invalid(
             "ListOptions",
             "meta.k8s.io",
@@ -51,7 +56,8 @@ pub async fn serve_watch(
         Ok(x) => x,
         // Upstream answers a too-old watch with 200 and one ERROR event.
         Err(e) if e.code == 410 => {
-            let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+            let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+                .unwrap_or_default();
             line.push(b'\n');
             return http::Response::builder()
                 .status(200)
@@ -61,8 +67,12 @@ pub async fn serve_watch(
         }
         Err(e) => return Err(e),
     };
-    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(64);
-    let timeout = opts.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_WATCH_TIMEOUT);
+    let (tx, body_rx) =
+        tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(64);
+    let timeout = opts
+        .timeout_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_WATCH_TIMEOUT);
     let mut shutdown = state.shutdown.subscribe();
     let metrics = state.metrics.clone();
     let info = store.info().clone();
@@ -72,19 +82,32 @@ pub async fn serve_watch(
         let encode = |ev: &WatchEvent, first: &mut bool| -> Bytes {
             let object = match out {
                 Output::Table if ev.event_type != "BOOKMARK" => {
-                    let t = table::table(store.strategy.as_ref(), std::slice::from_ref(&ev.object), json!({"resourceVersion": apimachinery::meta::resource_version(&ev.object)}), include, *first);
+                    let t = table::table(
+                        store.strategy.as_ref(),
+                        std::slice::from_ref(&ev.object),
+                        json!({"resourceVersion": apimachinery::meta::resource_version(&ev.object)}),
+                        include,
+                        *first,
+                    );
                     *first = false;
                     t
                 }
-                Output::PartialMetadata if ev.event_type != "BOOKMARK" => table::partial_metadata(&ev.object),
+                Output::PartialMetadata if ev.event_type != "BOOKMARK" => {
+                    table::partial_metadata(&ev.object)
+                }
                 _ => ev.object.clone(),
             };
-            let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object})).unwrap_or_default();
+            let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object}))
+                .unwrap_or_default();
             line.push(b'\n');
             Bytes::from(line)
         };
         for ev in &initial {
-            if tx.send(Ok(Frame::data(encode(ev, &mut first_table)))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(encode(ev, &mut first_table))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -93,7 +116,11 @@ pub async fn serve_watch(
         if opts.send_initial_events == Some(true) {
             let mut b = store.bookmark(from);
             b.object["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-            if tx.send(Ok(Frame::data(encode(&b, &mut first_table)))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(encode(&b, &mut first_table))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -132,7 +159,8 @@ pub async fn serve_watch(
         }
     });
     let stream = ReceiverStream::new(body_rx);
-    let body = StreamBody::new(stream.map(|f: Result<Frame<Bytes>, std::convert::Infallible>| f)).boxed();
+    let body =
+        StreamBody::new(stream.map(|f: Result<Frame<Bytes>, std::convert::Infallible>| f)).boxed();
     http::Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")

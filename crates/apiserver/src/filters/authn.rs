@@ -51,10 +51,29 @@ impl TokenFile {
             }
             let f = split_csv_line(line);
             if f.len() < 3 {
-                anyhow::bail!("token file: line {}: expected at least 3 columns, found {}", i + 1, f.len());
+                anyhow::bail!(
+                    "token file: line {}: expected at least 3 columns, found {}",
+                    i + 1,
+                    f.len()
+                );
             }
-            let groups = f.get(3).map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-            tokens.insert(f[0].clone(), UserInfo { name: f[1].clone(), uid: f[2].clone(), groups });
+            let groups = f
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            tokens.insert(
+                f[0].clone(),
+                UserInfo {
+                    name: f[1].clone(),
+                    uid: f[2].clone(),
+                    groups,
+                },
+            );
         }
         Ok(TokenFile { tokens })
     }
@@ -76,14 +95,21 @@ pub struct AuthnLayer {
 
 impl AuthnLayer {
     pub fn new(tokens: TokenFile, anonymous: bool) -> Self {
-        AuthnLayer { tokens: Arc::new(tokens), anonymous }
+        AuthnLayer {
+            tokens: Arc::new(tokens),
+            anonymous,
+        }
     }
 }
 
 impl<S> Layer<S> for AuthnLayer {
     type Service = Authn<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Authn { inner, tokens: self.tokens.clone(), anonymous: self.anonymous }
+        Authn {
+            inner,
+            tokens: self.tokens.clone(),
+            anonymous: self.anonymous,
+        }
     }
 }
 
@@ -120,9 +146,15 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| t.trim().to_string());
-        let peer = req.extensions().get::<PeerIdentity>().and_then(|p| p.0.clone());
+        let peer = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.0.clone());
         let user = match (peer, bearer) {
             (Some(u), _) => Some(with_authenticated(u)),
             (None, Some(t)) => match self.tokens.lookup(&t) {
@@ -149,7 +181,8 @@ mod tests {
 
     #[test]
     fn token_file_parses_quoted_groups() {
-        let f = TokenFile::parse("abc,admin,uid1,\"system:masters,dev\"\n# comment\nxyz,bob,2\n").unwrap();
+        let f = TokenFile::parse("abc,admin,uid1,\"system:masters,dev\"\n# comment\nxyz,bob,2\n")
+            .unwrap();
         let u = f.lookup("abc").unwrap();
         assert_eq!(u.name, "admin");
         assert_eq!(u.groups, vec!["system:masters", "dev"]);

@@ -19,17 +19,37 @@ pub fn authorize(user: &UserInfo, info: &RequestInfo) -> Result<(), ApiError> {
         return Ok(());
     }
     let p = info.path.as_str();
-    let public = ["/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi"];
-    if !info.is_resource_request && public.iter().any(|x| p == *x || p.starts_with(&format!("{x}/"))) {
+    let public = [
+        "/healthz", "/livez", "/readyz", "/version", "/api", "/apis", "/openapi",
+    ];
+    if !info.is_resource_request
+        && public
+            .iter()
+            .any(|x| p == *x || p.starts_with(&format!("{x}/")))
+    {
         return Ok(());
     }
     if info.is_resource_request {
         let gr = GroupResource::new(&info.api_group, &info.resource);
-        let scope = if info.namespace.is_empty() { "at the cluster scope".to_string() } else { format!("in the namespace {:?}", info.namespace) };
-        let detail = format!("User \"system:anonymous\" cannot {} resource {:?} in API group {:?} {scope}", info.verb, info.resource, info.api_group);
+        let scope = if info.namespace.is_empty() {
+            "at the cluster scope".to_string()
+        } else {
+            format!("in the namespace {:?}", info.namespace)
+        };
+        let detail = format!(
+            "User \"system:anonymous\" cannot {} resource {:?} in API group {:?} {scope}",
+            info.verb, info.resource, info.api_group
+        );
         return Err(ApiError::forbidden(&gr, &info.name, &detail));
     }
-    Err(ApiError::new(403, "Forbidden", format!("forbidden: User \"system:anonymous\" cannot {} path {:?}", info.verb, p)))
+    Err(ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "forbidden: User \"system:anonymous\" cannot {} path {:?}",
+            info.verb, p
+        ),
+    ))
 }
 
 #[derive(Clone, Default)]
@@ -62,7 +82,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let decision = match (req.extensions().get::<UserInfo>(), req.extensions().get::<RequestInfo>()) {
+        let decision = match (
+            req.extensions().get::<UserInfo>(),
+            req.extensions().get::<RequestInfo>(),
+        ) {
             (Some(u), Some(i)) => authorize(u, i),
             _ => Err(ApiError::unauthorized()),
         };

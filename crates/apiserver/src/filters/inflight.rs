@@ -26,14 +26,21 @@ impl MaxInFlightLayer {
     /// 0 disables a limit.
     pub fn new(max_readonly: usize, max_mutating: usize, metrics: Arc<Metrics>) -> Self {
         let sem = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
-        MaxInFlightLayer { readonly: sem(max_readonly), mutating: sem(max_mutating), metrics }
+        MaxInFlightLayer {
+            readonly: sem(max_readonly),
+            mutating: sem(max_mutating),
+            metrics,
+        }
     }
 }
 
 impl<S> Layer<S> for MaxInFlightLayer {
     type Service = MaxInFlight<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        MaxInFlight { inner, cfg: self.clone() }
+        MaxInFlight {
+            inner,
+            cfg: self.clone(),
+        }
     }
 }
 
@@ -58,13 +65,26 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let info = req.extensions().get::<RequestInfo>().cloned().unwrap_or_default();
-        let (sem, kind) = if info.is_mutating() { (&self.cfg.mutating, "mutating") } else { (&self.cfg.readonly, "readOnly") };
-        let exempt = info.is_long_running() || info.path == "/healthz" || info.path == "/livez" || info.path == "/readyz";
+        let info = req
+            .extensions()
+            .get::<RequestInfo>()
+            .cloned()
+            .unwrap_or_default();
+        let (sem, kind) = if info.is_mutating() {
+            (&self.cfg.mutating, "mutating")
+        } else {
+            (&self.cfg.readonly, "readOnly")
+        };
+        let exempt = info.is_long_running()
+            || info.path == "/healthz"
+            || info.path == "/livez"
+            || info.path == "/readyz";
         let permit = match sem {
             Some(s) if !exempt => match s.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return Box::pin(async { Ok(error_response(&ApiError::too_many_requests())) }),
+                Err(_) => {
+                    return Box::pin(async { Ok(error_response(&ApiError::too_many_requests())) })
+                }
             },
             _ => None,
         };
@@ -92,8 +112,13 @@ mod tests {
     use tower::ServiceExt;
 
     fn req(method: http::Method, path: &str) -> http::Request<()> {
-        let mut r = http::Request::builder().method(method.clone()).uri(path).body(()).unwrap();
-        r.extensions_mut().insert(request_info::parse(&method, path, false));
+        let mut r = http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .body(())
+            .unwrap();
+        r.extensions_mut()
+            .insert(request_info::parse(&method, path, false));
         r
     }
 
@@ -109,13 +134,26 @@ mod tests {
             }
         });
         let svc = MaxInFlightLayer::new(1, 1, Arc::new(Metrics::new())).layer(inner);
-        let first = tokio::spawn(svc.clone().oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")));
+        let first = tokio::spawn(
+            svc.clone()
+                .oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let second = svc.clone().oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")).await.unwrap();
+        let second = svc
+            .clone()
+            .oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps"))
+            .await
+            .unwrap();
         assert_eq!(second.status(), 429);
-        assert_eq!(second.headers().get(http::header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(
+            second.headers().get(http::header::RETRY_AFTER).unwrap(),
+            "1"
+        );
         // A mutating request has its own budget.
-        let w = tokio::spawn(svc.clone().oneshot(req(http::Method::POST, "/api/v1/namespaces/a/configmaps")));
+        let w = tokio::spawn(
+            svc.clone()
+                .oneshot(req(http::Method::POST, "/api/v1/namespaces/a/configmaps")),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         gate.notify_waiters();
         assert_eq!(first.await.unwrap().unwrap().status(), 200);
@@ -126,6 +164,12 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             g2.notify_waiters();
         });
-        assert_eq!(svc.oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps")).await.unwrap().status(), 200);
+        assert_eq!(
+            svc.oneshot(req(http::Method::GET, "/api/v1/namespaces/a/configmaps"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 }

@@ -26,7 +26,10 @@ impl RequestInfoLayer {
 impl<S> Layer<S> for RequestInfoLayer {
     type Service = RequestInfoService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestInfoService { inner, metrics: self.metrics.clone() }
+        RequestInfoService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -67,7 +70,10 @@ fn canonical_verb(info: &RequestInfo) -> String {
 
 fn watch_param(query: Option<&str>) -> bool {
     query
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1")))
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+        })
         .unwrap_or(false)
 }
 
@@ -86,7 +92,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let info = request_info::parse(req.method(), req.uri().path(), watch_param(req.uri().query()));
+        let info = request_info::parse(
+            req.method(),
+            req.uri().path(),
+            watch_param(req.uri().query()),
+        );
         let dry_run = req.uri().query().is_some_and(|q| q.contains("dryRun=All"));
         req.extensions_mut().insert(info.clone());
         // Clone per upstream tower guidance: the ready service is moved into the future.
@@ -96,14 +106,26 @@ where
         Box::pin(async move {
             let start = Instant::now();
             let long = info.is_long_running();
-            let labels_long = [info.verb.as_str(), info.api_group.as_str(), info.api_version.as_str(), info.resource.as_str(), info.subresource.as_str(), scope(&info), "apiserver"];
+            let labels_long = [
+                info.verb.as_str(),
+                info.api_group.as_str(),
+                info.api_version.as_str(),
+                info.resource.as_str(),
+                info.subresource.as_str(),
+                scope(&info),
+                "apiserver",
+            ];
             if long {
                 metrics.longrunning.with_label_values(&labels_long).inc();
             }
             let resp = inner.call(req).await;
             let verb = canonical_verb(&info);
             let (group, version, resource) = if info.is_resource_request {
-                (info.api_group.as_str(), info.api_version.as_str(), info.resource.as_str())
+                (
+                    info.api_group.as_str(),
+                    info.api_version.as_str(),
+                    info.resource.as_str(),
+                )
             } else {
                 ("", "", "")
             };
@@ -112,13 +134,32 @@ where
                 let code = r.status().as_u16().to_string();
                 metrics
                     .request_total
-                    .with_label_values(&[&verb, dr, group, version, resource, &info.subresource, scope(&info), "apiserver", &code])
+                    .with_label_values(&[
+                        &verb,
+                        dr,
+                        group,
+                        version,
+                        resource,
+                        &info.subresource,
+                        scope(&info),
+                        "apiserver",
+                        &code,
+                    ])
                     .inc();
             }
             if !long {
                 metrics
                     .request_duration
-                    .with_label_values(&[&verb, dr, group, version, resource, &info.subresource, scope(&info), "apiserver"])
+                    .with_label_values(&[
+                        &verb,
+                        dr,
+                        group,
+                        version,
+                        resource,
+                        &info.subresource,
+                        scope(&info),
+                        "apiserver",
+                    ])
                     .observe(start.elapsed().as_secs_f64());
             } else {
                 metrics.longrunning.with_label_values(&labels_long).dec();

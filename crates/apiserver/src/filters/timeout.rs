@@ -26,7 +26,10 @@ impl TimeoutLayer {
 impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout { inner, default: self.default }
+        Timeout {
+            inner,
+            default: self.default,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let long = req.extensions().get::<RequestInfo>().is_some_and(|i| i.is_long_running());
+        let long = req
+            .extensions()
+            .get::<RequestInfo>()
+            .is_some_and(|i| i.is_long_running());
         let mut limit = self.default;
         if let Some(t) = query_timeout(req.uri().query()) {
             if t > Duration::ZERO && t < limit {
@@ -85,7 +91,13 @@ mod tests {
     use crate::endpoints::request_info;
     use tower::ServiceExt;
 
-    fn slow() -> impl tower::Service<http::Request<()>, Response = http::Response<ResBody>, Error = std::convert::Infallible, Future = impl Send> + Clone + Send {
+    fn slow() -> impl tower::Service<
+        http::Request<()>,
+        Response = http::Response<ResBody>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+           + Send {
         tower::service_fn(|_r: http::Request<()>| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, std::convert::Infallible>(crate::endpoints::text_response(200, "ok"))
@@ -95,16 +107,27 @@ mod tests {
     fn req(path: &str) -> http::Request<()> {
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
         let mut r = http::Request::builder().uri(path).body(()).unwrap();
-        r.extensions_mut().insert(request_info::parse(&http::Method::GET, p, q.contains("watch=true")));
+        r.extensions_mut().insert(request_info::parse(
+            &http::Method::GET,
+            p,
+            q.contains("watch=true"),
+        ));
         r
     }
 
     #[tokio::test]
     async fn slow_request_gets_504_but_watches_are_exempt() {
         let svc = TimeoutLayer::new(Duration::from_millis(100)).layer(slow());
-        let r = svc.clone().oneshot(req("/api/v1/namespaces/a/configmaps")).await.unwrap();
+        let r = svc
+            .clone()
+            .oneshot(req("/api/v1/namespaces/a/configmaps"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 504);
-        let r = svc.oneshot(req("/api/v1/namespaces/a/configmaps?watch=true")).await.unwrap();
+        let r = svc
+            .oneshot(req("/api/v1/namespaces/a/configmaps?watch=true"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 }

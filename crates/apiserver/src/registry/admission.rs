@@ -21,7 +21,14 @@ pub enum Operation {
 #[async_trait::async_trait]
 pub trait AdmissionPlugin: Send + Sync {
     fn name(&self) -> &'static str;
-    async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, old: Option<&Value>, ctx: &RequestContext) -> Result<(), ApiError>;
+    async fn admit(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &Value,
+        old: Option<&Value>,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError>;
 }
 
 /// The ordered admission chain.
@@ -34,7 +41,14 @@ impl Admission {
     pub fn new(plugins: Vec<Arc<dyn AdmissionPlugin>>) -> Self {
         Admission { plugins }
     }
-    pub async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, old: Option<&Value>, ctx: &RequestContext) -> Result<(), ApiError> {
+    pub async fn admit(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &Value,
+        old: Option<&Value>,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
         for p in &self.plugins {
             p.admit(op, info, obj, old, ctx).await?;
         }
@@ -43,7 +57,8 @@ impl Admission {
 }
 
 /// The namespaces that always exist and may not be deleted.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// NamespaceLifecycle: no new objects in a missing or terminating namespace;
 /// the system namespaces cannot be deleted.
@@ -55,7 +70,10 @@ pub struct NamespaceLifecycle {
 impl NamespaceLifecycle {
     pub fn new(storage: EtcdStorage) -> Self {
         let namespaces_key_root = format!("{}/namespaces/", storage.prefix().trim_end_matches('/'));
-        NamespaceLifecycle { storage, namespaces_key_root }
+        NamespaceLifecycle {
+            storage,
+            namespaces_key_root,
+        }
     }
 }
 
@@ -65,12 +83,23 @@ impl AdmissionPlugin for NamespaceLifecycle {
         "NamespaceLifecycle"
     }
 
-    async fn admit(&self, op: Operation, info: &ResourceInfo, obj: &Value, _old: Option<&Value>, _ctx: &RequestContext) -> Result<(), ApiError> {
+    async fn admit(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
         if info.group.is_empty() && info.plural == "namespaces" {
             if op == Operation::Delete {
                 let name = apimachinery::meta::name(obj);
                 if SYSTEM_NAMESPACES.contains(&name) {
-                    return Err(ApiError::forbidden(&GroupResource::new("", "namespaces"), name, "this namespace may not be deleted"));
+                    return Err(ApiError::forbidden(
+                        &GroupResource::new("", "namespaces"),
+                        name,
+                        "this namespace may not be deleted",
+                    ));
                 }
             }
             return Ok(());
@@ -85,7 +114,10 @@ impl AdmissionPlugin for NamespaceLifecycle {
             .await
             .map_err(|e| ApiError::internal(e))?;
         let Some(kv) = kv else {
-            return Err(ApiError::not_found(&GroupResource::new("", "namespaces"), ns));
+            return Err(ApiError::not_found(
+                &GroupResource::new("", "namespaces"),
+                ns,
+            ));
         };
         let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         let terminating = nsobj.pointer("/metadata/deletionTimestamp").is_some()
@@ -94,7 +126,9 @@ impl AdmissionPlugin for NamespaceLifecycle {
             let mut e = ApiError::forbidden(
                 &info.group_resource(),
                 apimachinery::meta::name(obj),
-                &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             );
             if let Some(d) = e.details.as_mut() {
                 d["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);

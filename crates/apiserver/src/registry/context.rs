@@ -13,7 +13,11 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn anonymous() -> Self {
-        UserInfo { name: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+        UserInfo {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
     }
     pub fn is_anonymous(&self) -> bool {
         self.name == "system:anonymous"
@@ -62,6 +66,9 @@ impl RequestContext {
         }
     }
     pub fn take_warnings(&self) -> Vec<String> {
-        self.warnings.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.warnings
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }

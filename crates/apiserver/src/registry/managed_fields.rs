@@ -6,7 +6,17 @@
 use serde_json::{json, Map, Value};
 
 /// Keys that identify items in well-known keyed lists (merge keys).
-const LIST_KEYS: &[&str] = &["name", "containerPort", "port", "mountPath", "devicePath", "ip", "type", "key", "topologyKey"];
+const LIST_KEYS: &[&str] = &[
+    "name",
+    "containerPort",
+    "port",
+    "mountPath",
+    "devicePath",
+    "ip",
+    "type",
+    "key",
+    "topologyKey",
+];
 
 fn item_key(item: &Value) -> Option<String> {
     let obj = item.as_object()?;
@@ -27,8 +37,16 @@ fn item_key(item: &Value) -> Option<String> {
 }
 
 const IGNORED_META: &[&str] = &[
-    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-    "deletionTimestamp", "deletionGracePeriodSeconds",
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 ];
 
 /// The field set of `v` (FieldsV1 shape), limited to fields that differ from `old` when given.
@@ -64,7 +82,15 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
                     }
                     field_set(&mm, old_mm.as_ref(), false)
                 } else {
-                    field_set(child, if old.is_some() { old_child.or(Some(&Value::Null)) } else { None }, false)
+                    field_set(
+                        child,
+                        if old.is_some() {
+                            old_child.or(Some(&Value::Null))
+                        } else {
+                            None
+                        },
+                        false,
+                    )
                 };
                 match sub {
                     Some(s) => {
@@ -90,12 +116,23 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
                 let old_items = old.and_then(|o| o.as_array());
                 for it in items {
                     let Some(key) = item_key(it) else { continue };
-                    let old_it = old_items.and_then(|oi| oi.iter().find(|o| item_key(o).as_deref() == Some(key.as_str())));
+                    let old_it = old_items.and_then(|oi| {
+                        oi.iter()
+                            .find(|o| item_key(o).as_deref() == Some(key.as_str()))
+                    });
                     if old.is_some() && old_it == Some(it) {
                         continue;
                     }
-                    let mut sub = field_set(it, if old.is_some() { old_it.or(Some(&Value::Null)) } else { None }, false)
-                        .unwrap_or_else(|| json!({}));
+                    let mut sub = field_set(
+                        it,
+                        if old.is_some() {
+                            old_it.or(Some(&Value::Null))
+                        } else {
+                            None
+                        },
+                        false,
+                    )
+                    .unwrap_or_else(|| json!({}));
                     if let Some(o) = sub.as_object_mut() {
                         o.insert(".".into(), json!({}));
                     }
@@ -133,7 +170,9 @@ fn subtract_sets(a: &mut Value, b: &Value) -> bool {
         for (k, v) in bm {
             let remove = match am.get_mut(k) {
                 Some(existing) => {
-                    let leaf = v.as_object().is_some_and(|o| o.is_empty() || (o.len() == 1 && o.contains_key(".")));
+                    let leaf = v
+                        .as_object()
+                        .is_some_and(|o| o.is_empty() || (o.len() == 1 && o.contains_key(".")));
                     leaf || subtract_sets(existing, v)
                 }
                 None => false,
@@ -151,7 +190,14 @@ fn subtract_sets(a: &mut Value, b: &Value) -> bool {
 /// Record an Update by `manager` on `new` (whose previous state is `old`).
 /// `subresource` is "" or "status". Keeps other managers' entries, taking
 /// from them the fields this operation changed.
-pub fn record_update(new: &mut Value, old: Option<&Value>, manager: &str, api_version: &str, subresource: &str, now: &str) {
+pub fn record_update(
+    new: &mut Value,
+    old: Option<&Value>,
+    manager: &str,
+    api_version: &str,
+    subresource: &str,
+    now: &str,
+) {
     let mut entries: Vec<Value> = old
         .and_then(|o| o.pointer("/metadata/managedFields"))
         .and_then(Value::as_array)
@@ -176,7 +222,11 @@ pub fn record_update(new: &mut Value, old: Option<&Value>, manager: &str, api_ve
             }
         }
     }
-    entries.retain(|e| e.get("fieldsV1").and_then(Value::as_object).is_some_and(|m| !m.is_empty()));
+    entries.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+    });
     let pos = entries.iter().position(|e| {
         e.get("manager").and_then(Value::as_str) == Some(manager)
             && e.get("operation").and_then(Value::as_str) == Some("Update")
@@ -184,7 +234,9 @@ pub fn record_update(new: &mut Value, old: Option<&Value>, manager: &str, api_ve
     });
     let mut entry = match pos {
         Some(p) => entries.remove(p),
-        None => json!({"manager": manager, "operation": "Update", "apiVersion": api_version, "fieldsType": "FieldsV1", "fieldsV1": {}}),
+        None => {
+            json!({"manager": manager, "operation": "Update", "apiVersion": api_version, "fieldsType": "FieldsV1", "fieldsV1": {}})
+        }
     };
     if let Some(fs) = entry.get_mut("fieldsV1") {
         merge_sets(fs, &changed);
@@ -215,10 +267,20 @@ mod tests {
     #[test]
     fn create_records_every_set_field_for_the_manager() {
         let mut obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"1"}},"data":{"k":"v"}});
-        record_update(&mut obj, None, "kubectl-create", "v1", "", "2024-01-01T00:00:00Z");
+        record_update(
+            &mut obj,
+            None,
+            "kubectl-create",
+            "v1",
+            "",
+            "2024-01-01T00:00:00Z",
+        );
         let mf = &obj["metadata"]["managedFields"][0];
         assert_eq!(mf["manager"], "kubectl-create");
-        assert_eq!(mf["fieldsV1"], json!({"f:data":{"f:k":{}},"f:metadata":{"f:labels":{"f:x":{}}}}));
+        assert_eq!(
+            mf["fieldsV1"],
+            json!({"f:data":{"f:k":{}},"f:metadata":{"f:labels":{"f:x":{}}}})
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(storage: EtcdStorage, service_allocator: Arc<ServiceAllocator>) -> Self {
-        let admission = Arc::new(Admission::new(vec![Arc::new(NamespaceLifecycle::new(storage.clone()))]));
+        let admission = Arc::new(Admission::new(vec![Arc::new(NamespaceLifecycle::new(
+            storage.clone(),
+        ))]));
         let mut caches: HashMap<&'static str, Arc<WatchCache>> = HashMap::new();
         let mut stores = Vec::new();
         let mut index = HashMap::new();
@@ -40,24 +42,49 @@ impl Registry {
             let cache = caches
                 .entry(info.storage_segment)
                 .or_insert_with(|| {
-                    let prefix = format!("{}/{}/", storage.prefix().trim_end_matches('/'), info.storage_segment);
+                    let prefix = format!(
+                        "{}/{}/",
+                        storage.prefix().trim_end_matches('/'),
+                        info.storage_segment
+                    );
                     WatchCache::start(storage.clone(), prefix, WATCH_CACHE_CAPACITY)
                 })
                 .clone();
-            let allocator: Option<Arc<dyn Allocator>> = if info.group.is_empty() && info.plural == "services" {
-                Some(service_allocator.clone())
-            } else {
-                None
-            };
-            let store = Arc::new(Store::new(strategy, storage.clone(), cache, admission.clone(), allocator));
-            index.insert((info.group.to_string(), info.version.to_string(), info.plural.to_string()), store.clone());
+            let allocator: Option<Arc<dyn Allocator>> =
+                if info.group.is_empty() && info.plural == "services" {
+                    Some(service_allocator.clone())
+                } else {
+                    None
+                };
+            let store = Arc::new(Store::new(
+                strategy,
+                storage.clone(),
+                cache,
+                admission.clone(),
+                allocator,
+            ));
+            index.insert(
+                (
+                    info.group.to_string(),
+                    info.version.to_string(),
+                    info.plural.to_string(),
+                ),
+                store.clone(),
+            );
             stores.push(store);
         }
-        Registry { stores, index, storage, service_allocator }
+        Registry {
+            stores,
+            index,
+            storage,
+            service_allocator,
+        }
     }
 
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
-        self.index.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+        self.index
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
 
     /// Wait until every watch cache has its initial list.
@@ -89,14 +116,21 @@ impl Registry {
     }
 
     pub fn stores_in(&self, group: &str, version: &str) -> Vec<Arc<Store>> {
-        self.stores.iter().filter(|s| s.info().group == group && s.info().version == version).cloned().collect()
+        self.stores
+            .iter()
+            .filter(|s| s.info().group == group && s.info().version == version)
+            .cloned()
+            .collect()
     }
 }
 
 /// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
 fn version_priority(v: &str) -> (u8, u32, u32) {
     let rest = v.trim_start_matches('v');
-    let (major, tail) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
+    let (major, tail) = rest.split_at(
+        rest.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len()),
+    );
     let major: u32 = major.parse().unwrap_or(0);
     if tail.is_empty() {
         (3, major, 0)

@@ -23,7 +23,10 @@ pub struct ServiceAllocator {
 }
 
 fn needs_node_ports(obj: &Value) -> bool {
-    matches!(obj.pointer("/spec/type").and_then(Value::as_str), Some("NodePort") | Some("LoadBalancer"))
+    matches!(
+        obj.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort") | Some("LoadBalancer")
+    )
 }
 
 fn is_external_name(obj: &Value) -> bool {
@@ -39,8 +42,12 @@ fn rand_u64() -> u64 {
 impl ServiceAllocator {
     /// `cidr` from --service-cluster-ip-range, `ports` from --service-node-port-range ("30000-32767").
     pub fn new(storage: EtcdStorage, cidr: &str, ports: &str) -> anyhow::Result<Self> {
-        let cidr: Ipv4Net = cidr.parse().map_err(|e| anyhow::anyhow!("invalid --service-cluster-ip-range {cidr:?}: {e}"))?;
-        let (a, b) = ports.split_once('-').ok_or_else(|| anyhow::anyhow!("invalid --service-node-port-range {ports:?}"))?;
+        let cidr: Ipv4Net = cidr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --service-cluster-ip-range {cidr:?}: {e}"))?;
+        let (a, b) = ports
+            .split_once('-')
+            .ok_or_else(|| anyhow::anyhow!("invalid --service-node-port-range {ports:?}"))?;
         let ports = (a.trim().parse()?, b.trim().parse()?);
         let root = storage.prefix().trim_end_matches('/').to_string();
         Ok(ServiceAllocator {
@@ -64,13 +71,18 @@ impl ServiceAllocator {
 
     async fn taken(&self, root: &str) -> Result<std::collections::HashSet<String>, ApiError> {
         let (kvs, _) = self.storage.list(root).await.map_err(ApiError::internal)?;
-        Ok(kvs.into_iter().map(|kv| kv.key.trim_start_matches(root).to_string()).collect())
+        Ok(kvs
+            .into_iter()
+            .map(|kv| kv.key.trim_start_matches(root).to_string())
+            .collect())
     }
 
     async fn pick_ip(&self) -> Result<Ipv4Addr, ApiError> {
         let taken = self.taken(&self.ip_root).await?;
         let base = u32::from(self.cidr.network());
-        let size = (1u64 << (32 - self.cidr.prefix_len())).saturating_sub(2).max(1);
+        let size = (1u64 << (32 - self.cidr.prefix_len()))
+            .saturating_sub(2)
+            .max(1);
         let start = rand_u64() % size;
         for i in 0..size {
             let off = 1 + ((start + i) % size) as u32;
@@ -79,7 +91,9 @@ impl ServiceAllocator {
                 return Ok(ip);
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     async fn pick_port(&self, also_taken: &[u16]) -> Result<u16, ApiError> {
@@ -92,11 +106,18 @@ impl ServiceAllocator {
                 return Ok(p);
             }
         }
-        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a nodePort: range is full",
+        ))
     }
 
     fn invalid(obj: &Value, field: &str, value: Value, detail: String) -> ApiError {
-        ApiError::invalid("Service", "", apimachinery::meta::name(obj), &[FieldError::invalid(field, value, detail)])
+        ApiError::invalid(
+            "Service",
+            "",
+            apimachinery::meta::name(obj),
+            &[FieldError::invalid(field, value, detail)],
+        )
     }
 }
 
@@ -117,7 +138,11 @@ impl Allocator for ServiceAllocator {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string);
-            let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let requested = obj
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let ip = if requested.is_empty() {
                 match old_ip {
                     Some(ip) => ip,
@@ -127,7 +152,12 @@ impl Allocator for ServiceAllocator {
                 requested
             } else {
                 let parsed: Ipv4Addr = requested.parse().map_err(|_| {
-                    Self::invalid(obj, "spec.clusterIPs[0]", json!(requested), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into())
+                    Self::invalid(
+                        obj,
+                        "spec.clusterIPs[0]",
+                        json!(requested),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into(),
+                    )
                 })?;
                 if old_ip.is_none() && !self.ip_in_range(parsed) {
                     return Err(Self::invalid(
@@ -146,7 +176,11 @@ impl Allocator for ServiceAllocator {
             obj["spec"]["clusterIPs"] = json!([ip]);
         }
         let node_ports = needs_node_ports(obj);
-        let old_ports: Vec<Value> = old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_ports: Vec<Value> = old
+            .and_then(|o| o.pointer("/spec/ports"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut used: Vec<u16> = Vec::new();
         let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
             return Ok(());
@@ -166,15 +200,23 @@ impl Allocator for ServiceAllocator {
                 // Keep the port's previous nodePort when the client omits it.
                 let prev = old_ports
                     .iter()
-                    .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"))
+                    .find(|o| {
+                        o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol")
+                    })
                     .and_then(|o| o.get("nodePort"))
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
-                let port = if prev > 0 { prev as u16 } else { self.pick_port(&used).await? };
+                let port = if prev > 0 {
+                    prev as u16
+                } else {
+                    self.pick_port(&used).await?
+                };
                 p["nodePort"] = json!(port);
                 used.push(port);
             } else {
-                let was_ours = old_ports.iter().any(|o| o.get("nodePort").and_then(Value::as_i64) == Some(cur));
+                let was_ours = old_ports
+                    .iter()
+                    .any(|o| o.get("nodePort").and_then(Value::as_i64) == Some(cur));
                 if !was_ours && (cur < self.ports.0 as i64 || cur > self.ports.1 as i64) {
                     return Err(ApiError::invalid(
                         "Service",
@@ -221,25 +263,41 @@ impl Allocator for ServiceAllocator {
     fn claim_taken(&self, obj: &Value, key: &str) -> ApiError {
         let name = apimachinery::meta::name(obj);
         if let Some(ip) = key.strip_prefix(&self.ip_root) {
-            let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+            let requested = obj
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if requested == ip {
                 return ApiError::invalid(
                     "Service",
                     "",
                     name,
-                    &[FieldError::invalid("spec.clusterIPs", json!([ip]), format!("failed to allocate IP {ip}: provided IP is already allocated"))],
+                    &[FieldError::invalid(
+                        "spec.clusterIPs",
+                        json!([ip]),
+                        format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                    )],
                 );
             }
         }
         if let Some(port) = key.strip_prefix(&self.port_root) {
             if let Some(ports) = obj.pointer("/spec/ports").and_then(Value::as_array) {
                 for (i, p) in ports.iter().enumerate() {
-                    if p.get("nodePort").and_then(Value::as_i64).map(|n| n.to_string()).as_deref() == Some(port) {
+                    if p.get("nodePort")
+                        .and_then(Value::as_i64)
+                        .map(|n| n.to_string())
+                        .as_deref()
+                        == Some(port)
+                    {
                         return ApiError::invalid(
                             "Service",
                             "",
                             name,
-                            &[FieldError::invalid(format!("spec.ports[{i}].nodePort"), json!(port.parse::<i64>().unwrap_or(0)), "provided port is already allocated")],
+                            &[FieldError::invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                json!(port.parse::<i64>().unwrap_or(0)),
+                                "provided port is already allocated",
+                            )],
                         );
                     }
                 }

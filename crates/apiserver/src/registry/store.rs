@@ -101,7 +101,9 @@ fn storage_err(gr: &GroupResource, name: &str, e: StorageError) -> ApiError {
             let mut e = ApiError::timeout();
             e.message = format!("Too large resource version: {requested}, current: {current}");
             e.retry_after = Some(1);
-            e.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+            e.details = Some(
+                json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+            );
             e
         }
         StorageError::Unavailable(m) => ApiError::service_unavailable(m),
@@ -110,7 +112,8 @@ fn storage_err(gr: &GroupResource, name: &str, e: StorageError) -> ApiError {
 }
 
 fn parse_rv(s: &str) -> Result<Revision, ApiError> {
-    s.parse::<Revision>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
+    s.parse::<Revision>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
 }
 
 /// Everything outside metadata and status: what a generation bump tracks.
@@ -152,8 +155,19 @@ impl Store {
         admission: Arc<Admission>,
         allocator: Option<Arc<dyn Allocator>>,
     ) -> Self {
-        let key_root = format!("{}/{}/", storage.prefix().trim_end_matches('/'), strategy.info().storage_segment);
-        Store { strategy, storage, cache, key_root, admission, allocator }
+        let key_root = format!(
+            "{}/{}/",
+            storage.prefix().trim_end_matches('/'),
+            strategy.info().storage_segment
+        );
+        Store {
+            strategy,
+            storage,
+            cache,
+            key_root,
+            admission,
+            allocator,
+        }
     }
 
     pub fn info(&self) -> &ResourceInfo {
@@ -188,7 +202,10 @@ impl Store {
     fn present(&self, stored: &Value, rv: Revision) -> Value {
         let mut v = self.strategy.from_storage(stored.clone());
         if let Some(m) = v.as_object_mut() {
-            m.insert("apiVersion".into(), Value::String(self.info().api_version()));
+            m.insert(
+                "apiVersion".into(),
+                Value::String(self.info().api_version()),
+            );
             m.insert("kind".into(), Value::String(self.info().kind.to_string()));
         }
         meta::set_resource_version(&mut v, &rv.to_string());
@@ -196,7 +213,8 @@ impl Store {
     }
 
     fn decode(&self, bytes: &[u8], rv: Revision) -> Result<Value, ApiError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("decoding stored object: {e}")))?;
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::internal(format!("decoding stored object: {e}")))?;
         Ok(self.present(&v, rv))
     }
 
@@ -223,26 +241,42 @@ impl Store {
         match field {
             "metadata.name" => Some(meta::name(obj).to_string()),
             "metadata.namespace" => Some(meta::namespace(obj).to_string()),
-            f => self.strategy.selectable_fields(obj).into_iter().find(|(k, _)| *k == f).map(|(_, v)| v),
+            f => self
+                .strategy
+                .selectable_fields(obj)
+                .into_iter()
+                .find(|(k, _)| *k == f)
+                .map(|(_, v)| v),
         }
     }
 
     /// Reject selectors on fields this resource cannot select by.
     pub fn check_field_selector(&self, sel: &FieldSelector) -> Result<(), ApiError> {
         for f in sel.fields() {
-            if f != "metadata.name" && f != "metadata.namespace" && !self.strategy.selectable_field_names().contains(&f) {
-                return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+            if f != "metadata.name"
+                && f != "metadata.namespace"
+                && !self.strategy.selectable_field_names().contains(&f)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {f}"
+                )));
             }
         }
         Ok(())
     }
 
     pub fn matches(&self, obj: &Value, opts: &ListOptions) -> bool {
-        opts.label_selector.matches(meta::labels(obj)) && opts.field_selector.matches(&|f: &str| self.field_value(obj, f))
+        opts.label_selector.matches(meta::labels(obj))
+            && opts
+                .field_selector
+                .matches(&|f: &str| self.field_value(obj, f))
     }
 
     async fn consistent_revision(&self) -> Result<Revision, ApiError> {
-        self.storage.current_revision().await.map_err(|e| storage_err(&self.gr(), "", e))
+        self.storage
+            .current_revision()
+            .await
+            .map_err(|e| storage_err(&self.gr(), "", e))
     }
 
     /// List objects, served from the watch cache (consistent reads wait for
@@ -269,7 +303,12 @@ impl Store {
         let mut last_key = None;
         let mut remaining = 0i64;
         let limit = opts.limit.filter(|l| *l > 0).map(|l| l as usize);
-        for CachedObject { key, object, revision } in objects.iter() {
+        for CachedObject {
+            key,
+            object,
+            revision,
+        } in objects.iter()
+        {
             if let Some(s) = &start_after {
                 if key.as_str() <= s.as_str() {
                     continue;
@@ -288,11 +327,18 @@ impl Store {
             last_key = Some(key.clone());
             items.push(v);
         }
-        let continue_token = if remaining > 0 { last_key.map(|k| encode_continue(rev, &k)) } else { None };
+        let continue_token = if remaining > 0 {
+            last_key.map(|k| encode_continue(rev, &k))
+        } else {
+            None
+        };
         Ok(ListResult {
             items,
             resource_version: rev,
-            remaining_item_count: if continue_token.is_some() && opts.label_selector.is_empty() && opts.field_selector.is_empty() {
+            remaining_item_count: if continue_token.is_some()
+                && opts.label_selector.is_empty()
+                && opts.field_selector.is_empty()
+            {
                 Some(remaining)
             } else {
                 None
@@ -303,10 +349,17 @@ impl Store {
 
     /// Fill system metadata for a new object and run the create pipeline up
     /// to (not including) storage. Returns the object to store.
-    async fn prepare_create(&self, ctx: &RequestContext, ns: &str, mut obj: Value) -> Result<Value, ApiError> {
+    async fn prepare_create(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         let info = self.info();
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the object provided is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the object provided is not a JSON object",
+            ));
         }
         if obj.get("metadata").map(|m| !m.is_object()).unwrap_or(true) {
             obj["metadata"] = json!({});
@@ -317,7 +370,9 @@ impl Store {
             m.remove("namespace");
         }
         if !meta::resource_version(&obj).is_empty() {
-            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("deletionTimestamp");
@@ -327,7 +382,11 @@ impl Store {
             m.remove("generation");
         }
         if meta::name(&obj).is_empty() {
-            if let Some(g) = obj.pointer("/metadata/generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+            if let Some(g) = obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
                 let name = format!("{g}{}", meta::generate_name_suffix());
                 meta::set_name(&mut obj, &name);
             }
@@ -347,15 +406,28 @@ impl Store {
         if let Some(a) = &self.allocator {
             a.allocate(&mut obj, None).await?;
         }
-        let mut errs = validation::validate_object_meta(&obj["metadata"], info.namespaced, self.strategy.name_validator());
+        let mut errs = validation::validate_object_meta(
+            &obj["metadata"],
+            info.namespaced,
+            self.strategy.name_validator(),
+        );
         if !ctx.internal {
             errs.extend(self.strategy.validate(&obj));
         }
         if !errs.is_empty() {
             return Err(self.invalid(&obj, &errs));
         }
-        self.admission.admit(Operation::Create, info, &obj, None, ctx).await?;
-        managed_fields::record_update(&mut obj, None, &ctx.field_manager, &info.api_version(), "", &meta::now_rfc3339());
+        self.admission
+            .admit(Operation::Create, info, &obj, None, ctx)
+            .await?;
+        managed_fields::record_update(
+            &mut obj,
+            None,
+            &ctx.field_manager,
+            &info.api_version(),
+            "",
+            &meta::now_rfc3339(),
+        );
         Ok(obj)
     }
 
@@ -364,7 +436,12 @@ impl Store {
     }
 
     /// POST: create an object.
-    pub async fn create(&self, ctx: &RequestContext, ns: &str, obj: Value) -> Result<Value, ApiError> {
+    pub async fn create(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        obj: Value,
+    ) -> Result<Value, ApiError> {
         let generated = meta::name(&obj).is_empty();
         let mut attempts = 0;
         loop {
@@ -372,18 +449,31 @@ impl Store {
             let prepared = self.prepare_create(ctx, ns, obj.clone()).await?;
             let name = meta::name(&prepared).to_string();
             if ctx.dry_run {
-                return Ok(self.strategy.from_storage(self.strategy.to_storage(prepared)));
+                return Ok(self
+                    .strategy
+                    .from_storage(self.strategy.to_storage(prepared)));
             }
             let claims: Vec<(String, Vec<u8>)> = self
                 .allocator
                 .as_ref()
-                .map(|a| a.claims(&prepared).into_iter().map(|k| (k, name.clone().into_bytes())).collect())
+                .map(|a| {
+                    a.claims(&prepared)
+                        .into_iter()
+                        .map(|k| (k, name.clone().into_bytes()))
+                        .collect()
+                })
                 .unwrap_or_default();
             let bytes = self.encode(&prepared)?;
-            match self.storage.create(&self.key(ns, &name), bytes, &claims).await {
+            match self
+                .storage
+                .create(&self.key(ns, &name), bytes, &claims)
+                .await
+            {
                 Ok(rev) => {
                     // Answer with what a read will return (conversions applied).
-                    let mut out = self.strategy.from_storage(self.strategy.to_storage(prepared));
+                    let mut out = self
+                        .strategy
+                        .from_storage(self.strategy.to_storage(prepared));
                     meta::set_resource_version(&mut out, &rev.to_string());
                     return Ok(out);
                 }
@@ -420,7 +510,11 @@ impl Store {
     {
         let gr = self.gr();
         for _ in 0..16 {
-            let current = self.storage.get(&self.key(ns, name)).await.map_err(|e| storage_err(&gr, name, e))?;
+            let current = self
+                .storage
+                .get(&self.key(ns, name))
+                .await
+                .map_err(|e| storage_err(&gr, name, e))?;
             let Some(kv) = current else {
                 if !self.strategy.allow_create_on_update() || !subresource.is_empty() {
                     return Err(ApiError::not_found(&gr, name));
@@ -435,7 +529,9 @@ impl Store {
             let old = self.decode(&kv.value, kv.mod_revision)?;
             let mut new = transform(Some(&old))?;
             if !new.is_object() {
-                return Err(ApiError::bad_request("the object provided is not a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the object provided is not a JSON object",
+                ));
             }
             // A client-supplied resourceVersion is a precondition.
             let client_rv = meta::resource_version(&new).to_string();
@@ -465,8 +561,16 @@ impl Store {
                 if ctx.dry_run {
                     return Ok((new, false));
                 }
-                let claims = self.allocator.as_ref().map(|a| a.claims(&old)).unwrap_or_default();
-                match self.storage.delete(&self.key(ns, name), Some(kv.mod_revision), &claims).await {
+                let claims = self
+                    .allocator
+                    .as_ref()
+                    .map(|a| a.claims(&old))
+                    .unwrap_or_default();
+                match self
+                    .storage
+                    .delete(&self.key(ns, name), Some(kv.mod_revision), &claims)
+                    .await
+                {
                     Ok(rev) => {
                         let mut out = new;
                         meta::set_resource_version(&mut out, &rev.to_string());
@@ -481,17 +585,31 @@ impl Store {
             }
             let (add, release) = match &self.allocator {
                 Some(a) => {
-                    let o: std::collections::BTreeSet<String> = a.claims(&old).into_iter().collect();
-                    let n: std::collections::BTreeSet<String> = a.claims(&new).into_iter().collect();
+                    let o: std::collections::BTreeSet<String> =
+                        a.claims(&old).into_iter().collect();
+                    let n: std::collections::BTreeSet<String> =
+                        a.claims(&new).into_iter().collect();
                     (
-                        n.difference(&o).map(|k| (k.clone(), name.as_bytes().to_vec())).collect::<Vec<_>>(),
+                        n.difference(&o)
+                            .map(|k| (k.clone(), name.as_bytes().to_vec()))
+                            .collect::<Vec<_>>(),
                         o.difference(&n).cloned().collect::<Vec<_>>(),
                     )
                 }
                 None => (Vec::new(), Vec::new()),
             };
             let bytes = self.encode(&new)?;
-            match self.storage.update(&self.key(ns, name), bytes, Some(kv.mod_revision), &add, &release).await {
+            match self
+                .storage
+                .update(
+                    &self.key(ns, name),
+                    bytes,
+                    Some(kv.mod_revision),
+                    &add,
+                    &release,
+                )
+                .await
+            {
                 Ok(rev) => {
                     let mut out = new;
                     meta::set_resource_version(&mut out, &rev.to_string());
@@ -499,7 +617,11 @@ impl Store {
                 }
                 Err(StorageError::Conflict { .. }) if !pinned => continue,
                 Err(StorageError::ClaimTaken { key }) => {
-                    return Err(self.allocator.as_ref().map(|a| a.claim_taken(&new, &key)).unwrap_or_else(|| ApiError::internal(key)))
+                    return Err(self
+                        .allocator
+                        .as_ref()
+                        .map(|a| a.claim_taken(&new, &key))
+                        .unwrap_or_else(|| ApiError::internal(key)))
                 }
                 Err(e) => return Err(storage_err(&gr, name, e)),
             }
@@ -511,10 +633,21 @@ impl Store {
     /// until the kubelet confirms or the grace period is 0.
     fn is_graceful_pending(&self, obj: &Value) -> bool {
         self.strategy.default_grace_period(obj).is_some()
-            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+            && obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0
     }
 
-    async fn prepare_update(&self, ctx: &RequestContext, _ns: &str, mut new: Value, old: &Value, subresource: &str) -> Result<Value, ApiError> {
+    async fn prepare_update(
+        &self,
+        ctx: &RequestContext,
+        _ns: &str,
+        mut new: Value,
+        old: &Value,
+        subresource: &str,
+    ) -> Result<Value, ApiError> {
         let info = self.info();
         if new.get("metadata").map(|m| !m.is_object()).unwrap_or(true) {
             new["metadata"] = json!({});
@@ -524,7 +657,14 @@ impl Store {
             m.insert("kind".into(), Value::String(info.kind.to_string()));
         }
         // System metadata is the server's.
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ] {
             match old["metadata"].get(f) {
                 Some(v) => {
                     new["metadata"][f] = v.clone();
@@ -599,8 +739,15 @@ impl Store {
                 a.allocate(&mut new, Some(old)).await?;
             }
         }
-        let mut errs = validation::validate_object_meta(&new["metadata"], info.namespaced, self.strategy.name_validator());
-        errs.extend(validation::validate_object_meta_update(&new["metadata"], &old["metadata"]));
+        let mut errs = validation::validate_object_meta(
+            &new["metadata"],
+            info.namespaced,
+            self.strategy.name_validator(),
+        );
+        errs.extend(validation::validate_object_meta_update(
+            &new["metadata"],
+            &old["metadata"],
+        ));
         // Binding is the server's own assignment of spec.nodeName: not a user spec update.
         if subresource != "status-binding" && !ctx.internal {
             errs.extend(self.strategy.validate_update(&new, old));
@@ -608,14 +755,34 @@ impl Store {
         if !errs.is_empty() {
             return Err(self.invalid(&new, &errs));
         }
-        self.admission.admit(Operation::Update, info, &new, Some(old), ctx).await?;
-        let sub = if subresource == "status-binding" { "binding" } else { subresource };
-        managed_fields::record_update(&mut new, Some(old), &ctx.field_manager, &info.api_version(), sub, &meta::now_rfc3339());
+        self.admission
+            .admit(Operation::Update, info, &new, Some(old), ctx)
+            .await?;
+        let sub = if subresource == "status-binding" {
+            "binding"
+        } else {
+            subresource
+        };
+        managed_fields::record_update(
+            &mut new,
+            Some(old),
+            &ctx.field_manager,
+            &info.api_version(),
+            sub,
+            &meta::now_rfc3339(),
+        );
         Ok(new)
     }
 
     /// PUT: replace an object (or its status).
-    pub async fn update(&self, ctx: &RequestContext, ns: &str, name: &str, subresource: &str, obj: Value) -> Result<(Value, bool), ApiError> {
+    pub async fn update(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        name: &str,
+        subresource: &str,
+        obj: Value,
+    ) -> Result<(Value, bool), ApiError> {
         let mut obj = obj;
         if self.info().namespaced {
             let body_ns = meta::namespace(&obj).to_string();
@@ -626,12 +793,19 @@ impl Store {
             }
             meta::set_namespace(&mut obj, ns);
         }
-        self.guaranteed_update(ctx, ns, name, subresource, |_old| Ok(obj.clone())).await
+        self.guaranteed_update(ctx, ns, name, subresource, |_old| Ok(obj.clone()))
+            .await
     }
 
     /// DELETE one object. Returns the object and whether it is gone now
     /// (false: it has a deletionTimestamp and waits for finalizers or its grace period).
-    pub async fn delete(&self, ctx: &RequestContext, ns: &str, name: &str, opts: &DeleteOptions) -> Result<(Value, bool), ApiError> {
+    pub async fn delete(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(Value, bool), ApiError> {
         let gr = self.gr();
         for _ in 0..16 {
             let kv = self
@@ -662,13 +836,18 @@ impl Store {
                     ));
                 }
             }
-            self.admission.admit(Operation::Delete, self.info(), &obj, None, ctx).await?;
+            self.admission
+                .admit(Operation::Delete, self.info(), &obj, None, ctx)
+                .await?;
             let mut finalizers = meta::finalizers(&obj);
-            let policy = opts.propagation_policy.clone().or_else(|| match opts.orphan_dependents {
-                Some(true) => Some("Orphan".into()),
-                Some(false) => Some("Background".into()),
-                None => None,
-            });
+            let policy = opts
+                .propagation_policy
+                .clone()
+                .or_else(|| match opts.orphan_dependents {
+                    Some(true) => Some("Orphan".into()),
+                    Some(false) => Some("Background".into()),
+                    None => None,
+                });
             let mut changed_finalizers = false;
             match policy.as_deref() {
                 Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
@@ -691,7 +870,11 @@ impl Store {
                         "DeleteOptions",
                         "",
                         "",
-                        &[FieldError::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan"])],
+                        &[FieldError::not_supported(
+                            "propagationPolicy",
+                            p,
+                            &["Foreground", "Background", "Orphan"],
+                        )],
                     ));
                 }
                 _ => {}
@@ -700,12 +883,21 @@ impl Store {
             let mut grace = None;
             if let Some(default) = self.strategy.default_grace_period(&obj) {
                 let mut g = opts.grace_period_seconds.unwrap_or(default).max(0);
-                let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-                let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+                let bound = obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                let phase = obj
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if !bound || phase == "Failed" || phase == "Succeeded" {
                     g = 0;
                 }
-                if let Some(cur) = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) {
+                if let Some(cur) = obj
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                {
                     g = g.min(cur);
                 }
                 grace = Some(g);
@@ -714,7 +906,9 @@ impl Store {
             let pending = held || !finalizers.is_empty() || grace.is_some_and(|g| g > 0);
             if pending {
                 let already = meta::deletion_timestamp(&obj).is_some();
-                let cur_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let cur_grace = obj
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
                 let new_grace = grace.unwrap_or(0);
                 if already && !changed_finalizers && cur_grace == Some(new_grace) && !held {
                     return Ok((obj, false));
@@ -722,7 +916,9 @@ impl Store {
                 meta::set_finalizers(&mut obj, &finalizers);
                 let now = chrono::Utc::now();
                 if !already || cur_grace.is_some_and(|c| new_grace < c) {
-                    let ts = (now + chrono::Duration::seconds(new_grace)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                    let ts = (now + chrono::Duration::seconds(new_grace))
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string();
                     meta::set_deletion_timestamp(&mut obj, Some(&ts));
                 }
                 meta::set_deletion_grace_period_seconds(&mut obj, Some(new_grace));
@@ -734,7 +930,11 @@ impl Store {
                     return Ok((obj, false));
                 }
                 let bytes = self.encode(&obj)?;
-                match self.storage.update(&self.key(ns, name), bytes, Some(kv.mod_revision), &[], &[]).await {
+                match self
+                    .storage
+                    .update(&self.key(ns, name), bytes, Some(kv.mod_revision), &[], &[])
+                    .await
+                {
                     Ok(rev) => {
                         meta::set_resource_version(&mut obj, &rev.to_string());
                         return Ok((obj, false));
@@ -746,8 +946,16 @@ impl Store {
             if ctx.dry_run {
                 return Ok((obj, true));
             }
-            let claims = self.allocator.as_ref().map(|a| a.claims(&obj)).unwrap_or_default();
-            match self.storage.delete(&self.key(ns, name), Some(kv.mod_revision), &claims).await {
+            let claims = self
+                .allocator
+                .as_ref()
+                .map(|a| a.claims(&obj))
+                .unwrap_or_default();
+            match self
+                .storage
+                .delete(&self.key(ns, name), Some(kv.mod_revision), &claims)
+                .await
+            {
                 Ok(_) => return Ok((obj, true)),
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(StorageError::NotFound { .. }) => return Err(ApiError::not_found(&gr, name)),
@@ -758,11 +966,20 @@ impl Store {
     }
 
     /// DELETE on the collection: every matching object.
-    pub async fn delete_collection(&self, ctx: &RequestContext, ns: &str, list: &ListOptions, opts: &DeleteOptions) -> Result<Vec<Value>, ApiError> {
+    pub async fn delete_collection(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Value>, ApiError> {
         let items = self.list(ns, list).await?.items;
         let mut out = Vec::new();
         for item in items {
-            match self.delete(ctx, meta::namespace(&item), meta::name(&item), opts).await {
+            match self
+                .delete(ctx, meta::namespace(&item), meta::name(&item), opts)
+                .await
+            {
                 Ok((v, _)) => out.push(v),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -773,10 +990,23 @@ impl Store {
 
     /// Start a watch. Returns the initial events to send (for RV "" / "0" /
     /// sendInitialEvents) and the live receiver.
-    pub async fn watch(&self, ns: &str, opts: &ListOptions) -> Result<(Vec<WatchEvent>, Revision, tokio::sync::mpsc::Receiver<WatchItem>), ApiError> {
+    pub async fn watch(
+        &self,
+        ns: &str,
+        opts: &ListOptions,
+    ) -> Result<
+        (
+            Vec<WatchEvent>,
+            Revision,
+            tokio::sync::mpsc::Receiver<WatchItem>,
+        ),
+        ApiError,
+    > {
         self.check_field_selector(&opts.field_selector)?;
         let rv = opts.resource_version.clone().unwrap_or_default();
-        let send_initial = opts.send_initial_events.unwrap_or(rv.is_empty() || rv == "0");
+        let send_initial = opts
+            .send_initial_events
+            .unwrap_or(rv.is_empty() || rv == "0");
         let mut initial = Vec::new();
         let from = if send_initial {
             let min = if rv.is_empty() {
@@ -786,24 +1016,38 @@ impl Store {
             } else {
                 Some(parse_rv(&rv)?)
             };
-            let (objects, rev) = self.cache.list(&self.prefix_for(ns), min).await.map_err(|e| storage_err(&self.gr(), "", e))?;
+            let (objects, rev) = self
+                .cache
+                .list(&self.prefix_for(ns), min)
+                .await
+                .map_err(|e| storage_err(&self.gr(), "", e))?;
             for o in objects.iter() {
                 let v = self.present(&o.object, o.revision);
                 if self.matches(&v, opts) {
-                    initial.push(WatchEvent { event_type: "ADDED", object: v });
+                    initial.push(WatchEvent {
+                        event_type: "ADDED",
+                        object: v,
+                    });
                 }
             }
             rev
         } else {
             parse_rv(&rv)?
         };
-        let rx = self.cache.watch(&self.prefix_for(ns), from).map_err(|e| storage_err(&self.gr(), "", e))?;
+        let rx = self
+            .cache
+            .watch(&self.prefix_for(ns), from)
+            .map_err(|e| storage_err(&self.gr(), "", e))?;
         Ok((initial, from, rx))
     }
 
     /// Turn a cache event into what this watcher sees (label/field filtering
     /// with transitions: an object leaving the selection is DELETED for it).
-    pub fn filter_event(&self, ev: &storage::cache::CacheEvent, opts: &ListOptions) -> Option<WatchEvent> {
+    pub fn filter_event(
+        &self,
+        ev: &storage::cache::CacheEvent,
+        opts: &ListOptions,
+    ) -> Option<WatchEvent> {
         use storage::cache::EventType;
         let cur = self.present(&ev.object, ev.revision);
         let cur_match = self.matches(&cur, opts);
@@ -812,12 +1056,27 @@ impl Store {
             self.matches(&pv, opts)
         });
         match ev.event_type {
-            EventType::Added => cur_match.then_some(WatchEvent { event_type: "ADDED", object: cur }),
-            EventType::Deleted => (cur_match || prev_match == Some(true)).then_some(WatchEvent { event_type: "DELETED", object: cur }),
+            EventType::Added => cur_match.then_some(WatchEvent {
+                event_type: "ADDED",
+                object: cur,
+            }),
+            EventType::Deleted => (cur_match || prev_match == Some(true)).then_some(WatchEvent {
+                event_type: "DELETED",
+                object: cur,
+            }),
             EventType::Modified => match (prev_match.unwrap_or(true), cur_match) {
-                (true, true) => Some(WatchEvent { event_type: "MODIFIED", object: cur }),
-                (false, true) => Some(WatchEvent { event_type: "ADDED", object: cur }),
-                (true, false) => Some(WatchEvent { event_type: "DELETED", object: cur }),
+                (true, true) => Some(WatchEvent {
+                    event_type: "MODIFIED",
+                    object: cur,
+                }),
+                (false, true) => Some(WatchEvent {
+                    event_type: "ADDED",
+                    object: cur,
+                }),
+                (true, false) => Some(WatchEvent {
+                    event_type: "DELETED",
+                    object: cur,
+                }),
                 (false, false) => None,
             },
         }
@@ -844,13 +1103,20 @@ fn encode_continue(rev: Revision, last_key: &str) -> String {
 
 fn decode_continue(tok: &str) -> Result<(Revision, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(tok.trim_end_matches('='))
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.trim_end_matches('\u{0}').to_string();
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .trim_end_matches('\u{0}')
+        .to_string();
     Ok((rv, start))
 }
 
