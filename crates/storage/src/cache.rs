@@ -1,15 +1,16 @@
 //! The per-resource watch cache.
 //!
 //! A [`WatchCache`] keeps the decoded objects under one key prefix (one
-//! resource, e.g. `/registry/pods/`) in memory, fed by a single etcd watch, plus
-//! a fixed-size window of recent events. Lists, gets and watches of the
-//! resource are served from it; etcd sees one list and one watch per resource
+//! resource, e.g. `/registry/pods/`) in memory, plus a fixed-size window of
+//! recent events. Lists, gets and watches of the resource are served from it;
+//! etcd sees one list per resource (and one watch shared by all caches)
 //! instead of one per client.
 //!
 //! Consistency model:
 //! * The cache has a revision: every change with a revision `<=` it has been
-//!   applied. It advances with events and with etcd progress notifications, so
-//!   it keeps up with the store even when this resource is idle.
+//!   applied. All caches of one [`EtcdStorage`] are fed by one watch over the
+//!   whole key space, so a cache's revision advances with every change of the
+//!   store, even when its own resource is idle.
 //! * Reads may ask for a minimum revision ("not older than"); they wait a bounded
 //!   time for the cache to catch up.
 //! * Watches replay buffered events after the requested revision and continue
@@ -27,7 +28,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
-use crate::watch::{spawn_watch, ProgressRequester};
+use crate::hub::HubItem;
 use crate::{EtcdStorage, KeyValue, Result, Revision, StorageError, StorageEvent};
 
 /// How long reads wait for the cache to reach a requested revision.
@@ -100,7 +101,6 @@ struct Shared {
     state: Mutex<State>,
     revision_tx: watch::Sender<Revision>,
     ready_tx: watch::Sender<bool>,
-    progress: ProgressRequester,
 }
 
 struct State {
@@ -163,7 +163,6 @@ impl WatchCache {
             }),
             revision_tx,
             ready_tx,
-            progress: ProgressRequester::default(),
         });
         let task = tokio::spawn(run(shared.clone())).abort_handle();
         Arc::new(WatchCache { shared, task })
@@ -365,7 +364,6 @@ impl Shared {
         if *rx.borrow() >= rev {
             return Ok(());
         }
-        let _wanted = self.progress.want();
         let reached = matches!(
             tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= rev)).await,
             Ok(Ok(_))
@@ -411,9 +409,11 @@ impl Shared {
         self.ready_tx.send_replace(true);
     }
 
-    /// Applies a batch of watch events (all of one etcd response) atomically.
-    fn apply(&self, batch: Vec<StorageEvent>) {
+    /// Applies a batch of watch events (all of one etcd response) atomically;
+    /// afterwards the cache is at `revision`.
+    fn apply(&self, batch: Vec<StorageEvent>, revision: Revision) {
         let mut state = self.lock();
+        state.revision = state.revision.max(revision);
         for ev in batch {
             match ev {
                 StorageEvent::Progress { revision } => {
@@ -555,39 +555,35 @@ fn set_resource_version(v: &mut Value, rev: Revision) {
 async fn run(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_START;
     loop {
-        let (kvs, rev) = match shared.storage.list(&shared.key_prefix).await {
+        // Subscribe first, then list: the list is at a revision >= the
+        // subscription point, so the events after the list are all delivered.
+        let (_position, mut changes) = shared.storage.subscribe(&shared.key_prefix).await;
+        let (kvs, listed) = match shared.storage.list(&shared.key_prefix).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(prefix = %shared.key_prefix, error = %e, "watch cache list failed; retrying");
+                drop(changes);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
-        shared.replace(kvs, rev);
-        tracing::debug!(prefix = %shared.key_prefix, revision = rev, "watch cache loaded");
+        backoff = BACKOFF_START;
+        shared.replace(kvs, listed);
+        tracing::debug!(prefix = %shared.key_prefix, revision = listed, "watch cache loaded");
 
-        let mut events = spawn_watch(
-            shared.storage.clone(),
-            shared.key_prefix.clone(),
-            rev,
-            shared.progress.clone(),
-        );
         let mut ticker = tokio::time::interval(PROGRESS_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                item = events.recv() => match item {
-                    Some(Ok(batch)) => {
-                        backoff = BACKOFF_START;
-                        shared.apply(batch);
-                    }
-                    Some(Err(e)) => {
-                        tracing::info!(prefix = %shared.key_prefix, error = %e, "watch cache must relist");
-                        break;
+                item = changes.recv() => match item {
+                    Some(HubItem { events, revision }) => {
+                        // Changes up to the list revision are part of the list.
+                        let events = events.into_iter().filter(|e| e.revision() > listed).collect();
+                        shared.apply(events, revision);
                     }
                     None => {
-                        tracing::warn!(prefix = %shared.key_prefix, "watch cache lost its etcd watch; relisting");
+                        tracing::info!(prefix = %shared.key_prefix, "etcd watch restarted; watch cache relists");
                         break;
                     }
                 },

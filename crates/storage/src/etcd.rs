@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    TlsOptions, Txn, TxnOp, WatchClient,
+    MaintenanceClient, TlsOptions, Txn, TxnOp, WatchClient,
 };
 use futures::{Stream, StreamExt};
 use tokio::task::JoinHandle;
 
-use crate::watch::{spawn_watch, ProgressRequester};
+use crate::hub::{Hub, HubItem};
+use crate::watch::{ordered_progress_version, spawn_watch, WatchSpec};
 use crate::{EtcdConfig, KeyValue, Result, Revision, StorageError, StorageEvent};
 
 /// Callback receiving the latency of every etcd request:
@@ -41,8 +42,15 @@ const MAX_DECODING_MESSAGE_SIZE: usize = i32::MAX as usize;
 
 /// Access to etcd: the apiserver's only way to read and write objects.
 ///
-/// Cheap to clone; all clones share one connection pool (balanced over all
-/// configured endpoints) and one latency observer.
+/// Cheap to clone; all clones share the connections, the latency observer and
+/// the watch feeding the watch caches.
+///
+/// Requests go to one member (the first endpoint initially) and fail over to
+/// the next one when it cannot be reached or fails; a failed member is avoided
+/// for a few seconds. Requests that may have reached etcd before the connection
+/// broke are repeated on another member only when that is safe: reads,
+/// compare-guarded writes (whose outcome is then checked) and blind writes of
+/// the same value.
 #[derive(Clone)]
 pub struct EtcdStorage {
     inner: Arc<Inner>,
@@ -54,6 +62,10 @@ struct Inner {
     preferred: AtomicUsize,
     /// Members that failed recently, with the time until which they are avoided.
     down_until: Mutex<Vec<Option<Instant>>>,
+    /// Per member: whether it answers progress requests in order (once known).
+    ordered_progress: Mutex<Vec<Option<bool>>>,
+    /// The shared whole-keyspace watch feeding the watch caches.
+    hub: Arc<Hub>,
     prefix: String,
     observer: RwLock<Option<Observer>>,
 }
@@ -63,6 +75,7 @@ struct Member {
     url: String,
     kv: KvClient,
     watch: WatchClient,
+    maintenance: MaintenanceClient,
 }
 
 /// How a failed request may be retried on another member.
@@ -70,7 +83,7 @@ struct Member {
 enum Retry {
     /// The request never reached etcd (or was rejected before being applied).
     NotSent,
-    /// Connection trouble after sending: only idempotent requests may be retried.
+    /// Connection trouble after sending: etcd may or may not have applied it.
     MaybeSent,
     /// A definite answer from etcd.
     No,
@@ -94,7 +107,7 @@ enum Failure {
 impl EtcdStorage {
     /// Connects to the etcd members in `cfg.endpoints`.
     ///
-    /// Requests are balanced over all endpoints, so the loss of a member is
+    /// Requests fail over between the endpoints, so the loss of a member is
     /// tolerated as long as the cluster keeps quorum. `https://` endpoints are
     /// verified with `ca_file` and authenticate with `cert_file`/`key_file`.
     /// Connections are established lazily: this succeeds even when etcd is not
@@ -145,6 +158,7 @@ impl EtcdStorage {
                 watch: client
                     .watch_client()
                     .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+                maintenance: client.maintenance_client(),
             });
         }
         let n = members.len();
@@ -153,6 +167,8 @@ impl EtcdStorage {
                 members,
                 preferred: AtomicUsize::new(0),
                 down_until: Mutex::new(vec![None; n]),
+                ordered_progress: Mutex::new(vec![None; n]),
+                hub: Arc::new(Hub::default()),
                 prefix: normalize_prefix(&cfg.prefix),
                 observer: RwLock::new(None),
             }),
@@ -246,35 +262,50 @@ impl EtcdStorage {
     }
 
     /// Runs one request (built by `f` for a member's KV client) with the request
-    /// timeout, failing over to the other members when the request could not be
-    /// delivered (any failure for `idempotent` requests), and reports the latency
-    /// to the observer.
-    async fn call<T, F, Fut>(
+    /// timeout, failing over to the other members when a member cannot be
+    /// reached or fails, and reports the latency to the observer.
+    async fn call<T, F, Fut>(&self, op: &'static str, key: &str, f: F) -> Result<T>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call_tracked(op, key, REQUEST_TIMEOUT, f)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// Like [`EtcdStorage::call`]; also tells whether an earlier, failed attempt
+    /// may nevertheless have been applied by etcd (the connection broke after the
+    /// request was sent). Only requests that are safe to repeat go through here:
+    /// reads, blind writes of the same value, and writes guarded by compares
+    /// (whose callers check the outcome).
+    async fn call_tracked<T, F, Fut>(
         &self,
         op: &'static str,
         key: &str,
-        idempotent: bool,
+        timeout: Duration,
         mut f: F,
-    ) -> Result<T>
+    ) -> Result<(T, bool)>
     where
         F: FnMut(KvClient) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let start = Instant::now();
         let mut result = Err(StorageError::Unavailable("no etcd members".into()));
+        let mut ambiguous = false;
         for idx in self.member_order() {
             let kv = self.inner.members[idx].kv.clone();
-            let (retry, err) = match tokio::time::timeout(REQUEST_TIMEOUT, f(kv)).await {
+            let (retry, err) = match tokio::time::timeout(timeout, f(kv)).await {
                 Ok(Ok(v)) => {
                     self.report_success(idx);
-                    result = Ok(v);
+                    result = Ok((v, ambiguous));
                     break;
                 }
                 Ok(Err(e)) => (retry_class(&e), map_etcd_error(e)),
                 Err(_) => (
                     Retry::MaybeSent,
                     StorageError::Unavailable(format!(
-                        "etcd request {op} {key} timed out after {REQUEST_TIMEOUT:?}"
+                        "etcd request {op} {key} timed out after {timeout:?}"
                     )),
                 ),
             };
@@ -283,10 +314,8 @@ impl EtcdStorage {
                 Retry::No => break,
                 Retry::NotSent => self.report_failure(idx),
                 Retry::MaybeSent => {
+                    ambiguous = true;
                     self.report_failure(idx);
-                    if !idempotent {
-                        break;
-                    }
                 }
             }
         }
@@ -303,26 +332,86 @@ impl EtcdStorage {
         result
     }
 
-    async fn call_txn(&self, op: &'static str, key: &str, txn: &Txn) -> Result<(bool, Revision)> {
-        let resp = self
-            .call(op, key, false, |mut kv| {
+    /// Runs a transaction; returns (succeeded, header revision, whether an
+    /// earlier attempt may have been applied).
+    async fn call_txn(
+        &self,
+        op: &'static str,
+        key: &str,
+        txn: &Txn,
+    ) -> Result<(bool, Revision, bool)> {
+        let (resp, ambiguous) = self
+            .call_tracked(op, key, REQUEST_TIMEOUT, |mut kv| {
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })
             .await?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((resp.succeeded(), rev))
+        Ok((resp.succeeded(), rev, ambiguous))
+    }
+
+    /// After a failed transaction whose earlier attempt may have been applied:
+    /// if `key` now holds exactly `value`, that attempt succeeded; returns its revision.
+    async fn applied_earlier(&self, key: &str, value: &[u8]) -> Result<Option<Revision>> {
+        Ok(self
+            .get(key)
+            .await?
+            .filter(|kv| kv.value[..] == *value)
+            .map(|kv| kv.mod_revision))
+    }
+
+    /// Whether member `idx` answers explicit progress requests in order with
+    /// events (asked once per member; `false` while unknown).
+    pub(crate) async fn progress_requests_are_ordered(&self, idx: usize) -> bool {
+        if let Some(known) = self
+            .inner
+            .ordered_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(idx)
+            .copied()
+            .flatten()
+        {
+            return known;
+        }
+        let Some(member) = self.inner.members.get(idx) else {
+            return false;
+        };
+        let mut maintenance = member.maintenance.clone();
+        match tokio::time::timeout(HEALTH_TIMEOUT, maintenance.status()).await {
+            Ok(Ok(status)) => {
+                let ordered = ordered_progress_version(status.version());
+                if !ordered {
+                    tracing::info!(endpoint = %member.url, version = status.version(), "etcd member answers progress requests out of order; relying on periodic notifications");
+                }
+                if let Some(slot) = self
+                    .inner
+                    .ordered_progress
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(idx)
+                {
+                    *slot = Some(ordered);
+                }
+                ordered
+            }
+            _ => false,
+        }
+    }
+
+    /// Subscribes to the shared whole-keyspace watch for keys under `prefix`
+    /// (see [`crate::hub`]).
+    pub(crate) async fn subscribe(
+        &self,
+        prefix: &str,
+    ) -> (Revision, tokio::sync::mpsc::UnboundedReceiver<HubItem>) {
+        self.inner.hub.subscribe(self, prefix).await
     }
 
     /// Reads one key (linearizable). `Ok(None)` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let mut resp = self
-            .call(
-                "get",
-                key,
-                true,
-                |mut kv| async move { kv.get(key, None).await },
-            )
+            .call("get", key, |mut kv| async move { kv.get(key, None).await })
             .await?;
         Ok(resp.take_kvs().into_iter().next().map(convert_kv))
     }
@@ -331,7 +420,7 @@ impl EtcdStorage {
     /// key. Also returns the store revision the list was taken at.
     pub async fn list(&self, key_prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
         let mut resp = self
-            .call("list", key_prefix, true, |mut kv| async move {
+            .call("list", key_prefix, |mut kv| async move {
                 kv.get(key_prefix, Some(GetOptions::new().with_prefix()))
                     .await
             })
@@ -344,7 +433,7 @@ impl EtcdStorage {
     /// Counts the keys starting with `key_prefix`.
     pub async fn count(&self, key_prefix: &str) -> Result<i64> {
         let resp = self
-            .call("count", key_prefix, true, |mut kv| async move {
+            .call("count", key_prefix, |mut kv| async move {
                 kv.get(
                     key_prefix,
                     Some(GetOptions::new().with_prefix().with_count_only()),
@@ -369,16 +458,21 @@ impl EtcdStorage {
         claims: &[(String, Vec<u8>)],
     ) -> Result<Revision> {
         let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
-        let mut ops = vec![TxnOp::put(key, value, None)];
+        let mut ops = vec![TxnOp::put(key, value.clone(), None)];
         for (ck, cv) in claims {
             compares.push(Compare::version(ck.as_str(), CompareOp::Equal, 0));
             ops.push(TxnOp::put(ck.as_str(), cv.clone(), None));
         }
         let txn = Txn::new().when(compares).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.call_txn("create", key, &txn).await?;
+            let (ok, rev, ambiguous) = self.call_txn("create", key, &txn).await?;
             if ok {
                 return Ok(rev);
+            }
+            if ambiguous {
+                if let Some(rev) = self.applied_earlier(key, &value).await? {
+                    return Ok(rev);
+                }
             }
             if self.get(key).await?.is_some() {
                 return Err(StorageError::AlreadyExists {
@@ -418,7 +512,7 @@ impl EtcdStorage {
             Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
             None => Compare::version(key, CompareOp::Greater, 0),
         }];
-        let mut ops = vec![TxnOp::put(key, value, None)];
+        let mut ops = vec![TxnOp::put(key, value.clone(), None)];
         for (ck, cv) in add_claims {
             compares.push(Compare::version(ck.as_str(), CompareOp::Equal, 0));
             ops.push(TxnOp::put(ck.as_str(), cv.clone(), None));
@@ -428,9 +522,14 @@ impl EtcdStorage {
         }
         let txn = Txn::new().when(compares).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.call_txn("update", key, &txn).await?;
+            let (ok, rev, ambiguous) = self.call_txn("update", key, &txn).await?;
             if ok {
                 return Ok(rev);
+            }
+            if ambiguous {
+                if let Some(rev) = self.applied_earlier(key, &value).await? {
+                    return Ok(rev);
+                }
             }
             match self.explain_precondition(key, expected).await? {
                 Failure::Err(e) => return Err(e),
@@ -470,7 +569,7 @@ impl EtcdStorage {
         }
         let txn = Txn::new().when(vec![compare]).and_then(ops);
         for _ in 0..TXN_ATTEMPTS {
-            let (ok, rev) = self.call_txn("delete", key, &txn).await?;
+            let (ok, rev, _) = self.call_txn("delete", key, &txn).await?;
             if ok {
                 return Ok(rev);
             }
@@ -518,7 +617,7 @@ impl EtcdStorage {
     /// API objects). Returns the revision of the write.
     pub async fn put_unconditional(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
         let resp = self
-            .call("update", key, false, |mut kv| {
+            .call("update", key, |mut kv| {
                 let value = value.clone();
                 async move { kv.put(key, value, None).await }
             })
@@ -531,7 +630,7 @@ impl EtcdStorage {
         let key = format!("{}/", self.inner.prefix);
         let k = key.as_str();
         let resp = self
-            .call("get", k, true, |mut kv| async move {
+            .call("get", k, |mut kv| async move {
                 kv.get(k, Some(GetOptions::new().with_count_only())).await
             })
             .await?;
@@ -545,7 +644,7 @@ impl EtcdStorage {
     /// a future revision yields [`StorageError::TooLargeResourceVersion`].
     pub async fn compact(&self, rev: Revision) -> Result<()> {
         match self
-            .call("compact", COMPACT_REV_KEY, true, |mut kv| async move {
+            .call("compact", COMPACT_REV_KEY, |mut kv| async move {
                 kv.compact(rev, None).await
             })
             .await
@@ -563,20 +662,41 @@ impl EtcdStorage {
         }
     }
 
-    /// Probes etcd with a quick linearizable read (2 s timeout). Used by the
-    /// `/readyz` and `/livez` etcd checks.
+    /// Probes etcd with a quick linearizable read (2 s per member; a member
+    /// that does not answer is skipped). Used by the `/readyz` and `/livez` etcd
+    /// checks. Not reported to the latency observer.
     pub async fn health(&self) -> Result<()> {
         let key = format!("{}/health", self.inner.prefix);
         let k = key.as_str();
-        let probe = self.call("get", k, true, |mut kv| async move {
-            kv.get(k, Some(GetOptions::new().with_count_only())).await
-        });
-        match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(StorageError::Unavailable(format!(
-                "etcd health check timed out after {HEALTH_TIMEOUT:?}"
-            ))),
+        let mut last = StorageError::Unavailable("no etcd members".into());
+        for idx in self.member_order() {
+            let mut kv = self.inner.members[idx].kv.clone();
+            match tokio::time::timeout(
+                HEALTH_TIMEOUT,
+                kv.get(k, Some(GetOptions::new().with_count_only())),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    self.report_success(idx);
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    let retry = retry_class(&e);
+                    last = map_etcd_error(e);
+                    if retry == Retry::No {
+                        return Err(last);
+                    }
+                }
+                Err(_) => {
+                    last = StorageError::Unavailable(format!(
+                        "etcd health check timed out after {HEALTH_TIMEOUT:?}"
+                    ));
+                }
+            }
+            self.report_failure(idx);
         }
+        Err(last)
     }
 
     /// Starts the periodic compactor (`--etcd-compaction-interval`): every
@@ -620,11 +740,11 @@ impl EtcdStorage {
                 expected_version,
             )])
             .and_then(vec![TxnOp::put(COMPACT_REV_KEY, Vec::new(), None)]);
-        let (won, current) = self.call_txn("compact", COMPACT_REV_KEY, &txn).await?;
+        let (won, current, _) = self.call_txn("compact", COMPACT_REV_KEY, &txn).await?;
         if !won {
             // Another apiserver compacted during this interval; follow its lead.
             let mut resp = self
-                .call("get", COMPACT_REV_KEY, true, |mut kv| async move {
+                .call("get", COMPACT_REV_KEY, |mut kv| async move {
                     kv.get(COMPACT_REV_KEY, None).await
                 })
                 .await?;
@@ -642,23 +762,29 @@ impl EtcdStorage {
     }
 
     /// Watches every key starting with `key_prefix`, delivering changes with a
-    /// revision `> from` (with previous values) and periodic
-    /// [`StorageEvent::Progress`] notifications. Transient connection failures
-    /// are retried transparently (resuming after the last delivered revision);
-    /// if that history was compacted the stream yields
-    /// [`StorageError::Expired`] and ends. Must be called within a Tokio runtime;
-    /// dropping the stream stops the watch.
+    /// revision `> from` (with previous values, when etcd still has them) in
+    /// revision order, plus [`StorageEvent::Progress`] notifications: every
+    /// second on etcd >= 3.4.25 / 3.5.8 (explicit progress requests), otherwise
+    /// at etcd's periodic progress-notify interval (10 min by default) since
+    /// older versions may answer requests ahead of pending events.
+    ///
+    /// Transient connection failures are retried transparently (resuming after
+    /// the last delivered revision, on another member if needed); if that
+    /// history was compacted the stream yields [`StorageError::Expired`] and
+    /// ends. Must be called within a Tokio runtime; dropping the stream stops
+    /// the watch. (Watch caches do not use this: they share one watch of the
+    /// whole key space, which tracks the store revision exactly.)
     pub fn watch(
         &self,
         key_prefix: &str,
         from: Revision,
     ) -> impl Stream<Item = Result<StorageEvent>> + Send + 'static {
-        let rx = spawn_watch(
-            self.clone(),
-            key_prefix.to_string(),
-            from,
-            ProgressRequester::default(),
-        );
+        let spec = WatchSpec {
+            key_prefix: key_prefix.to_string(),
+            prev_kv: true,
+            request_progress: true,
+        };
+        let rx = spawn_watch(self.clone(), spec, from);
         tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(|batch| {
             let items: Vec<Result<StorageEvent>> = match batch {
                 Ok(events) => events.into_iter().map(Ok).collect(),

@@ -11,8 +11,8 @@
 //!   compare-and-swap updates and deletes, consistent lists, watches,
 //!   compaction and health checks).
 //! * [`cache::WatchCache`] keeps an in-memory, per-resource copy of the objects
-//!   under one key prefix, fed by a single etcd watch, and serves lists, gets
-//!   and watches from memory.
+//!   under one key prefix and serves lists, gets and watches from memory. All
+//!   caches of one storage share a single etcd watch over the whole key space.
 //! * [`testing`] starts throw-away etcd processes for tests of this and other
 //!   crates.
 
@@ -20,6 +20,7 @@
 
 pub mod cache;
 mod etcd;
+mod hub;
 pub mod testing;
 mod watch;
 

@@ -72,6 +72,30 @@ pub fn etcd_binary() -> PathBuf {
     }
 }
 
+/// The `major.minor` version of the etcd binary (`None` if it cannot be run).
+pub fn etcd_version() -> Option<(u64, u64)> {
+    static VERSION: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let out = Command::new(etcd_binary()).arg("--version").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.starts_with("etcd Version:"))?;
+        let mut parts = line.trim_start_matches("etcd Version:").trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    })
+}
+
+/// The flag setting the interval of etcd's periodic watch progress
+/// notifications (test members use 1 s so that watches report progress even
+/// on etcd versions whose answers to explicit progress requests are unusable).
+fn progress_notify_flag() -> &'static str {
+    match etcd_version() {
+        Some((3, minor)) if minor < 6 => "--experimental-watch-progress-notify-interval",
+        _ => "--watch-progress-notify-interval",
+    }
+}
+
 /// Whether an etcd binary can be found (tests may skip themselves otherwise).
 pub fn etcd_available() -> bool {
     Command::new(etcd_binary())
@@ -244,6 +268,8 @@ impl EtcdProcess {
             .arg("50")
             .arg("--election-timeout")
             .arg("500")
+            .arg(progress_notify_flag())
+            .arg("1s")
             .arg("--log-level")
             .arg("warn")
             .arg("--logger")

@@ -1,91 +1,61 @@
-//! The etcd watch session behind [`EtcdStorage::watch`] and the watch cache.
+//! The etcd watch session behind [`EtcdStorage::watch`] and the watch hub.
 //!
 //! One task per watch owns an etcd watch stream. It
 //! * resumes transparently after transient failures (from the revision after
-//!   the last one delivered) with exponential backoff,
+//!   the last one delivered), with exponential backoff, on another member if
+//!   the current one failed,
 //! * reports compaction of the needed history as [`StorageError::Expired`],
-//! * asks etcd for progress notifications every second (and right away when
-//!   somebody waits for a revision), so that the consumer learns how far the
-//!   store has advanced even when nothing under its prefix changes.
+//! * forwards etcd progress notifications as [`StorageEvent::Progress`].
 //!
-//! Progress answers to explicit requests are only forwarded once a *later*
-//! progress answer arrived: some etcd versions (before 3.4.25 / 3.5.8) may send
-//! such an answer ahead of events that were already queued for the stream. By the
-//! time a second answer comes back after a full round trip, those events have
-//! been delivered. Periodic per-watcher notifications are always in order and
-//! are forwarded immediately.
+//! Progress notifications are only trustworthy when etcd sends them in order
+//! with the events. Periodic per-watcher notifications always are. Answers to
+//! explicit progress requests are not before etcd 3.4.25 / 3.5.8 (they may
+//! overtake queued events), so explicit requests are only made to members
+//! running a fixed version.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{EventType as EtcdEventType, WatchOptions, WatchResponse};
 use futures::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use crate::etcd::{convert_kv, map_etcd_error};
 use crate::{EtcdStorage, Result, Revision, StorageError, StorageEvent};
 
-/// Interval of progress requests while nobody waits for a revision.
-const IDLE_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
-/// Minimum spacing of progress requests while somebody waits for a revision.
-const EAGER_PROGRESS_INTERVAL: Duration = Duration::from_millis(20);
-/// Tick of the session's timer.
-const TICK: Duration = Duration::from_millis(100);
+/// Interval of explicit progress requests (fixed etcd versions only).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Buffer between the session task and its consumer (in batches).
 const CHANNEL_CAPACITY: usize = 64;
-/// etcd's watch id of progress answers that belong to no particular watcher.
-const BROADCAST_WATCH_ID: i64 = -1;
+/// How long establishing a watch may take.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Lets waiters ask a watch session for progress notifications right now.
-#[derive(Clone, Default)]
-pub(crate) struct ProgressRequester {
-    waiters: Arc<AtomicUsize>,
-    notify: Arc<Notify>,
+/// What to watch.
+#[derive(Clone, Debug)]
+pub(crate) struct WatchSpec {
+    /// Key prefix; empty for the whole key space.
+    pub key_prefix: String,
+    /// Ask etcd for previous values.
+    pub prev_kv: bool,
+    /// Ask for progress every second (when the member supports it safely).
+    pub request_progress: bool,
 }
 
-/// Keeps eager progress requests going while alive.
-pub(crate) struct ProgressWanted {
-    req: ProgressRequester,
-}
-
-impl ProgressRequester {
-    /// Registers a waiter: the session requests progress eagerly until the guard is dropped.
-    pub(crate) fn want(&self) -> ProgressWanted {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        self.notify.notify_one();
-        ProgressWanted { req: self.clone() }
-    }
-
-    fn eager(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) > 0
-    }
-}
-
-impl Drop for ProgressWanted {
-    fn drop(&mut self) {
-        self.req.waiters.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Starts a watch session for keys under `key_prefix` delivering batches (one per
-/// etcd revision group) of events with revision `> from`.
+/// Starts a watch session delivering batches (one per etcd response) of events
+/// with revision `> from`.
 pub(crate) fn spawn_watch(
     storage: EtcdStorage,
-    key_prefix: String,
+    spec: WatchSpec,
     from: Revision,
-    progress: ProgressRequester,
 ) -> mpsc::Receiver<Result<Vec<StorageEvent>>> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     tokio::spawn(async move {
         let mut session = Session {
             storage,
-            key_prefix,
+            spec,
             last: from,
             tx,
-            progress,
             member: 0,
         };
         session.run().await;
@@ -95,11 +65,10 @@ pub(crate) fn spawn_watch(
 
 struct Session {
     storage: EtcdStorage,
-    key_prefix: String,
+    spec: WatchSpec,
     /// Every event with a revision `<= last` has been delivered.
     last: Revision,
     tx: mpsc::Sender<Result<Vec<StorageEvent>>>,
-    progress: ProgressRequester,
     /// The etcd member of the current connection.
     member: usize,
 }
@@ -124,7 +93,7 @@ impl Session {
                     if started.elapsed() > Duration::from_secs(10) {
                         backoff = BACKOFF_START;
                     }
-                    tracing::warn!(prefix = %self.key_prefix, revision = self.last, %reason, "etcd watch interrupted; resuming");
+                    tracing::warn!(prefix = %self.spec.key_prefix, revision = self.last, %reason, "etcd watch interrupted; resuming");
                     tokio::select! {
                         _ = self.tx.closed() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -140,40 +109,38 @@ impl Session {
     }
 
     async fn connect_and_stream(&mut self) -> End {
-        let opts = WatchOptions::new()
+        let mut opts = WatchOptions::new()
             .with_prefix()
-            .with_prev_key()
             .with_progress_notify()
             .with_start_revision(self.last + 1);
+        if self.spec.prev_kv {
+            opts = opts.with_prev_key();
+        }
         let (member, mut client) = self.storage.watch_client();
         self.member = member;
         let stream = tokio::select! {
             _ = self.tx.closed() => return End::Stop,
-            r = tokio::time::timeout(Duration::from_secs(30), client.watch(self.key_prefix.as_str(), Some(opts))) => r,
+            r = tokio::time::timeout(ESTABLISH_TIMEOUT, client.watch(self.spec.key_prefix.as_str(), Some(opts))) => r,
         };
         let stream = match stream {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return End::Retry(map_etcd_error(e).to_string()),
             Err(_) => return End::Retry("timed out establishing the watch".into()),
         };
+        let request_progress =
+            self.spec.request_progress && self.storage.progress_requests_are_ordered(member).await;
         let (mut sender, mut responses) = stream.split();
         let mut created = false;
-        // A progress revision from an explicit request, waiting for confirmation.
-        let mut pending: Option<Revision> = None;
-        let mut last_request = Instant::now();
-        let mut ticker = tokio::time::interval(TICK);
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
-            let mut request_now = false;
             tokio::select! {
                 _ = self.tx.closed() => return End::Stop,
-                _ = ticker.tick() => {
-                    let interval = if self.progress.eager() { EAGER_PROGRESS_INTERVAL } else { IDLE_PROGRESS_INTERVAL };
-                    request_now = created && last_request.elapsed() >= interval;
-                }
-                _ = self.progress.notify.notified() => {
-                    request_now = created && last_request.elapsed() >= EAGER_PROGRESS_INTERVAL;
+                _ = ticker.tick(), if request_progress && created => {
+                    if let Err(e) = sender.request_progress().await {
+                        return End::Retry(format!("requesting progress: {e}"));
+                    }
                 }
                 msg = responses.next() => {
                     let resp = match msg {
@@ -186,55 +153,23 @@ impl Session {
                     }
                     if resp.created() {
                         created = true;
-                        request_now = true;
                     }
                     if resp.events().is_empty() {
-                        if resp.created() {
-                            continue;
-                        }
-                        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-                        if resp.watch_id() == BROADCAST_WATCH_ID {
-                            // Answer to an explicit request: confirm the previous one.
-                            if let Some(p) = pending.take() {
-                                if !self.progress_to(p).await {
-                                    return End::Stop;
-                                }
-                            }
-                            pending = (rev > self.last).then_some(rev);
-                            if pending.is_some() && self.progress.eager() {
-                                request_now = true;
-                            }
-                        } else {
+                        if !resp.created() {
+                            let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
                             if !self.progress_to(rev).await {
                                 return End::Stop;
                             }
-                            if pending.is_some_and(|p| p <= self.last) {
-                                pending = None;
-                            }
                         }
-                    } else {
-                        let batch = convert_events(&resp);
-                        if let Some(min) = batch.iter().map(StorageEvent::revision).min() {
-                            if min <= self.last {
-                                eprintln!("DEBUG premature progress: event {min} after progress/last {}", self.last);
-                            }
-                        }
-                        if let Some(max) = batch.iter().map(StorageEvent::revision).max() {
-                            self.last = self.last.max(max);
-                        }
-                        if !batch.is_empty() && !self.send(Ok(batch)).await {
-                            return End::Stop;
-                        }
-                        if pending.is_some_and(|p| p <= self.last) {
-                            pending = None;
-                        }
+                        continue;
                     }
-                }
-            }
-            if request_now {
-                last_request = Instant::now();
-                if let Err(e) = sender.request_progress().await {
-                    return End::Retry(format!("requesting progress: {e}"));
+                    let batch = convert_events(&resp);
+                    if let Some(max) = batch.iter().map(StorageEvent::revision).max() {
+                        self.last = self.last.max(max);
+                    }
+                    if !batch.is_empty() && !self.send(Ok(batch)).await {
+                        return End::Stop;
+                    }
                 }
             }
         }
@@ -290,4 +225,44 @@ fn convert_events(resp: &WatchResponse) -> Vec<StorageEvent> {
         }
     }
     out
+}
+
+/// Whether etcd `version` answers progress requests in order with events
+/// (fixed in 3.4.25 and 3.5.8).
+pub(crate) fn ordered_progress_version(version: &str) -> bool {
+    let mut parts = version.trim().trim_start_matches('v').split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    let (major, minor, patch) = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    match (major, minor) {
+        (3, 4) => patch >= 25,
+        (3, 5) => patch >= 8,
+        (3, m) => m >= 6,
+        (m, _) => m > 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_progress_version;
+
+    #[test]
+    fn progress_ordering_versions() {
+        assert!(!ordered_progress_version("3.4.23"));
+        assert!(ordered_progress_version("3.4.25"));
+        assert!(!ordered_progress_version("3.5.7"));
+        assert!(ordered_progress_version("3.5.8"));
+        assert!(ordered_progress_version("3.6.0"));
+        assert!(ordered_progress_version("v3.6.4"));
+        assert!(!ordered_progress_version("3.3.27"));
+        assert!(!ordered_progress_version("garbage"));
+    }
 }

@@ -1096,3 +1096,57 @@ fn error_messages() {
     assert_eq!(e.to_string(), "too old resource version: 5 (10)");
     let _: Value = json!({});
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_consistent_reads_under_concurrent_writes() {
+    let etcd = EtcdProcess::start();
+    let s = connect(&etcd).await;
+    let cache = WatchCache::start(s.clone(), "/registry/pods/".into(), 100_000);
+    cache.wait_ready().await;
+    // Half of the writes go to another resource.
+    let writes: Arc<Mutex<Vec<(String, Revision)>>> = Arc::default();
+    let writer = {
+        let (s, writes) = (s.clone(), writes.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(0..2000u64)
+                .map(|i| {
+                    let (s, writes) = (s.clone(), writes.clone());
+                    async move {
+                        let resource = if i % 2 == 0 { "pods" } else { "configmaps" };
+                        let key = format!("/registry/{resource}/ns/o{i}");
+                        let rev = s.put_unconditional(&key, obj("o", i)).await.unwrap();
+                        if resource == "pods" {
+                            writes.lock().unwrap().push((key, rev));
+                        }
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await;
+        })
+    };
+    // "Not older than the current revision" reads always contain every write
+    // acknowledged at or before the revision they report.
+    let mut checks = 0;
+    while !writer.is_finished() {
+        let current = s.current_revision().await.unwrap();
+        let (items, rev) = cache.list("/registry/pods/", Some(current)).await.unwrap();
+        assert!(rev >= current);
+        let have: std::collections::HashSet<String> = items.into_iter().map(|o| o.key).collect();
+        let missing: Vec<_> = writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, r)| *r <= rev && !have.contains(k))
+            .cloned()
+            .collect();
+        assert!(missing.is_empty(), "list at {rev} misses {missing:?}");
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.await.unwrap();
+    assert!(checks > 5);
+    let current = s.current_revision().await.unwrap();
+    let (items, _) = cache.list("/registry/pods/", Some(current)).await.unwrap();
+    assert_eq!(items.len(), 1000);
+}
