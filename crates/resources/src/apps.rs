@@ -2,17 +2,23 @@
 //! controllerrevisions. Defaults follow `pkg/apis/apps/v1/defaults.go`,
 //! validation `pkg/apis/apps/validation`, tables the internal printers.
 
+use crate::core::{container_cells, format_labels};
+use crate::strategy::column;
+use crate::util::{
+    arr_at, ensure_obj, i64_at, immutable, is_set, obj_path_mut, ptr_str, set_default,
+    without_meta_status,
+};
+use apimachinery::validation::{validate_label_selector, validate_labels};
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use crate::other::common::{
-    column, container_cells, controller_ref, default_pod_template, format_label_selector,
-    format_labels, go_label_selector, go_string_map, int_or_percent_value, invalid_raw, is_set,
-    nonnegative, not_more_than_100_percent, obj_mut, obj_path_mut, parse_selector, ptr_i64,
-    ptr_str, s, set_default, string_map, validate_label_selector, validate_pod_template,
-    validate_positive_int_or_percent, without_meta_status, CONTAINERS_DESC, IMAGES_DESC,
+    controller_ref, default_pod_template, format_label_selector, go_label_selector,
+    int_or_percent_value, invalid_raw, nonnegative, not_more_than_100_percent, parse_selector, s,
+    selector_immutable, template_labels_mismatch, validate_pod_template,
+    validate_positive_int_or_percent, CONTAINERS_DESC, IMAGES_DESC,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
@@ -38,7 +44,7 @@ fn validate_selector_and_template(obj: &Value, kind_word: &str, rs_like: bool) -
     match sel {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
-            errs.extend(validate_label_selector(Some(sel), "spec.selector", false));
+            errs.extend(validate_label_selector(sel, "spec.selector"));
             if selector_is_empty(sel) {
                 errs.push(invalid_raw(
                     "spec.selector",
@@ -65,14 +71,10 @@ fn validate_selector_and_template(obj: &Value, kind_word: &str, rs_like: bool) -
             let template = obj.pointer("/spec/template");
             if let Some(t) = template.filter(|t| t.is_object()) {
                 if !selector.is_empty() {
-                    let labels = string_map(t.pointer("/metadata/labels")).unwrap_or_default();
-                    if !selector.matches(&labels) {
-                        errs.push(invalid_raw(
-                            "spec.template.metadata.labels",
-                            &go_string_map(t.pointer("/metadata/labels")),
-                            "`selector` does not match template `labels`",
-                        ));
-                    }
+                    errs.extend(template_labels_mismatch(
+                        &selector,
+                        t.pointer("/metadata/labels"),
+                    ));
                 }
             }
             errs.extend(validate_pod_template(template, "spec.template"));
@@ -114,38 +116,37 @@ fn restart_always(obj: &Value, kind: &str) -> Vec<FieldError> {
     errs
 }
 
-/// The selector of apps/v1 workloads may not change after creation.
-fn selector_immutable(new: &Value, old: &Value) -> Option<FieldError> {
-    let n = new.pointer("/spec/selector").filter(|v| !v.is_null());
-    let o = old.pointer("/spec/selector").filter(|v| !v.is_null());
-    if n == o {
-        return None;
-    }
-    let repr = n.map(go_label_selector).unwrap_or_else(|| "null".into());
-    Some(invalid_raw("spec.selector", &repr, "field is immutable"))
-}
-
 fn status_changed(new: &Value, old: &Value) -> bool {
     new.get("status") != old.get("status")
 }
 
-/// Non-negative status counters and "cannot be greater than" relations.
-fn validate_status_counts(
-    obj: &Value,
+/// Upstream's status checks on update of a replicated workload, run only
+/// when the status changed: non-negative counters, counters not above
+/// `status.replicas`, `availableReplicas` not above `readyReplicas` (named
+/// `ready_name` in the message; `None` skips the check) and, with
+/// `collision`, a `collisionCount` that does not go down.
+fn validate_status_update(
+    new: &Value,
+    old: &Value,
     nonneg: &[&str],
     not_above_replicas: &[&str],
+    ready_name: Option<&str>,
+    collision: bool,
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
+    if !status_changed(new, old) {
+        return errs;
+    }
     for f in nonneg {
         errs.extend(nonnegative(
-            obj,
+            new,
             &format!("/status/{f}"),
             &format!("status.{f}"),
         ));
     }
-    let replicas = ptr_i64(obj, "/status/replicas").unwrap_or(0);
+    let replicas = i64_at(new, "/status/replicas").unwrap_or(0);
     for f in not_above_replicas {
-        if let Some(n) = ptr_i64(obj, &format!("/status/{f}")) {
+        if let Some(n) = i64_at(new, &format!("/status/{f}")) {
             if n > replicas {
                 errs.push(FieldError::invalid(
                     format!("status.{f}"),
@@ -155,12 +156,28 @@ fn validate_status_counts(
             }
         }
     }
+    if let (Some(ready_name), Some(a), Some(r)) = (
+        ready_name,
+        i64_at(new, "/status/availableReplicas"),
+        i64_at(new, "/status/readyReplicas"),
+    ) {
+        if a > r {
+            errs.push(FieldError::invalid(
+                "status.availableReplicas",
+                a,
+                format!("cannot be greater than {ready_name}"),
+            ));
+        }
+    }
+    if collision {
+        errs.extend(collision_not_decremented(new, old));
+    }
     errs
 }
 
 fn collision_not_decremented(new: &Value, old: &Value) -> Option<FieldError> {
-    let o = ptr_i64(old, "/status/collisionCount")?;
-    let n = ptr_i64(new, "/status/collisionCount");
+    let o = i64_at(old, "/status/collisionCount")?;
+    let n = i64_at(new, "/status/collisionCount");
     if n.is_none_or(|n| n < o) {
         return Some(FieldError::invalid(
             "status.collisionCount",
@@ -174,17 +191,17 @@ fn collision_not_decremented(new: &Value, old: &Value) -> Option<FieldError> {
 fn ready_of(obj: &Value) -> Value {
     s(format!(
         "{}/{}",
-        ptr_i64(obj, "/status/readyReplicas").unwrap_or(0),
-        ptr_i64(obj, "/spec/replicas").unwrap_or(0)
+        i64_at(obj, "/status/readyReplicas").unwrap_or(0),
+        i64_at(obj, "/spec/replicas").unwrap_or(0)
     ))
 }
 
 fn i(obj: &Value, p: &str) -> Value {
-    Value::from(ptr_i64(obj, p).unwrap_or(0))
+    Value::from(i64_at(obj, p).unwrap_or(0))
 }
 
 fn containers_and_images(obj: &Value) -> (Value, Value) {
-    let (n, im) = container_cells(obj.pointer("/spec/template/spec"));
+    let (n, im) = container_cells(arr_at(obj, "/spec/template/spec/containers"));
     (s(n), s(im))
 }
 
@@ -216,7 +233,7 @@ impl Strategy for Deployments {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         set_default(spec, "replicas", Value::from(1));
@@ -252,8 +269,8 @@ impl Strategy for Deployments {
         let annotations_changed =
             new.pointer("/metadata/annotations") != old.pointer("/metadata/annotations");
         if annotations_changed && without_meta_status(new) == without_meta_status(old) {
-            if let Some(g) = ptr_i64(old, "/metadata/generation") {
-                if let Some(meta) = obj_mut(new, "metadata") {
+            if let Some(g) = i64_at(old, "/metadata/generation") {
+                if let Some(meta) = ensure_obj(new, "metadata") {
                     meta.insert("generation".into(), Value::from(g + 1));
                 }
             }
@@ -274,13 +291,13 @@ impl Strategy for Deployments {
             "/spec/revisionHistoryLimit",
             "spec.revisionHistoryLimit",
         ));
-        if let Some(pds) = ptr_i64(obj, "/spec/progressDeadlineSeconds") {
+        if let Some(pds) = i64_at(obj, "/spec/progressDeadlineSeconds") {
             errs.extend(nonnegative(
                 obj,
                 "/spec/progressDeadlineSeconds",
                 "spec.progressDeadlineSeconds",
             ));
-            if pds <= ptr_i64(obj, "/spec/minReadySeconds").unwrap_or(0) {
+            if pds <= i64_at(obj, "/spec/minReadySeconds").unwrap_or(0) {
                 errs.push(FieldError::invalid(
                     "spec.progressDeadlineSeconds",
                     pds,
@@ -294,34 +311,22 @@ impl Strategy for Deployments {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
         errs.extend(selector_immutable(new, old));
-        if status_changed(new, old) {
-            errs.extend(validate_status_counts(
-                new,
-                &[
-                    "observedGeneration",
-                    "replicas",
-                    "updatedReplicas",
-                    "readyReplicas",
-                    "availableReplicas",
-                    "unavailableReplicas",
-                    "collisionCount",
-                ],
-                &["updatedReplicas", "readyReplicas", "availableReplicas"],
-            ));
-            if let (Some(a), Some(r)) = (
-                ptr_i64(new, "/status/availableReplicas"),
-                ptr_i64(new, "/status/readyReplicas"),
-            ) {
-                if a > r {
-                    errs.push(FieldError::invalid(
-                        "status.availableReplicas",
-                        a,
-                        "cannot be greater than readyReplicas",
-                    ));
-                }
-            }
-            errs.extend(collision_not_decremented(new, old));
-        }
+        errs.extend(validate_status_update(
+            new,
+            old,
+            &[
+                "observedGeneration",
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+                "unavailableReplicas",
+                "collisionCount",
+            ],
+            &["updatedReplicas", "readyReplicas", "availableReplicas"],
+            Some("readyReplicas"),
+            true,
+        ));
         errs
     }
 
@@ -340,7 +345,7 @@ impl Strategy for Deployments {
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let (names, images) = containers_and_images(obj);
         let selector = match parse_selector(obj.pointer("/spec/selector")) {
-            Ok(sel) => sel.render(),
+            Ok(sel) => sel.to_string(),
             Err(_) => "<invalid>".to_string(),
         };
         vec![
@@ -437,7 +442,7 @@ impl Strategy for ReplicaSets {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         set_default(spec, "replicas", Value::from(1));
@@ -461,31 +466,20 @@ impl Strategy for ReplicaSets {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
         errs.extend(selector_immutable(new, old));
-        if status_changed(new, old) {
-            errs.extend(validate_status_counts(
-                new,
-                &[
-                    "replicas",
-                    "fullyLabeledReplicas",
-                    "readyReplicas",
-                    "availableReplicas",
-                    "observedGeneration",
-                ],
-                &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
-            ));
-            if let (Some(a), Some(r)) = (
-                ptr_i64(new, "/status/availableReplicas"),
-                ptr_i64(new, "/status/readyReplicas"),
-            ) {
-                if a > r {
-                    errs.push(FieldError::invalid(
-                        "status.availableReplicas",
-                        a,
-                        "cannot be greater than readyReplicas",
-                    ));
-                }
-            }
-        }
+        errs.extend(validate_status_update(
+            new,
+            old,
+            &[
+                "replicas",
+                "fullyLabeledReplicas",
+                "readyReplicas",
+                "availableReplicas",
+                "observedGeneration",
+            ],
+            &["fullyLabeledReplicas", "readyReplicas", "availableReplicas"],
+            Some("readyReplicas"),
+            false,
+        ));
         errs
     }
 
@@ -543,7 +537,7 @@ impl Strategy for StatefulSets {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         if spec
@@ -588,7 +582,7 @@ impl Strategy for StatefulSets {
                 if let Some(spec) = pvc.get_mut("spec") {
                     crate::core::default_pvc_spec(spec);
                 }
-                if let Some(st) = obj_mut(pvc, "status") {
+                if let Some(st) = ensure_obj(pvc, "status") {
                     set_default(st, "phase", s("Pending"));
                 }
             }
@@ -631,39 +625,27 @@ impl Strategy for StatefulSets {
                 "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
             ));
         }
-        if status_changed(new, old) {
-            errs.extend(validate_status_counts(
-                new,
-                &[
-                    "replicas",
-                    "readyReplicas",
-                    "currentReplicas",
-                    "updatedReplicas",
-                    "availableReplicas",
-                    "observedGeneration",
-                    "collisionCount",
-                ],
-                &[
-                    "readyReplicas",
-                    "currentReplicas",
-                    "updatedReplicas",
-                    "availableReplicas",
-                ],
-            ));
-            if let (Some(a), Some(r)) = (
-                ptr_i64(new, "/status/availableReplicas"),
-                ptr_i64(new, "/status/readyReplicas"),
-            ) {
-                if a > r {
-                    errs.push(FieldError::invalid(
-                        "status.availableReplicas",
-                        a,
-                        "cannot be greater than status.readyReplicas",
-                    ));
-                }
-            }
-            errs.extend(collision_not_decremented(new, old));
-        }
+        errs.extend(validate_status_update(
+            new,
+            old,
+            &[
+                "replicas",
+                "readyReplicas",
+                "currentReplicas",
+                "updatedReplicas",
+                "availableReplicas",
+                "observedGeneration",
+                "collisionCount",
+            ],
+            &[
+                "readyReplicas",
+                "currentReplicas",
+                "updatedReplicas",
+                "availableReplicas",
+            ],
+            Some("status.readyReplicas"),
+            true,
+        ));
         errs
     }
 
@@ -762,7 +744,7 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
     match sel {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
-            errs.extend(validate_label_selector(Some(sel), "spec.selector", false));
+            errs.extend(validate_label_selector(sel, "spec.selector"));
             if selector_is_empty(sel) {
                 errs.push(invalid_raw(
                     "spec.selector",
@@ -783,16 +765,12 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
                 None => errs.push(FieldError::required("spec.template", "")),
                 Some(t) => {
                     if !selector.is_empty() {
-                        let labels = string_map(t.pointer("/metadata/labels")).unwrap_or_default();
-                        if !selector.matches(&labels) {
-                            errs.push(invalid_raw(
-                                "spec.template.metadata.labels",
-                                &go_string_map(t.pointer("/metadata/labels")),
-                                "`selector` does not match template `labels`",
-                            ));
-                        }
+                        errs.extend(template_labels_mismatch(
+                            &selector,
+                            t.pointer("/metadata/labels"),
+                        ));
                     }
-                    errs.extend(crate::other::common::validate_labels(
+                    errs.extend(validate_labels(
                         t.pointer("/metadata/labels"),
                         "spec.template.labels",
                     ));
@@ -876,7 +854,7 @@ impl Strategy for DaemonSets {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         set_default(spec, "revisionHistoryLimit", Value::from(10));
@@ -904,17 +882,15 @@ impl Strategy for DaemonSets {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let sel = obj.pointer("/spec/selector").filter(|v| !v.is_null());
-        errs.extend(validate_label_selector(sel, "spec.selector", false));
+        errs.extend(validate_label_selector(
+            sel.unwrap_or(&Value::Null),
+            "spec.selector",
+        ));
         if let Ok(selector) = parse_selector(sel) {
-            let labels =
-                string_map(obj.pointer("/spec/template/metadata/labels")).unwrap_or_default();
-            if !selector.matches(&labels) {
-                errs.push(invalid_raw(
-                    "spec.template.metadata.labels",
-                    &go_string_map(obj.pointer("/spec/template/metadata/labels")),
-                    "`selector` does not match template `labels`",
-                ));
-            }
+            errs.extend(template_labels_mismatch(
+                &selector,
+                obj.pointer("/spec/template/metadata/labels"),
+            ));
         }
         if let Some(sel) = sel {
             if selector_is_empty(sel) {
@@ -952,24 +928,24 @@ impl Strategy for DaemonSets {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
         errs.extend(selector_immutable(new, old));
-        if status_changed(new, old) {
-            errs.extend(validate_status_counts(
-                new,
-                &[
-                    "currentNumberScheduled",
-                    "numberMisscheduled",
-                    "desiredNumberScheduled",
-                    "numberReady",
-                    "observedGeneration",
-                    "updatedNumberScheduled",
-                    "numberAvailable",
-                    "numberUnavailable",
-                    "collisionCount",
-                ],
-                &[],
-            ));
-            errs.extend(collision_not_decremented(new, old));
-        }
+        errs.extend(validate_status_update(
+            new,
+            old,
+            &[
+                "currentNumberScheduled",
+                "numberMisscheduled",
+                "desiredNumberScheduled",
+                "numberReady",
+                "observedGeneration",
+                "updatedNumberScheduled",
+                "numberAvailable",
+                "numberUnavailable",
+                "collisionCount",
+            ],
+            &[],
+            None,
+            true,
+        ));
         errs
     }
 
@@ -990,14 +966,15 @@ impl Strategy for DaemonSets {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let (names, images) = containers_and_images(obj);
-        let node_selector = string_map(obj.pointer("/spec/template/spec/nodeSelector"));
         vec![
             i(obj, "/status/desiredNumberScheduled"),
             i(obj, "/status/currentNumberScheduled"),
             i(obj, "/status/numberReady"),
             i(obj, "/status/updatedNumberScheduled"),
             i(obj, "/status/numberAvailable"),
-            s(format_labels(node_selector.as_ref())),
+            s(format_labels(
+                obj.pointer("/spec/template/spec/nodeSelector"),
+            )),
             age_cell(obj),
             names,
             images,
@@ -1099,11 +1076,7 @@ impl Strategy for ControllerRevisions {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
-        errs.extend(crate::other::common::immutable(
-            new.get("data"),
-            old.get("data"),
-            "data",
-        ));
+        errs.extend(immutable(new.get("data"), old.get("data"), "data"));
         errs
     }
 

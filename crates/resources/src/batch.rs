@@ -3,16 +3,21 @@
 //! `pkg/registry/batch/job/strategy.go`, and the cron schedule grammar the
 //! robfig/cron v3 standard parser accepts.
 
+use crate::core::container_cells;
+use crate::strategy::column;
+use crate::strategy::{parse_time, since};
+use crate::util::{arr_at, ensure_obj, i64_at, immutable, is_set, ptr_bool, ptr_str, set_default};
+use apimachinery::validation::is_dns1123_label;
+use apimachinery::validation::validate_label_selector;
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
 use crate::other::common::{
-    column, container_cells, dns1123_label_errors, format_label_selector, go_label_selector,
-    go_string_map, immutable, invalid_omit, invalid_raw, is_set, nonnegative, obj_mut,
-    parse_selector, parse_time, ptr_arr, ptr_bool, ptr_i64, ptr_str, s, set_default, since,
-    string_map, validate_label_selector, validate_pod_template, CONTAINERS_DESC, IMAGES_DESC,
+    format_label_selector, go_label_selector, go_string_map, invalid_omit, invalid_raw,
+    nonnegative, parse_selector, s, selector_immutable, template_labels_mismatch,
+    validate_pod_template, CONTAINERS_DESC, IMAGES_DESC,
 };
 use crate::strategy::{
     age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
@@ -58,7 +63,7 @@ pub fn generate_job_selector(job: &mut Value) {
     }
     let name = ptr_str(job, "/metadata/name").unwrap_or("").to_string();
     let uid = ptr_str(job, "/metadata/uid").unwrap_or("").to_string();
-    let Some(spec) = obj_mut(job, "spec") else {
+    let Some(spec) = ensure_obj(job, "spec") else {
         return;
     };
     let Some(template) = obj_mut_in(spec, "template") else {
@@ -186,17 +191,17 @@ fn validate_generated_selector(job: &Value, require_prefixed: bool) -> Vec<Field
     }
     errs.extend(has_label(job, LEGACY_CONTROLLER_UID, uid));
     errs.extend(has_label(job, LEGACY_JOB_NAME, name));
-    let mut expected = std::collections::BTreeMap::new();
+    let mut expected = Map::new();
     if require_prefixed {
         errs.extend(has_label(job, CONTROLLER_UID, uid));
         errs.extend(has_label(job, JOB_NAME, name));
-        expected.insert(CONTROLLER_UID.to_string(), uid.to_string());
-        expected.insert(JOB_NAME.to_string(), name.to_string());
+        expected.insert(CONTROLLER_UID.to_string(), s(uid));
+        expected.insert(JOB_NAME.to_string(), s(name));
     }
-    expected.insert(LEGACY_CONTROLLER_UID.to_string(), uid.to_string());
-    expected.insert(LEGACY_JOB_NAME.to_string(), name.to_string());
+    expected.insert(LEGACY_CONTROLLER_UID.to_string(), s(uid));
+    expected.insert(LEGACY_JOB_NAME.to_string(), s(name));
     if let Ok(selector) = parse_selector(Some(sel)) {
-        if !selector.matches(&expected) {
+        if !selector.matches(Some(&expected)) {
             errs.push(invalid_raw(
                 "spec.selector",
                 &go_label_selector(sel),
@@ -221,10 +226,10 @@ fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
     ] {
         errs.extend(nonnegative(spec, &format!("/{f}"), &format!("{path}.{f}")));
     }
-    let completions = ptr_i64(spec, "/completions");
-    let parallelism = ptr_i64(spec, "/parallelism");
-    let bl_per_index = ptr_i64(spec, "/backoffLimitPerIndex");
-    let max_failed = ptr_i64(spec, "/maxFailedIndexes");
+    let completions = i64_at(spec, "/completions");
+    let parallelism = i64_at(spec, "/parallelism");
+    let bl_per_index = i64_at(spec, "/backoffLimitPerIndex");
+    let max_failed = i64_at(spec, "/maxFailedIndexes");
     if max_failed.is_some() && bl_per_index.is_none() {
         errs.push(FieldError::required(
             format!("{path}.backoffLimitPerIndex"),
@@ -304,7 +309,7 @@ fn validate_job_spec_body(spec: &Value, path: &str) -> Vec<FieldError> {
                 sp.clone(),
                 "requires indexed completion mode",
             ));
-        } else if ptr_arr(sp, "/rules").is_empty() {
+        } else if arr_at(sp, "/rules").is_empty() {
             errs.push(FieldError::required(
                 format!("{path}.successPolicy.rules"),
                 "at least one rules must be specified when the successPolicy is specified",
@@ -360,10 +365,10 @@ fn validate_job(job: &Value, require_prefixed: bool) -> Vec<FieldError> {
     let mut errs = validate_generated_selector(job, require_prefixed);
     errs.extend(validate_job_spec(job));
     if ptr_str(job, "/spec/completionMode") == Some("Indexed") {
-        if let Some(c) = ptr_i64(job, "/spec/completions").filter(|c| *c > 0) {
+        if let Some(c) = i64_at(job, "/spec/completions").filter(|c| *c > 0) {
             let name = ptr_str(job, "/metadata/name").unwrap_or("");
             let host = format!("{name}-{}", c - 1);
-            if !dns1123_label_errors(&host).is_empty() {
+            if !is_dns1123_label(&host).is_empty() {
                 errs.push(FieldError::invalid(
                     "metadata.name",
                     name,
@@ -382,23 +387,19 @@ fn validate_job_spec(job: &Value) -> Vec<FieldError> {
     let sel = spec.get("selector").filter(|v| !v.is_null());
     match sel {
         None => errs.push(FieldError::required("spec.selector", "")),
-        Some(sel) => errs.extend(validate_label_selector(Some(sel), "spec.selector", false)),
+        Some(sel) => errs.extend(validate_label_selector(sel, "spec.selector")),
     }
     if let (Some(_), Ok(selector)) = (sel, parse_selector(sel)) {
-        let labels = string_map(spec.pointer("/template/metadata/labels")).unwrap_or_default();
-        if !selector.matches(&labels) {
-            errs.push(invalid_raw(
-                "spec.template.metadata.labels",
-                &go_string_map(spec.pointer("/template/metadata/labels")),
-                "`selector` does not match template `labels`",
-            ));
-        }
+        errs.extend(template_labels_mismatch(
+            &selector,
+            spec.pointer("/template/metadata/labels"),
+        ));
     }
     errs
 }
 
 fn condition_true(job: &Value, kind: &str) -> bool {
-    ptr_arr(job, "/status/conditions").iter().any(|c| {
+    arr_at(job, "/status/conditions").iter().any(|c| {
         c.get("type").and_then(Value::as_str) == Some(kind)
             && c.get("status").and_then(Value::as_str) == Some("True")
     })
@@ -447,7 +448,7 @@ fn validate_job_status_update(new: &Value, old: &Value) -> Vec<FieldError> {
         ));
     }
     if finished_changed || changed("/status/active") {
-        if let Some(a) = ptr_i64(new, "/status/active").filter(|a| *a > 0 && finished) {
+        if let Some(a) = i64_at(new, "/status/active").filter(|a| *a > 0 && finished) {
             errs.push(FieldError::invalid(
                 "status.active",
                 a,
@@ -486,22 +487,22 @@ fn validate_job_status_update(new: &Value, old: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    if ptr_i64(new, "/status/failed").unwrap_or(0) < ptr_i64(old, "/status/failed").unwrap_or(0) {
+    if i64_at(new, "/status/failed").unwrap_or(0) < i64_at(old, "/status/failed").unwrap_or(0) {
         errs.push(FieldError::invalid(
             "status.failed",
-            ptr_i64(new, "/status/failed").unwrap_or(0),
+            i64_at(new, "/status/failed").unwrap_or(0),
             "cannot decrease the failed counter",
         ));
     }
     let indexed = ptr_str(new, "/spec/completionMode") == Some("Indexed");
-    let elastic = indexed && ptr_i64(new, "/spec/completions") == ptr_i64(new, "/spec/parallelism");
+    let elastic = indexed && i64_at(new, "/spec/completions") == i64_at(new, "/spec/parallelism");
     if !elastic
-        && ptr_i64(new, "/status/succeeded").unwrap_or(0)
-            < ptr_i64(old, "/status/succeeded").unwrap_or(0)
+        && i64_at(new, "/status/succeeded").unwrap_or(0)
+            < i64_at(old, "/status/succeeded").unwrap_or(0)
     {
         errs.push(FieldError::invalid(
             "status.succeeded",
-            ptr_i64(new, "/status/succeeded").unwrap_or(0),
+            i64_at(new, "/status/succeeded").unwrap_or(0),
             "cannot decrease the succeeded counter",
         ));
     }
@@ -536,12 +537,12 @@ impl Strategy for Jobs {
             .pointer("/spec/template/metadata/labels")
             .filter(|l| l.is_object())
             .cloned();
-        if let Some(spec) = obj_mut(obj, "spec") {
+        if let Some(spec) = ensure_obj(obj, "spec") {
             default_job_spec(spec);
         }
         // Job labels default to the template's when unset.
         if let Some(labels) = template_labels {
-            if let Some(meta) = obj_mut(obj, "metadata") {
+            if let Some(meta) = ensure_obj(obj, "metadata") {
                 let empty = meta
                     .get("labels")
                     .and_then(Value::as_object)
@@ -570,20 +571,7 @@ impl Strategy for Jobs {
             }
         }
         errs.extend(validate_completions_update(new, old));
-        if let Some(e) = immutable(
-            new.pointer("/spec/selector"),
-            old.pointer("/spec/selector"),
-            "spec.selector",
-        ) {
-            let repr = new
-                .pointer("/spec/selector")
-                .filter(|v| !v.is_null())
-                .map(go_label_selector);
-            errs.push(match repr {
-                Some(r) => invalid_raw("spec.selector", &r, "field is immutable"),
-                None => e,
-            });
-        }
+        errs.extend(selector_immutable(new, old));
         errs.extend(validate_template_update(new, old));
         for f in [
             "completionMode",
@@ -608,7 +596,7 @@ impl Strategy for Jobs {
     fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         vec![(
             "status.successful",
-            ptr_i64(obj, "/status/succeeded").unwrap_or(0).to_string(),
+            i64_at(obj, "/status/succeeded").unwrap_or(0).to_string(),
         )]
     }
 
@@ -629,10 +617,10 @@ impl Strategy for Jobs {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let succeeded = ptr_i64(obj, "/status/succeeded").unwrap_or(0);
-        let completions = match ptr_i64(obj, "/spec/completions") {
+        let succeeded = i64_at(obj, "/status/succeeded").unwrap_or(0);
+        let completions = match i64_at(obj, "/spec/completions") {
             Some(c) => format!("{succeeded}/{c}"),
-            None => match ptr_i64(obj, "/spec/parallelism").unwrap_or(0) {
+            None => match i64_at(obj, "/spec/parallelism").unwrap_or(0) {
                 p if p > 1 => format!("{succeeded}/1 of {p}"),
                 _ => format!("{succeeded}/1"),
             },
@@ -659,7 +647,7 @@ impl Strategy for Jobs {
         } else {
             "Running"
         };
-        let (names, images) = container_cells(obj.pointer("/spec/template/spec"));
+        let (names, images) = container_cells(arr_at(obj, "/spec/template/spec/containers"));
         vec![
             s(status),
             s(completions),
@@ -684,10 +672,10 @@ fn validate_completions_update(new: &Value, old: &Value) -> Vec<FieldError> {
     if n == o {
         return Vec::new();
     }
-    let Some(c) = ptr_i64(new, "/spec/completions") else {
+    let Some(c) = i64_at(new, "/spec/completions") else {
         return Vec::new();
     };
-    if Some(c) != ptr_i64(new, "/spec/parallelism") {
+    if Some(c) != i64_at(new, "/spec/parallelism") {
         return vec![FieldError::invalid(
             "spec.completions",
             c,
@@ -773,7 +761,7 @@ impl Strategy for CronJobs {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         if spec
@@ -838,12 +826,15 @@ impl Strategy for CronJobs {
             Some(b) => Value::Bool(b),
             None => s("<unset>"),
         };
-        let (names, images) = container_cells(obj.pointer("/spec/jobTemplate/spec/template/spec"));
+        let (names, images) = container_cells(arr_at(
+            obj,
+            "/spec/jobTemplate/spec/template/spec/containers",
+        ));
         vec![
             s(ptr_str(obj, "/spec/schedule").unwrap_or("")),
             s(ptr_str(obj, "/spec/timeZone").unwrap_or("<none>")),
             suspend,
-            Value::from(ptr_arr(obj, "/status/active").len()),
+            Value::from(arr_at(obj, "/status/active").len()),
             s(last),
             age_cell(obj),
             s(names),

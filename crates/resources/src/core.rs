@@ -16,16 +16,15 @@ mod quantity;
 mod rc;
 mod service;
 mod storage;
-mod util;
 
 #[cfg(test)]
 mod tests;
 
-use crate::strategy::{ResourceInfo, Subresource, TableColumn};
+use crate::strategy::{ResourceInfo, Subresource};
 use crate::Strategy;
 use std::sync::Arc;
 
-pub(crate) use cluster::{event_cells, event_columns};
+pub(crate) use cluster::{event_cells, event_columns, event_reporting_errors};
 pub use pod::{
     compute_qos, container_cells, default_pod, default_pod_spec, default_pod_template_spec,
     format_labels, prepare_ephemeral_containers_update, validate_ephemeral_containers_update,
@@ -81,22 +80,6 @@ pub(crate) fn core_info(
         read_only: false,
         storage_segment,
         storage_api_version: "v1",
-    }
-}
-
-/// A table column that is not the Name column.
-pub(crate) fn col(
-    name: &'static str,
-    type_: &'static str,
-    description: &'static str,
-    priority: i32,
-) -> TableColumn {
-    TableColumn {
-        name,
-        type_,
-        format: "",
-        description,
-        priority,
     }
 }
 

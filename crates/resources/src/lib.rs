@@ -8,6 +8,7 @@ pub mod core;
 pub mod openapi;
 pub mod other;
 pub mod strategy;
+pub(crate) mod util;
 
 pub use strategy::{ResourceInfo, Strategy, Subresource, TableColumn};
 

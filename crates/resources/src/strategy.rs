@@ -220,6 +220,22 @@ pub trait Strategy: Send + Sync + 'static {
     }
 }
 
+/// A table column that is not the Name column.
+pub(crate) fn column(
+    name: &'static str,
+    type_: &'static str,
+    description: &'static str,
+    priority: i32,
+) -> TableColumn {
+    TableColumn {
+        name,
+        type_,
+        format: "",
+        description,
+        priority,
+    }
+}
+
 pub fn age_column() -> TableColumn {
     TableColumn {
         name: "Age",
@@ -236,12 +252,23 @@ pub fn age_cell(obj: &Value) -> Value {
     let ts = obj
         .pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str);
-    Value::String(
-        match ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-            Some(t) => human_duration(chrono::Utc::now().signed_duration_since(t)),
-            None => "<unknown>".to_string(),
-        },
-    )
+    Value::String(since(ts))
+}
+
+/// Upstream's `translateTimestampSince`: human duration since the timestamp,
+/// `<unknown>` when unset or unparseable.
+pub(crate) fn since(ts: Option<&str>) -> String {
+    match ts.and_then(parse_time) {
+        Some(t) => human_duration(chrono::Utc::now().signed_duration_since(t)),
+        None => "<unknown>".to_string(),
+    }
+}
+
+/// An RFC 3339 timestamp, in UTC.
+pub(crate) fn parse_time(ts: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Upstream's `duration.HumanDuration`.

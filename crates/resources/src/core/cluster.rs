@@ -9,10 +9,10 @@ use apimachinery::FieldError;
 use serde_json::{json, Value};
 
 use super::quantity::{canonicalize_list, Qty};
-use super::util::*;
 use crate::strategy::{
-    age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
+    age_cell, age_column, column, since, ResourceInfo, Strategy, Subresource, TableColumn,
 };
+use crate::util::*;
 
 // ---------------------------------------------------------------------------
 // Namespaces
@@ -165,7 +165,7 @@ impl Strategy for NamespaceStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Status", "string", "The status of the namespace", 0),
+            column("Status", "string", "The status of the namespace", 0),
             age_column(),
         ]
     }
@@ -501,15 +501,15 @@ impl Strategy for NodeStrategy {
     fn table_columns(&self) -> Vec<TableColumn> {
         const ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/reference/node/node-status/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
         vec![
-            super::col("Status", "string", "The status of the node", 0),
-            super::col("Roles", "string", "The roles of the node", 0),
+            column("Status", "string", "The status of the node", 0),
+            column("Roles", "string", "The roles of the node", 0),
             age_column(),
-            super::col("Version", "string", "Kubelet Version reported by the node.", 0),
-            super::col("Internal-IP", "string", ADDRESSES, 1),
-            super::col("External-IP", "string", ADDRESSES, 1),
-            super::col("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).", 1),
-            super::col("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", 1),
-            super::col("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).", 1),
+            column("Version", "string", "Kubelet Version reported by the node.", 0),
+            column("Internal-IP", "string", ADDRESSES, 1),
+            column("External-IP", "string", ADDRESSES, 1),
+            column("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).", 1),
+            column("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", 1),
+            column("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).", 1),
         ]
     }
 
@@ -560,6 +560,42 @@ impl EventStrategy {
     }
 }
 
+/// The parts of upstream's `legacyValidateEvent` for events with an
+/// eventTime that both event APIs share: reportingInstance, action and
+/// reason are required and at most 128 characters, message at most 1024.
+pub(crate) fn event_reporting_errors(
+    reporting_instance: &str,
+    action: &str,
+    reason: &str,
+    message: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (field, v) in [
+        ("reportingInstance", reporting_instance),
+        ("action", action),
+        ("reason", reason),
+    ] {
+        if v.is_empty() {
+            errs.push(FieldError::required(field, ""));
+        }
+        if v.len() > 128 {
+            errs.push(FieldError::invalid(
+                field,
+                "",
+                "can have at most 128 characters",
+            ));
+        }
+    }
+    if message.len() > 1024 {
+        errs.push(FieldError::invalid(
+            "message",
+            "",
+            "can have at most 1024 characters",
+        ));
+    }
+    errs
+}
+
 /// Upstream `legacyValidateEvent` as it applies to core/v1 requests.
 fn validate_event(ev: &Value) -> Vec<FieldError> {
     let mut errs = validate_meta_finalizers(ev);
@@ -601,75 +637,34 @@ fn validate_event(ev: &Value) -> Vec<FieldError> {
             rc,
             is_qualified_name(rc),
         ));
-        let ri = s(ev, "reportingInstance");
-        if ri.is_empty() {
-            errs.push(FieldError::required("reportingInstance", ""));
-        }
-        if ri.len() > 128 {
-            errs.push(FieldError::invalid(
-                "reportingInstance",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        let action = s(ev, "action");
-        if action.is_empty() {
-            errs.push(FieldError::required("action", ""));
-        }
-        if action.len() > 128 {
-            errs.push(FieldError::invalid(
-                "action",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        let reason = s(ev, "reason");
-        if reason.is_empty() {
-            errs.push(FieldError::required("reason", ""));
-        }
-        if reason.len() > 128 {
-            errs.push(FieldError::invalid(
-                "reason",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        if s(ev, "message").len() > 1024 {
-            errs.push(FieldError::invalid(
-                "message",
-                "",
-                "can have at most 1024 characters",
-            ));
-        }
+        errs.extend(event_reporting_errors(
+            s(ev, "reportingInstance"),
+            s(ev, "action"),
+            s(ev, "reason"),
+            s(ev, "message"),
+        ));
     }
     errs.extend(invalid_each("namespace", ns, is_dns1123_subdomain(ns)));
     errs
-}
-
-fn since_or_unknown(t: &str) -> String {
-    match chrono::DateTime::parse_from_rfc3339(t) {
-        Ok(t) => human_duration(chrono::Utc::now().signed_duration_since(t)),
-        Err(_) => "<unknown>".to_string(),
-    }
 }
 
 /// Cells of an event row, in the column order (exposed for tests).
 pub(crate) fn event_cells(ev: &Value) -> Vec<Value> {
     let first_ts = s(ev, "firstTimestamp");
     let first = if first_ts.is_empty() {
-        since_or_unknown(s(ev, "eventTime"))
+        since(Some(s(ev, "eventTime")))
     } else {
-        since_or_unknown(first_ts)
+        since(Some(first_ts))
     };
     let last_ts = s(ev, "lastTimestamp");
     let mut last = if last_ts.is_empty() {
         first.clone()
     } else {
-        since_or_unknown(last_ts)
+        since(Some(last_ts))
     };
     let mut count = ev.get("count").and_then(as_i64).unwrap_or(0);
     if let Some(series) = ev.get("series").filter(|x| x.is_object()) {
-        last = since_or_unknown(s(series, "lastObservedTime"));
+        last = since(Some(s(series, "lastObservedTime")));
         count = series.get("count").and_then(as_i64).unwrap_or(0);
     } else if count == 0 {
         count = 1;
@@ -711,15 +706,15 @@ pub(crate) fn event_cells(ev: &Value) -> Vec<Value> {
 /// Upstream's event printer columns: Name is last and wide-only.
 pub(crate) fn event_columns() -> Vec<TableColumn> {
     vec![
-            super::col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
-            super::col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future", 0),
-            super::col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
-            super::col("Object", "string", "The object that this event is about.", 0),
-            super::col("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.", 1),
-            super::col("Source", "string", "The component reporting this event. Should be a short machine understandable string.", 1),
-            super::col("Message", "string", "A human-readable description of the status of this operation.", 0),
-            super::col("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", 1),
-            super::col("Count", "string", "The number of times this event has occurred.", 1),
+            column("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
+            column("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future", 0),
+            column("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
+            column("Object", "string", "The object that this event is about.", 0),
+            column("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.", 1),
+            column("Source", "string", "The component reporting this event. Should be a short machine understandable string.", 1),
+            column("Message", "string", "A human-readable description of the status of this operation.", 0),
+            column("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", 1),
+            column("Count", "string", "The number of times this event has occurred.", 1),
             TableColumn {
                 name: "Name",
                 type_: "string",
@@ -853,14 +848,14 @@ impl Strategy for ComponentStatusStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Status", "string", "Status of the component conditions", 0),
-            super::col(
+            column("Status", "string", "Status of the component conditions", 0),
+            column(
                 "Message",
                 "string",
                 "Message of the component conditions",
                 0,
             ),
-            super::col("Error", "string", "Error of the component conditions", 0),
+            column("Error", "string", "Error of the component conditions", 0),
         ]
     }
 

@@ -6,8 +6,10 @@ use apimachinery::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::quantity::{canonicalize_list, Qty};
-use super::util::*;
-use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
+use crate::strategy::{
+    age_cell, age_column, column, ResourceInfo, Strategy, Subresource, TableColumn,
+};
+use crate::util::*;
 
 /// Upstream `MaxSecretSize` (also the ConfigMap limit): 1 MiB.
 const MAX_SECRET_SIZE: usize = 1024 * 1024;
@@ -118,7 +120,7 @@ impl Strategy for ConfigMapStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Data", "string", "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.", 0),
+            column("Data", "string", "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.", 0),
             age_column(),
         ]
     }
@@ -304,8 +306,8 @@ impl Strategy for SecretStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Type", "string", "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types", 0),
-            super::col("Data", "string", "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4", 0),
+            column("Type", "string", "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types", 0),
+            column("Data", "string", "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4", 0),
             age_column(),
         ]
     }
@@ -355,7 +357,7 @@ impl Strategy for ServiceAccountStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use. Pods are only limited to this list if this service account has a \"kubernetes.io/enforce-mountable-secrets\" annotation set to \"true\". The \"kubernetes.io/enforce-mountable-secrets\" annotation is deprecated since v1.32. Prefer separate namespaces to isolate access to mounted secrets. This field should not be used to find auto-generated service account token secrets for use outside of pods. Instead, tokens can be requested directly using the TokenRequest API, or service account token secrets can be manually created. More info: https://kubernetes.io/docs/concepts/configuration/secret", 0),
+            column("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use. Pods are only limited to this list if this service account has a \"kubernetes.io/enforce-mountable-secrets\" annotation set to \"true\". The \"kubernetes.io/enforce-mountable-secrets\" annotation is deprecated since v1.32. Prefer separate namespaces to isolate access to mounted secrets. This field should not be used to find auto-generated service account token secrets for use outside of pods. Instead, tokens can be requested directly using the TokenRequest API, or service account token secrets can be manually created. More info: https://kubernetes.io/docs/concepts/configuration/secret", 0),
             age_column(),
         ]
     }
@@ -676,8 +678,8 @@ impl Strategy for ResourceQuotaStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume.", 0),
-            super::col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.", 0),
+            column("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume.", 0),
+            column("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.", 0),
             age_column(),
         ]
     }

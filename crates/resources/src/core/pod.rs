@@ -17,10 +17,11 @@ use apimachinery::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::quantity::{canonicalize_list, canonicalize_one, Qty};
-use super::util::*;
 use crate::strategy::{
-    age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
+    age_cell, age_column, column, human_duration, parse_time, ResourceInfo, Strategy, Subresource,
+    TableColumn,
 };
+use crate::util::*;
 
 // ===========================================================================
 // Defaulting
@@ -588,21 +589,7 @@ fn validate_volume_source(
             "persistentVolumeClaim" if s(src, "claimName").is_empty() => {
                 errs.push(FieldError::required(format!("{p}.claimName"), ""));
             }
-            "nfs" => {
-                if s(src, "server").is_empty() {
-                    errs.push(FieldError::required(format!("{p}.server"), ""));
-                }
-                let np = s(src, "path");
-                if np.is_empty() {
-                    errs.push(FieldError::required(format!("{p}.path"), ""));
-                } else if !np.starts_with('/') {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.path"),
-                        np,
-                        "must be an absolute path",
-                    ));
-                }
-            }
+            "nfs" => errs.extend(validate_nfs_source(src, &p)),
             "downwardAPI" => {
                 for (i, item) in arr(src, "items").iter().enumerate() {
                     let ip = format!("{p}.items[{i}]");
@@ -794,16 +781,7 @@ fn validate_container_ports(c: &Value, path: &str) -> Vec<FieldError> {
                 errs.push(FieldError::invalid(format!("{ip}.hostPort"), hp, msg));
             }
         }
-        let proto = s(p, "protocol");
-        if proto.is_empty() {
-            errs.push(FieldError::required(format!("{ip}.protocol"), ""));
-        } else if !["SCTP", "TCP", "UDP"].contains(&proto) {
-            errs.push(FieldError::not_supported(
-                format!("{ip}.protocol"),
-                proto,
-                &["SCTP", "TCP", "UDP"],
-            ));
-        }
+        errs.extend(validate_protocol(p, &format!("{ip}.protocol")));
     }
     errs
 }
@@ -2670,10 +2648,6 @@ pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Fie
 // Printing
 // ===========================================================================
 
-fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_rfc3339(t).ok()
-}
-
 fn condition_true(status: &Value, type_: &str) -> bool {
     arr(status, "conditions")
         .iter()
@@ -2688,8 +2662,8 @@ pub(crate) fn pod_ready_status_restarts(pod: &Value) -> (String, String, String)
     let mut sidecar_restarts: i64 = 0;
     let mut total = arr(spec, "containers").len();
     let mut ready = 0usize;
-    let mut last_restart: Option<chrono::DateTime<chrono::FixedOffset>> = None;
-    let mut last_sidecar_restart: Option<chrono::DateTime<chrono::FixedOffset>> = None;
+    let mut last_restart: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut last_sidecar_restart: Option<chrono::DateTime<chrono::Utc>> = None;
 
     let phase = s(status, "phase");
     let mut reason = if s(status, "reason").is_empty() {
@@ -2713,7 +2687,7 @@ pub(crate) fn pod_ready_status_restarts(pod: &Value) -> (String, String, String)
         .iter()
         .filter(|c| s(c, "restartPolicy") == "Always")
         .count();
-    let later = |acc: &mut Option<chrono::DateTime<chrono::FixedOffset>>, cs: &Value| {
+    let later = |acc: &mut Option<chrono::DateTime<chrono::Utc>>, cs: &Value| {
         if let Some(t) = cs
             .pointer("/lastState/terminated/finishedAt")
             .and_then(Value::as_str)
@@ -3029,14 +3003,14 @@ impl Strategy for PodStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic.", 0),
-            super::col("Status", "string", "The aggregate status of the containers in this pod.", 0),
-            super::col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+            column("Ready", "string", "The aggregate readiness state of this pod for accepting traffic.", 0),
+            column("Status", "string", "The aggregate status of the containers in this pod.", 0),
+            column("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
             age_column(),
-            super::col("IP", "string", "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", 1),
-            super::col("Node", "string", "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename", 1),
-            super::col("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.", 1),
-            super::col("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates", 1),
+            column("IP", "string", "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", 1),
+            column("Node", "string", "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename", 1),
+            column("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.", 1),
+            column("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates", 1),
         ]
     }
 
@@ -3130,19 +3104,19 @@ impl Strategy for PodTemplateStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col(
+            column(
                 "Containers",
                 "string",
                 "Names of each container in the template.",
                 0,
             ),
-            super::col(
+            column(
                 "Images",
                 "string",
                 "Images referenced by each container in the template.",
                 0,
             ),
-            super::col(
+            column(
                 "Pod Labels",
                 "string",
                 "The labels for the pod template.",

@@ -6,8 +6,10 @@ use serde_json::{json, Value};
 use super::pod::{
     container_cells, default_pod_template_spec, format_labels, validate_pod_template_spec,
 };
-use super::util::*;
-use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
+use crate::strategy::{
+    age_cell, age_column, column, ResourceInfo, Strategy, Subresource, TableColumn,
+};
+use crate::util::*;
 
 pub(crate) struct ReplicationControllerStrategy {
     info: ResourceInfo,
@@ -154,13 +156,13 @@ impl Strategy for ReplicationControllerStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Desired", "integer", "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller", 0),
-            super::col("Current", "integer", "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller", 0),
-            super::col("Ready", "integer", "The number of ready replicas for this replication controller.", 0),
+            column("Desired", "integer", "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller", 0),
+            column("Current", "integer", "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller", 0),
+            column("Ready", "integer", "The number of ready replicas for this replication controller.", 0),
             age_column(),
-            super::col("Containers", "string", "Names of each container in the template.", 1),
-            super::col("Images", "string", "Images referenced by each container in the template.", 1),
-            super::col("Selector", "string", "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors", 1),
+            column("Containers", "string", "Names of each container in the template.", 1),
+            column("Images", "string", "Images referenced by each container in the template.", 1),
+            column("Selector", "string", "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors", 1),
         ]
     }
 

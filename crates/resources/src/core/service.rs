@@ -16,8 +16,10 @@ use apimachinery::FieldError;
 use serde_json::{json, Value};
 
 use super::pod::format_labels;
-use super::util::*;
-use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
+use crate::strategy::{
+    age_cell, age_column, column, ResourceInfo, Strategy, Subresource, TableColumn,
+};
+use crate::util::*;
 
 fn svc_type(svc: &Value) -> &str {
     str_at(svc, "/spec/type")
@@ -663,16 +665,7 @@ pub(crate) fn validate_service(svc: &Value) -> Vec<FieldError> {
         for msg in is_valid_port_num(port) {
             errs.push(FieldError::invalid(format!("{pp}.port"), port, msg));
         }
-        let proto = s(p, "protocol");
-        if proto.is_empty() {
-            errs.push(FieldError::required(format!("{pp}.protocol"), ""));
-        } else if !["SCTP", "TCP", "UDP"].contains(&proto) {
-            errs.push(FieldError::not_supported(
-                format!("{pp}.protocol"),
-                proto,
-                &["SCTP", "TCP", "UDP"],
-            ));
-        }
+        errs.extend(validate_protocol(p, &format!("{pp}.protocol")));
         errs.extend(validate_port_num_or_name(
             p.get("targetPort"),
             &format!("{pp}.targetPort"),
@@ -916,6 +909,74 @@ fn str_list(svc: &Value, ptr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The update rules upstream applies alike to `spec.clusterIPs` and
+/// `spec.ipFamilies`, quirks included. `(field, what, per_index)`: the list,
+/// its entries' name in messages, and whether a changed entry is reported at
+/// its own index (ipFamilies always report `[0]`). `value` is printed by the
+/// changed-entry and "can not be unset" errors, `ips_value` (the new
+/// clusterIPs) by the others, whose SingleStack error always sits at
+/// `spec.clusterIPs[0]`.
+fn dual_stack_list_update(
+    new: &Value,
+    old: &Value,
+    (field, what, per_index): (&str, &str, bool),
+    value: &Value,
+    ips_value: &Value,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let (n, o) = (
+        str_list(new, &format!("/spec/{field}")),
+        str_list(old, &format!("/spec/{field}")),
+    );
+    let first = format!("spec.{field}[0]");
+    let first_changed = matches!((n.first(), o.first()), (Some(a), Some(b)) if a != b);
+    if n.len() == o.len() {
+        for (i, x) in o.iter().enumerate() {
+            if n.get(i) != Some(x) {
+                let path = if per_index {
+                    format!("spec.{field}[{i}]")
+                } else {
+                    first.clone()
+                };
+                errs.push(FieldError::invalid(
+                    path,
+                    value.clone(),
+                    "may not change once set",
+                ));
+            }
+        }
+    } else if o.len() > n.len() {
+        if n.is_empty() {
+            errs.push(FieldError::invalid(
+                first.as_str(),
+                value.clone(),
+                format!("primary {what} can not be unset"),
+            ));
+        }
+        if first_changed {
+            errs.push(FieldError::invalid(
+                first.as_str(),
+                ips_value.clone(),
+                "may not change once set",
+            ));
+        }
+        if n.len() == 1 && str_at(new, "/spec/ipFamilyPolicy") != "SingleStack" {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                ips_value.clone(),
+                format!("`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary {what}"),
+            ));
+        }
+    } else if first_changed {
+        errs.push(FieldError::invalid(
+            first,
+            ips_value.clone(),
+            "may not change once set",
+        ));
+    }
+    errs
+}
+
 /// Upstream `ValidateServiceUpdate` (minus metadata, which the store checks).
 pub(crate) fn validate_service_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -926,98 +987,26 @@ pub(crate) fn validate_service_update(new: &Value, old: &Value) -> Vec<FieldErro
         .cloned()
         .unwrap_or(json!([]));
     if !(external_name || new_headless && old_headless) {
-        let (n, o) = (
-            str_list(new, "/spec/clusterIPs"),
-            str_list(old, "/spec/clusterIPs"),
-        );
-        if n.len() == o.len() {
-            for (i, ip) in o.iter().enumerate() {
-                if n.get(i) != Some(ip) {
-                    errs.push(FieldError::invalid(
-                        format!("spec.clusterIPs[{i}]"),
-                        ips_value.clone(),
-                        "may not change once set",
-                    ));
-                }
-            }
-        } else if o.len() > n.len() {
-            if n.is_empty() {
-                errs.push(FieldError::invalid(
-                    "spec.clusterIPs[0]",
-                    ips_value.clone(),
-                    "primary clusterIP can not be unset",
-                ));
-            }
-            if let (Some(a), Some(b)) = (n.first(), o.first()) {
-                if a != b {
-                    errs.push(FieldError::invalid(
-                        "spec.clusterIPs[0]",
-                        ips_value.clone(),
-                        "may not change once set",
-                    ));
-                }
-            }
-            if n.len() == 1 && str_at(new, "/spec/ipFamilyPolicy") != "SingleStack" {
-                errs.push(FieldError::invalid("spec.clusterIPs[0]", ips_value.clone(), "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP"));
-            }
-        } else if let (Some(a), Some(b)) = (n.first(), o.first()) {
-            if a != b {
-                errs.push(FieldError::invalid(
-                    "spec.clusterIPs[0]",
-                    ips_value.clone(),
-                    "may not change once set",
-                ));
-            }
-        }
+        errs.extend(dual_stack_list_update(
+            new,
+            old,
+            ("clusterIPs", "clusterIP", true),
+            &ips_value,
+            &ips_value,
+        ));
     }
     if !external_name && new_headless == old_headless && !new_headless {
-        let (n, o) = (
-            str_list(new, "/spec/ipFamilies"),
-            str_list(old, "/spec/ipFamilies"),
-        );
         let fams_value = new
             .pointer("/spec/ipFamilies")
             .cloned()
             .unwrap_or(json!([]));
-        if n.len() == o.len() {
-            for (i, f) in o.iter().enumerate() {
-                if n.get(i) != Some(f) {
-                    errs.push(FieldError::invalid(
-                        "spec.ipFamilies[0]",
-                        fams_value.clone(),
-                        "may not change once set",
-                    ));
-                }
-            }
-        } else if o.len() > n.len() {
-            if n.is_empty() {
-                errs.push(FieldError::invalid(
-                    "spec.ipFamilies[0]",
-                    fams_value.clone(),
-                    "primary ipFamily can not be unset",
-                ));
-            }
-            if let (Some(a), Some(b)) = (n.first(), o.first()) {
-                if a != b {
-                    errs.push(FieldError::invalid(
-                        "spec.ipFamilies[0]",
-                        ips_value.clone(),
-                        "may not change once set",
-                    ));
-                }
-            }
-            if n.len() == 1 && str_at(new, "/spec/ipFamilyPolicy") != "SingleStack" {
-                errs.push(FieldError::invalid("spec.clusterIPs[0]", ips_value.clone(), "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary ipFamily"));
-            }
-        } else if let (Some(a), Some(b)) = (n.first(), o.first()) {
-            if a != b {
-                errs.push(FieldError::invalid(
-                    "spec.ipFamilies[0]",
-                    ips_value.clone(),
-                    "may not change once set",
-                ));
-            }
-        }
+        errs.extend(dual_stack_list_update(
+            new,
+            old,
+            ("ipFamilies", "ipFamily", false),
+            &fams_value,
+            &ips_value,
+        ));
     }
     // loadBalancerClass is immutable while the service stays a LoadBalancer.
     if svc_type(old) == "LoadBalancer"
@@ -1238,12 +1227,12 @@ impl Strategy for ServiceStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Type", "string", "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types", 0),
-            super::col("Cluster-IP", "string", "clusterIP is the IP address of the service and is usually assigned randomly. If an address is specified manually, is in-range (as per system configuration), and is not in use, it will be allocated to the service; otherwise creation of the service will fail. This field may not be changed through updates unless the type field is also being changed to ExternalName (which requires this field to be blank) or the type field is being changed from ExternalName (in which case this field may optionally be specified, as describe above).  Valid values are \"None\", empty string (\"\"), or a valid IP address. Setting this to \"None\" makes a \"headless service\" (no virtual IP), which is useful when direct endpoint connections are preferred and proxying is not required.  Only applies to types ClusterIP, NodePort, and LoadBalancer. If this field is specified when creating a Service of type ExternalName, creation will fail. This field will be wiped when updating a Service to type ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies", 0),
-            super::col("External-IP", "string", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.  These IPs are not managed by Kubernetes.  The user is responsible for ensuring that traffic arrives at a node with this IP.  A common example is external load-balancers that are not part of the Kubernetes system.", 0),
-            super::col("Port(s)", "string", "The list of ports that are exposed by this service. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies", 0),
+            column("Type", "string", "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types", 0),
+            column("Cluster-IP", "string", "clusterIP is the IP address of the service and is usually assigned randomly. If an address is specified manually, is in-range (as per system configuration), and is not in use, it will be allocated to the service; otherwise creation of the service will fail. This field may not be changed through updates unless the type field is also being changed to ExternalName (which requires this field to be blank) or the type field is being changed from ExternalName (in which case this field may optionally be specified, as describe above).  Valid values are \"None\", empty string (\"\"), or a valid IP address. Setting this to \"None\" makes a \"headless service\" (no virtual IP), which is useful when direct endpoint connections are preferred and proxying is not required.  Only applies to types ClusterIP, NodePort, and LoadBalancer. If this field is specified when creating a Service of type ExternalName, creation will fail. This field will be wiped when updating a Service to type ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies", 0),
+            column("External-IP", "string", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.  These IPs are not managed by Kubernetes.  The user is responsible for ensuring that traffic arrives at a node with this IP.  A common example is external load-balancers that are not part of the Kubernetes system.", 0),
+            column("Port(s)", "string", "The list of ports that are exposed by this service. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies", 0),
             age_column(),
-            super::col("Selector", "string", "Route service traffic to pods with label keys and values matching this selector. If empty or not present, the service is assumed to have an external process managing its endpoints, which Kubernetes will not modify. Only applies to types ClusterIP, NodePort, and LoadBalancer. Ignored if type is ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/", 1),
+            column("Selector", "string", "Route service traffic to pods with label keys and values matching this selector. If empty or not present, the service is assumed to have an external process managing its endpoints, which Kubernetes will not modify. Only applies to types ClusterIP, NodePort, and LoadBalancer. Ignored if type is ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/", 1),
         ]
     }
 
@@ -1318,16 +1307,7 @@ fn validate_endpoints(ep: &Value) -> Vec<FieldError> {
             for msg in is_valid_port_num(n) {
                 errs.push(FieldError::invalid(format!("{pp}.port"), n, msg));
             }
-            let proto = s(port, "protocol");
-            if proto.is_empty() {
-                errs.push(FieldError::required(format!("{pp}.protocol"), ""));
-            } else if !["SCTP", "TCP", "UDP"].contains(&proto) {
-                errs.push(FieldError::not_supported(
-                    format!("{pp}.protocol"),
-                    proto,
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
+            errs.extend(validate_protocol(port, &format!("{pp}.protocol")));
             if has(port, "appProtocol") {
                 let ap = s(port, "appProtocol");
                 errs.extend(invalid_each(
@@ -1432,7 +1412,7 @@ impl Strategy for EndpointsStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Endpoints", "string", "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.", 0),
+            column("Endpoints", "string", "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.", 0),
             age_column(),
         ]
     }

@@ -5,8 +5,10 @@ use apimachinery::FieldError;
 use serde_json::{json, Map, Value};
 
 use super::quantity::{canonicalize_list, qty_string, Qty};
-use super::util::*;
-use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
+use crate::strategy::{
+    age_cell, age_column, column, ResourceInfo, Strategy, Subresource, TableColumn,
+};
+use crate::util::*;
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
@@ -296,14 +298,16 @@ fn validate_pvc_update(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn pvc_class(pvc: &Value) -> String {
-    if let Some(c) = pvc
+/// The storage class of a PV or PVC: the beta annotation, else
+/// `spec.storageClassName` (upstream's `GetPersistentVolume(Claim)Class`).
+fn storage_class(obj: &Value) -> String {
+    if let Some(c) = obj
         .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
         .and_then(Value::as_str)
     {
         return c.to_string();
     }
-    str_at(pvc, "/spec/storageClassName").to_string()
+    str_at(obj, "/spec/storageClassName").to_string()
 }
 
 pub(crate) struct PvcStrategy {
@@ -376,14 +380,14 @@ impl Strategy for PvcStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Status", "string", "phase represents the current phase of PersistentVolumeClaim.", 0),
-            super::col("Volume", "string", "volumeName is the binding reference to the PersistentVolume backing this claim.", 0),
-            super::col("Capacity", "string", "capacity represents the actual resources of the underlying volume.", 0),
-            super::col("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1", 0),
-            super::col("StorageClass", "string", "StorageClass of the pvc", 0),
-            super::col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc", 0),
+            column("Status", "string", "phase represents the current phase of PersistentVolumeClaim.", 0),
+            column("Volume", "string", "volumeName is the binding reference to the PersistentVolume backing this claim.", 0),
+            column("Capacity", "string", "capacity represents the actual resources of the underlying volume.", 0),
+            column("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1", 0),
+            column("StorageClass", "string", "StorageClass of the pvc", 0),
+            column("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc", 0),
             age_column(),
-            super::col("VolumeMode", "string", "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec.", 1),
+            column("VolumeMode", "string", "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec.", 1),
         ]
     }
 
@@ -418,7 +422,7 @@ impl Strategy for PvcStrategy {
             json!(volume),
             json!(capacity),
             json!(modes),
-            json!(pvc_class(obj)),
+            json!(storage_class(obj)),
             json!(vac),
             age_cell(obj),
             json!(vm),
@@ -550,21 +554,7 @@ fn validate_pv(pv: &Value) -> Vec<FieldError> {
             "hostPath" if s(src, "path").is_empty() => {
                 errs.push(FieldError::required(format!("{p}.path"), ""));
             }
-            "nfs" => {
-                if s(src, "server").is_empty() {
-                    errs.push(FieldError::required(format!("{p}.server"), ""));
-                }
-                let np = s(src, "path");
-                if np.is_empty() {
-                    errs.push(FieldError::required(format!("{p}.path"), ""));
-                } else if !np.starts_with('/') {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.path"),
-                        np,
-                        "must be an absolute path",
-                    ));
-                }
-            }
+            "nfs" => errs.extend(validate_nfs_source(src, &p)),
             "local" => {
                 if s(src, "path").is_empty() {
                     errs.push(FieldError::required(format!("{p}.path"), ""));
@@ -665,16 +655,6 @@ fn validate_pv_update(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn pv_class(pv: &Value) -> String {
-    if let Some(c) = pv
-        .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
-        .and_then(Value::as_str)
-    {
-        return c.to_string();
-    }
-    str_at(pv, "/spec/storageClassName").to_string()
-}
-
 pub(crate) struct PvStrategy {
     info: ResourceInfo,
 }
@@ -745,16 +725,16 @@ impl Strategy for PvStrategy {
 
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
-            super::col("Capacity", "string", "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity", 0),
-            super::col("Access Modes", "string", "accessModes contains all ways the volume can be mounted. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes", 0),
-            super::col("Reclaim Policy", "string", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim. Valid options are Retain (default for manually created PersistentVolumes), Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). Recycle must be supported by the volume plugin underlying this PersistentVolume. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming", 0),
-            super::col("Status", "string", "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase", 0),
-            super::col("Claim", "string", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding", 0),
-            super::col("StorageClass", "string", "StorageClass of the pv", 0),
-            super::col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv", 0),
-            super::col("Reason", "string", "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.", 0),
+            column("Capacity", "string", "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity", 0),
+            column("Access Modes", "string", "accessModes contains all ways the volume can be mounted. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes", 0),
+            column("Reclaim Policy", "string", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim. Valid options are Retain (default for manually created PersistentVolumes), Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). Recycle must be supported by the volume plugin underlying this PersistentVolume. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming", 0),
+            column("Status", "string", "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase", 0),
+            column("Claim", "string", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding", 0),
+            column("StorageClass", "string", "StorageClass of the pv", 0),
+            column("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv", 0),
+            column("Reason", "string", "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.", 0),
             age_column(),
-            super::col("VolumeMode", "string", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.", 1),
+            column("VolumeMode", "string", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.", 1),
         ]
     }
 
@@ -785,7 +765,7 @@ impl Strategy for PvStrategy {
             json!(str_at(obj, "/spec/persistentVolumeReclaimPolicy")),
             json!(phase),
             json!(claim),
-            json!(pv_class(obj)),
+            json!(storage_class(obj)),
             json!(vac),
             json!(str_at(obj, "/status/reason")),
             age_cell(obj),

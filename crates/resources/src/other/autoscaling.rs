@@ -12,15 +12,15 @@
 //! Simplifications: quantities are carried as given (no canonicalisation),
 //! and required-but-zero v1 quantity fields are written as `"0"`.
 
+use crate::strategy::column;
+use crate::util::{arr_at, as_i64, ensure_obj, i64_at, ptr_str, set_default};
+use apimachinery::validation::{is_dns1123_label, is_valid_path_segment_name};
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{json, Map, Value};
 
-use super::common::{
-    as_i64, column, dns1123_label_errors, nonnegative, obj_mut, path_segment_errors, ptr_arr,
-    ptr_i64, ptr_str, s, set_default,
-};
+use super::common::{nonnegative, s};
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -114,7 +114,21 @@ fn is_cpu_utilization(m: &Value) -> bool {
 // Metric specs and statuses
 // ---------------------------------------------------------------------------
 
-fn metric_spec_v2_to_v1(m: &Value) -> Value {
+/// A v2 metric spec (`side` "target") or status (`side` "current") in v1's
+/// shape, whose fields are named `<side>Value`, `<side>AverageValue`, ...
+/// The status's resource and external quantities are non-pointers in v1
+/// (written as "0" when unset) where the spec's are pointers.
+fn metric_v2_to_v1(m: &Value, side: &str) -> Value {
+    let status = side == "current";
+    let put_status_qty = |x: &mut Map<String, Value>, k: &str, v: Option<&Value>| {
+        if status {
+            put_qty(x, k, v)
+        } else {
+            put(x, k, v)
+        }
+    };
+    let key = |f: &str| format!("{side}{f}");
+    let src = |f: &str| format!("/{side}/{f}");
     let mut out = Map::new();
     put(&mut out, "type", m.get("type"));
     if let Some(o) = at(m, "/object") {
@@ -129,9 +143,9 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
             "metricName".into(),
             s(ptr_str(o, "/metric/name").unwrap_or("")),
         );
-        put_qty(&mut x, "targetValue", at(o, "/target/value"));
+        put_qty(&mut x, &key("Value"), at(o, &src("value")));
         put(&mut x, "selector", at(o, "/metric/selector"));
-        put(&mut x, "averageValue", at(o, "/target/averageValue"));
+        put(&mut x, "averageValue", at(o, &src("averageValue")));
         out.insert("object".into(), Value::Object(x));
     }
     if let Some(p) = at(m, "/pods") {
@@ -140,27 +154,27 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
             "metricName".into(),
             s(ptr_str(p, "/metric/name").unwrap_or("")),
         );
-        put_qty(&mut x, "targetAverageValue", at(p, "/target/averageValue"));
+        put_qty(&mut x, &key("AverageValue"), at(p, &src("averageValue")));
         put(&mut x, "selector", at(p, "/metric/selector"));
         out.insert("pods".into(), Value::Object(x));
     }
-    for key in ["resource", "containerResource"] {
-        if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
+    for k in ["resource", "containerResource"] {
+        if let Some(r) = m.get(k).filter(|v| !v.is_null()) {
             let mut x = Map::new();
             x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
             put(
                 &mut x,
-                "targetAverageUtilization",
-                at(r, "/target/averageUtilization"),
+                &key("AverageUtilization"),
+                at(r, &src("averageUtilization")),
             );
-            put(&mut x, "targetAverageValue", at(r, "/target/averageValue"));
-            if key == "containerResource" {
+            put_status_qty(&mut x, &key("AverageValue"), at(r, &src("averageValue")));
+            if k == "containerResource" {
                 x.insert(
                     "container".into(),
                     s(ptr_str(r, "/container").unwrap_or("")),
                 );
             }
-            out.insert(key.into(), Value::Object(x));
+            out.insert(k.into(), Value::Object(x));
         }
     }
     if let Some(e) = at(m, "/external") {
@@ -170,11 +184,27 @@ fn metric_spec_v2_to_v1(m: &Value) -> Value {
             s(ptr_str(e, "/metric/name").unwrap_or("")),
         );
         put(&mut x, "metricSelector", at(e, "/metric/selector"));
-        put(&mut x, "targetValue", at(e, "/target/value"));
-        put(&mut x, "targetAverageValue", at(e, "/target/averageValue"));
+        put_status_qty(&mut x, &key("Value"), at(e, &src("value")));
+        put(&mut x, &key("AverageValue"), at(e, &src("averageValue")));
         out.insert("external".into(), Value::Object(x));
     }
     Value::Object(out)
+}
+
+/// The status fields v1 and v2 share: observedGeneration, lastScaleTime and
+/// the replica counts (non-pointers, 0 when unset).
+fn status_counts(status: &Value) -> Map<String, Value> {
+    let mut st = Map::new();
+    put(
+        &mut st,
+        "observedGeneration",
+        status.get("observedGeneration"),
+    );
+    put(&mut st, "lastScaleTime", status.get("lastScaleTime"));
+    for k in ["currentReplicas", "desiredReplicas"] {
+        st.insert(k.into(), status.get(k).cloned().unwrap_or(Value::from(0)));
+    }
+    st
 }
 
 fn metric_identifier(name: Option<&Value>, selector: Option<&Value>) -> Value {
@@ -270,81 +300,6 @@ fn metric_spec_v1_to_v2(m: &Value) -> Value {
     Value::Object(out)
 }
 
-fn metric_status_v2_to_v1(m: &Value) -> Value {
-    let mut out = Map::new();
-    put(&mut out, "type", m.get("type"));
-    if let Some(o) = at(m, "/object") {
-        let mut x = Map::new();
-        x.insert(
-            "target".into(),
-            o.get("describedObject")
-                .cloned()
-                .unwrap_or_else(|| json!({"kind": "", "name": ""})),
-        );
-        x.insert(
-            "metricName".into(),
-            s(ptr_str(o, "/metric/name").unwrap_or("")),
-        );
-        put_qty(&mut x, "currentValue", at(o, "/current/value"));
-        put(&mut x, "selector", at(o, "/metric/selector"));
-        put(&mut x, "averageValue", at(o, "/current/averageValue"));
-        out.insert("object".into(), Value::Object(x));
-    }
-    if let Some(p) = at(m, "/pods") {
-        let mut x = Map::new();
-        x.insert(
-            "metricName".into(),
-            s(ptr_str(p, "/metric/name").unwrap_or("")),
-        );
-        put_qty(
-            &mut x,
-            "currentAverageValue",
-            at(p, "/current/averageValue"),
-        );
-        put(&mut x, "selector", at(p, "/metric/selector"));
-        out.insert("pods".into(), Value::Object(x));
-    }
-    for key in ["resource", "containerResource"] {
-        if let Some(r) = m.get(key).filter(|v| !v.is_null()) {
-            let mut x = Map::new();
-            x.insert("name".into(), s(ptr_str(r, "/name").unwrap_or("")));
-            put(
-                &mut x,
-                "currentAverageUtilization",
-                at(r, "/current/averageUtilization"),
-            );
-            put_qty(
-                &mut x,
-                "currentAverageValue",
-                at(r, "/current/averageValue"),
-            );
-            if key == "containerResource" {
-                x.insert(
-                    "container".into(),
-                    s(ptr_str(r, "/container").unwrap_or("")),
-                );
-            }
-            out.insert(key.into(), Value::Object(x));
-        }
-    }
-    if let Some(e) = at(m, "/external") {
-        let mut x = Map::new();
-        x.insert(
-            "metricName".into(),
-            s(ptr_str(e, "/metric/name").unwrap_or("")),
-        );
-        put(&mut x, "metricSelector", at(e, "/metric/selector"));
-        put_qty(&mut x, "currentValue", at(e, "/current/value"));
-        put(
-            &mut x,
-            "currentAverageValue",
-            at(e, "/current/averageValue"),
-        );
-        out.insert("external".into(), Value::Object(x));
-    }
-    Value::Object(out)
-}
-
 fn metric_status_v1_to_v2(m: &Value) -> Value {
     let mut out = Map::new();
     put(&mut out, "type", m.get("type"));
@@ -410,7 +365,7 @@ fn rules_to_go(r: Option<&Value>) -> Value {
     let Some(r) = r.filter(|v| v.is_object()) else {
         return Value::Null;
     };
-    let policies: Vec<Value> = ptr_arr(r, "/policies")
+    let policies: Vec<Value> = arr_at(r, "/policies")
         .iter()
         .map(|p| {
             json!({
@@ -538,7 +493,7 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
     put(&mut out_spec, "scaleTargetRef", spec.get("scaleTargetRef"));
     put(&mut out_spec, "minReplicas", spec.get("minReplicas"));
     put(&mut out_spec, "maxReplicas", spec.get("maxReplicas"));
-    let metrics = ptr_arr(&spec, "/metrics");
+    let metrics = arr_at(&spec, "/metrics");
     if let Some(cpu) = metrics.iter().find(|m| {
         ptr_str(m, "/type") == Some("Resource") && ptr_str(m, "/resource/name") == Some("cpu")
     }) {
@@ -551,7 +506,7 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
     let others: Vec<Value> = metrics
         .iter()
         .filter(|m| !is_cpu_utilization(m))
-        .map(metric_spec_v2_to_v1)
+        .map(|m| metric_v2_to_v1(m, "target"))
         .collect();
     if !others.is_empty() {
         set_annotation(&mut meta, METRICS_ANN, Value::Array(others).to_string());
@@ -564,28 +519,8 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
     out.insert("kind".into(), s("HorizontalPodAutoscaler"));
     out.insert("apiVersion".into(), s("autoscaling/v1"));
     if let Some(status) = status {
-        let mut st = Map::new();
-        put(
-            &mut st,
-            "observedGeneration",
-            status.get("observedGeneration"),
-        );
-        put(&mut st, "lastScaleTime", status.get("lastScaleTime"));
-        st.insert(
-            "currentReplicas".into(),
-            status
-                .get("currentReplicas")
-                .cloned()
-                .unwrap_or(Value::from(0)),
-        );
-        st.insert(
-            "desiredReplicas".into(),
-            status
-                .get("desiredReplicas")
-                .cloned()
-                .unwrap_or(Value::from(0)),
-        );
-        let current = ptr_arr(status, "/currentMetrics");
+        let mut st = status_counts(status);
+        let current = arr_at(status, "/currentMetrics");
         for m in current {
             if ptr_str(m, "/type") == Some("Resource")
                 && ptr_str(m, "/resource/name") == Some("cpu")
@@ -598,14 +533,17 @@ pub fn hpa_v2_to_v1(obj: &Value) -> Value {
             }
         }
         if !current.is_empty() {
-            let enc: Vec<Value> = current.iter().map(metric_status_v2_to_v1).collect();
+            let enc: Vec<Value> = current
+                .iter()
+                .map(|m| metric_v2_to_v1(m, "current"))
+                .collect();
             set_annotation(
                 &mut meta,
                 CURRENT_METRICS_ANN,
                 Value::Array(enc).to_string(),
             );
         }
-        let conditions = ptr_arr(status, "/conditions");
+        let conditions = arr_at(status, "/conditions");
         if !conditions.is_empty() {
             set_annotation(
                 &mut meta,
@@ -659,27 +597,7 @@ pub fn hpa_v1_to_v2(obj: &Value) -> Value {
     out.insert("metadata".into(), Value::Object(meta));
     out.insert("spec".into(), Value::Object(out_spec));
     if let Some(status) = status {
-        let mut st = Map::new();
-        put(
-            &mut st,
-            "observedGeneration",
-            status.get("observedGeneration"),
-        );
-        put(&mut st, "lastScaleTime", status.get("lastScaleTime"));
-        st.insert(
-            "currentReplicas".into(),
-            status
-                .get("currentReplicas")
-                .cloned()
-                .unwrap_or(Value::from(0)),
-        );
-        st.insert(
-            "desiredReplicas".into(),
-            status
-                .get("desiredReplicas")
-                .cloned()
-                .unwrap_or(Value::from(0)),
-        );
+        let mut st = status_counts(status);
         let from_ann =
             ann(CURRENT_METRICS_ANN).and_then(|enc| serde_json::from_str::<Value>(enc).ok());
         if let Some(Value::Array(current)) = from_ann {
@@ -734,7 +652,7 @@ fn default_rules(rules: Option<&mut Value>, up: bool) -> Value {
 }
 
 fn default_v2(obj: &mut Value) {
-    let Some(spec) = obj_mut(obj, "spec") else {
+    let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
     set_default(spec, "minReplicas", Value::from(1));
@@ -766,7 +684,7 @@ fn cross_version_ref(r: Option<&Value>, path: &str) -> Vec<FieldError> {
         if v.is_empty() {
             errs.push(FieldError::required(format!("{path}.{f}"), ""));
         } else {
-            for m in path_segment_errors(v) {
+            for m in is_valid_path_segment_name(v) {
                 errs.push(FieldError::invalid(format!("{path}.{f}"), v, m));
             }
         }
@@ -813,7 +731,7 @@ fn metric_target(t: Option<&Value>, path: &str) -> Vec<FieldError> {
             }
         }
     }
-    if let Some(u) = ptr_i64(&t, "/averageUtilization").filter(|u| *u < 1) {
+    if let Some(u) = i64_at(&t, "/averageUtilization").filter(|u| *u < 1) {
         errs.push(FieldError::invalid(
             format!("{path}.averageUtilization"),
             u,
@@ -831,7 +749,7 @@ fn metric_identifier_errs(m: &Value, path: &str) -> Vec<FieldError> {
             "must specify a metric name",
         )];
     }
-    path_segment_errors(name)
+    is_valid_path_segment_name(name)
         .into_iter()
         .map(|e| FieldError::invalid(format!("{path}.metric.name"), name, e))
         .collect()
@@ -934,7 +852,7 @@ fn metric_spec_errs(m: &Value, path: &str) -> Vec<FieldError> {
                         ));
                     } else {
                         errs.extend(
-                            dns1123_label_errors(c)
+                            is_dns1123_label(c)
                                 .into_iter()
                                 .map(|e| FieldError::invalid(format!("{p}.container"), c, e)),
                         );
@@ -996,7 +914,7 @@ fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
     let Some(r) = r.filter(|v| v.is_object()) else {
         return errs;
     };
-    if let Some(w) = ptr_i64(r, "/stabilizationWindowSeconds") {
+    if let Some(w) = i64_at(r, "/stabilizationWindowSeconds") {
         if w < 0 {
             errs.push(FieldError::invalid(
                 format!("{path}.stabilizationWindowSeconds"),
@@ -1020,7 +938,7 @@ fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
             ));
         }
     }
-    let policies = ptr_arr(r, "/policies");
+    let policies = arr_at(r, "/policies");
     if policies.is_empty() {
         errs.push(FieldError::required(
             format!("{path}.policies"),
@@ -1037,7 +955,7 @@ fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
                 &["Percent", "Pods"],
             ));
         }
-        let v = ptr_i64(p, "/value").unwrap_or(0);
+        let v = i64_at(p, "/value").unwrap_or(0);
         if v <= 0 {
             errs.push(FieldError::invalid(
                 format!("{pp}.value"),
@@ -1045,7 +963,7 @@ fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
                 "must be greater than zero",
             ));
         }
-        let ps = ptr_i64(p, "/periodSeconds").unwrap_or(0);
+        let ps = i64_at(p, "/periodSeconds").unwrap_or(0);
         if ps <= 0 {
             errs.push(FieldError::invalid(
                 format!("{pp}.periodSeconds"),
@@ -1067,8 +985,8 @@ fn scaling_rules_errs(r: Option<&Value>, path: &str) -> Vec<FieldError> {
 /// `ValidateHorizontalPodAutoscaler` on the v2 form.
 fn validate_v2(obj: &Value, min_lower_bound: i64) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let min = ptr_i64(obj, "/spec/minReplicas");
-    let max = ptr_i64(obj, "/spec/maxReplicas").unwrap_or(0);
+    let min = i64_at(obj, "/spec/minReplicas");
+    let max = i64_at(obj, "/spec/maxReplicas").unwrap_or(0);
     if let Some(m) = min.filter(|m| *m < min_lower_bound) {
         errs.push(FieldError::invalid(
             "spec.minReplicas",
@@ -1094,7 +1012,7 @@ fn validate_v2(obj: &Value, min_lower_bound: i64) -> Vec<FieldError> {
         obj.pointer("/spec/scaleTargetRef"),
         "spec.scaleTargetRef",
     ));
-    let metrics = ptr_arr(obj, "/spec/metrics");
+    let metrics = arr_at(obj, "/spec/metrics");
     let mut has_object_or_external = false;
     for (i, m) in metrics.iter().enumerate() {
         errs.extend(metric_spec_errs(m, &format!("spec.metrics[{i}]")));
@@ -1120,7 +1038,7 @@ fn validate_v2(obj: &Value, min_lower_bound: i64) -> Vec<FieldError> {
 }
 
 fn validate_v2_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    let lower = if ptr_i64(old, "/spec/minReplicas") == Some(0) {
+    let lower = if i64_at(old, "/spec/minReplicas") == Some(0) {
         0
     } else {
         1
@@ -1155,11 +1073,11 @@ fn qty(v: Option<&Value>) -> String {
 
 /// `formatHPAMetrics` on the v2 form.
 fn format_metrics(obj: &Value) -> String {
-    let specs = ptr_arr(obj, "/spec/metrics");
+    let specs = arr_at(obj, "/spec/metrics");
     if specs.is_empty() {
         return "<none>".to_string();
     }
-    let statuses = ptr_arr(obj, "/status/currentMetrics");
+    let statuses = arr_at(obj, "/status/currentMetrics");
     let mut list = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let st = statuses.get(i);
@@ -1203,7 +1121,7 @@ fn format_metrics(obj: &Value) -> String {
                         .and_then(|s| at(s, "/current/averageUtilization"))
                         .and_then(as_i64)
                         .map_or("<unknown>".into(), |u| format!("{u}%"));
-                    let target = ptr_i64(spec, &format!("/{key}/target/averageUtilization"))
+                    let target = i64_at(spec, &format!("/{key}/target/averageUtilization"))
                         .map_or("<auto>".into(), |u| format!("{u}%"));
                     format!("{name}: {cur}/{target}")
                 }
@@ -1237,13 +1155,13 @@ fn hpa_row(v2: &Value) -> Vec<Value> {
         ptr_str(v2, "/spec/scaleTargetRef/kind").unwrap_or(""),
         ptr_str(v2, "/spec/scaleTargetRef/name").unwrap_or("")
     );
-    let min = ptr_i64(v2, "/spec/minReplicas").map_or("<unset>".to_string(), |m| m.to_string());
+    let min = i64_at(v2, "/spec/minReplicas").map_or("<unset>".to_string(), |m| m.to_string());
     vec![
         s(reference),
         s(format_metrics(v2)),
         s(min),
-        Value::from(ptr_i64(v2, "/spec/maxReplicas").unwrap_or(0)),
-        Value::from(ptr_i64(v2, "/status/currentReplicas").unwrap_or(0)),
+        Value::from(i64_at(v2, "/spec/maxReplicas").unwrap_or(0)),
+        Value::from(i64_at(v2, "/status/currentReplicas").unwrap_or(0)),
         age_cell(v2),
     ]
 }
@@ -1284,7 +1202,7 @@ impl Strategy for HorizontalPodAutoscalersV1 {
     }
 
     fn default(&self, obj: &mut Value) {
-        if let Some(spec) = obj_mut(obj, "spec") {
+        if let Some(spec) = ensure_obj(obj, "spec") {
             set_default(spec, "minReplicas", Value::from(1));
         }
     }
@@ -1322,7 +1240,7 @@ impl Strategy for HorizontalPodAutoscalersV1 {
 /// annotations (used by tests).
 #[cfg(test)]
 fn only_cpu(v2: &Value) -> bool {
-    ptr_arr(v2, "/spec/metrics").iter().all(is_cpu_utilization)
+    arr_at(v2, "/spec/metrics").iter().all(is_cpu_utilization)
         && v2.pointer("/spec/behavior").is_none_or(Value::is_null)
 }
 

@@ -3,16 +3,16 @@
 //! Not done here: upstream overwrites spec.username/uid/groups/extra with the
 //! requesting user on create, which needs the request's user info.
 
+use crate::strategy::column;
+use crate::util::{arr_at, i64_at, ptr_str};
+use apimachinery::validation::{is_dns1123_label, is_dns1123_subdomain};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use apimachinery::{FieldError, FieldErrorType};
 use serde_json::Value;
 
-use super::common::{
-    column, dns1123_label_errors, dns1123_subdomain_errors, invalid_raw, ptr_arr, ptr_i64, ptr_str,
-    s,
-};
+use super::common::{invalid_raw, s};
 use crate::strategy::{
     age_cell, age_column, human_duration, ResourceInfo, Strategy, Subresource, TableColumn,
 };
@@ -118,7 +118,7 @@ fn signer_name_errors(name: &str, path: &str) -> Vec<FieldError> {
     }
     let labels: Vec<&str> = domain.split('.').collect();
     for l in &labels {
-        let e = dns1123_label_errors(l);
+        let e = is_dns1123_label(l);
         if !e.is_empty() {
             errs.extend(e.into_iter().map(|m| {
                 FieldError::invalid(path, domain, format!("validating label {l:?}: {m}"))
@@ -134,7 +134,7 @@ fn signer_name_errors(name: &str, path: &str) -> Vec<FieldError> {
         ));
     }
     for l in rest.split('.') {
-        let e = dns1123_subdomain_errors(l);
+        let e = is_dns1123_subdomain(l);
         if !e.is_empty() {
             errs.extend(
                 e.into_iter().map(|m| {
@@ -162,7 +162,7 @@ fn validate_csr(obj: &Value) -> Vec<FieldError> {
             "PEM block type must be CERTIFICATE REQUEST",
         ));
     }
-    let usages = ptr_arr(obj, "/spec/usages");
+    let usages = arr_at(obj, "/spec/usages");
     if usages.is_empty() {
         errs.push(FieldError::required("spec.usages", ""));
     }
@@ -184,7 +184,7 @@ fn validate_csr(obj: &Value) -> Vec<FieldError> {
         ptr_str(obj, "/spec/signerName").unwrap_or(""),
         "spec.signerName",
     ));
-    if let Some(e) = ptr_i64(obj, "/spec/expirationSeconds").filter(|e| *e < 600) {
+    if let Some(e) = i64_at(obj, "/spec/expirationSeconds").filter(|e| *e < 600) {
         errs.push(FieldError::invalid(
             "spec.expirationSeconds",
             e,
@@ -196,7 +196,7 @@ fn validate_csr(obj: &Value) -> Vec<FieldError> {
 
 fn csr_condition(obj: &Value) -> String {
     let (mut approved, mut denied, mut failed) = (false, false, false);
-    for c in ptr_arr(obj, "/status/conditions") {
+    for c in arr_at(obj, "/status/conditions") {
         match ptr_str(c, "/type") {
             Some("Approved") => approved = true,
             Some("Denied") => denied = true,
@@ -249,7 +249,7 @@ impl Strategy for CertificateSigningRequests {
         let mut errs = validate_csr(new);
         if new.get("status") != old.get("status") {
             let mut types = BTreeSet::new();
-            for (i, c) in ptr_arr(new, "/status/conditions").iter().enumerate() {
+            for (i, c) in arr_at(new, "/status/conditions").iter().enumerate() {
                 let t = ptr_str(c, "/type").unwrap_or("");
                 let p = format!("status.conditions[{i}]");
                 if t.is_empty() {
@@ -305,7 +305,7 @@ impl Strategy for CertificateSigningRequests {
         let signer = ptr_str(obj, "/spec/signerName")
             .filter(|s| !s.is_empty())
             .unwrap_or("<none>");
-        let duration = match ptr_i64(obj, "/spec/expirationSeconds") {
+        let duration = match i64_at(obj, "/spec/expirationSeconds") {
             Some(secs) => human_duration(chrono::TimeDelta::seconds(secs)),
             None => "<none>".to_string(),
         };

@@ -1,11 +1,13 @@
 //! coordination.k8s.io/v1 leases.
 
+use crate::strategy::column;
+use crate::util::{i64_at, ptr_str};
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::Value;
 
-use super::common::{column, ptr_i64, ptr_str, s};
+use super::common::s;
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -37,14 +39,14 @@ impl Strategy for Leases {
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if let Some(d) = ptr_i64(obj, "/spec/leaseDurationSeconds").filter(|d| *d <= 0) {
+        if let Some(d) = i64_at(obj, "/spec/leaseDurationSeconds").filter(|d| *d <= 0) {
             errs.push(FieldError::invalid(
                 "spec.leaseDurationSeconds",
                 d,
                 "must be greater than 0",
             ));
         }
-        if let Some(t) = ptr_i64(obj, "/spec/leaseTransitions").filter(|t| *t < 0) {
+        if let Some(t) = i64_at(obj, "/spec/leaseTransitions").filter(|t| *t < 0) {
             errs.push(FieldError::invalid(
                 "spec.leaseTransitions",
                 t,

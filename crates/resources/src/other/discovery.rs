@@ -1,15 +1,15 @@
 //! discovery.k8s.io/v1 endpointslices.
 
+use crate::strategy::column;
+use crate::util::{arr_at, immutable, ptr_str, set_default};
+use apimachinery::validation::{is_dns1123_label, is_dns1123_subdomain, is_qualified_name};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use apimachinery::{FieldError, FieldErrorType};
 use serde_json::Value;
 
-use super::common::{
-    column, dns1123_label_errors, dns1123_subdomain_errors, immutable, ptr_arr, ptr_str,
-    qualified_name_errors, s, set_default,
-};
+use super::common::s;
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -68,7 +68,7 @@ fn validate_address(addr: &str, addr_type: &str, path: &str) -> Vec<FieldError> 
                 return vec![FieldError::required(path, "")];
             }
             let name = addr.strip_suffix('.').unwrap_or(addr);
-            let errs = dns1123_subdomain_errors(name);
+            let errs = is_dns1123_subdomain(name);
             if !errs.is_empty() {
                 return vec![FieldError::invalid(path, name, errs.join(","))];
             }
@@ -80,7 +80,7 @@ fn validate_address(addr: &str, addr_type: &str, path: &str) -> Vec<FieldError> 
                 )];
             }
             for label in name.split('.') {
-                let errs = dns1123_label_errors(label);
+                let errs = is_dns1123_label(label);
                 if !errs.is_empty() {
                     return vec![FieldError::invalid(path, label, errs.join(","))];
                 }
@@ -93,7 +93,7 @@ fn validate_address(addr: &str, addr_type: &str, path: &str) -> Vec<FieldError> 
 
 fn validate_endpoints(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let endpoints = ptr_arr(obj, "/endpoints");
+    let endpoints = arr_at(obj, "/endpoints");
     if endpoints.len() > MAX_ENDPOINTS {
         errs.push(too_many("endpoints", endpoints.len(), MAX_ENDPOINTS));
         return errs;
@@ -101,7 +101,7 @@ fn validate_endpoints(obj: &Value) -> Vec<FieldError> {
     let addr_type = ptr_str(obj, "/addressType").unwrap_or("");
     for (i, ep) in endpoints.iter().enumerate() {
         let p = format!("endpoints[{i}]");
-        let addresses = ptr_arr(ep, "/addresses");
+        let addresses = arr_at(ep, "/addresses");
         if addresses.is_empty() {
             errs.push(FieldError::required(
                 format!("{p}.addresses"),
@@ -122,12 +122,12 @@ fn validate_endpoints(obj: &Value) -> Vec<FieldError> {
             ));
         }
         if let Some(n) = ptr_str(ep, "/nodeName") {
-            for m in dns1123_subdomain_errors(n) {
+            for m in is_dns1123_subdomain(n) {
                 errs.push(FieldError::invalid(format!("{p}.nodeName"), n, m));
             }
         }
         if let Some(h) = ptr_str(ep, "/hostname") {
-            for m in dns1123_label_errors(h) {
+            for m in is_dns1123_label(h) {
                 errs.push(FieldError::invalid(format!("{p}.hostname"), h, m));
             }
         }
@@ -137,7 +137,7 @@ fn validate_endpoints(obj: &Value) -> Vec<FieldError> {
 
 fn validate_ports(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let ports = ptr_arr(obj, "/ports");
+    let ports = arr_at(obj, "/ports");
     if ports.len() > MAX_PORTS {
         errs.push(too_many("ports", ports.len(), MAX_PORTS));
         return errs;
@@ -147,7 +147,7 @@ fn validate_ports(obj: &Value) -> Vec<FieldError> {
         let p = format!("ports[{i}]");
         let name = ptr_str(port, "/name").unwrap_or("");
         if !name.is_empty() {
-            for m in dns1123_label_errors(name) {
+            for m in is_dns1123_label(name) {
                 errs.push(FieldError::invalid(format!("{p}.name"), name, m));
             }
         }
@@ -164,7 +164,7 @@ fn validate_ports(obj: &Value) -> Vec<FieldError> {
             )),
         }
         if let Some(ap) = ptr_str(port, "/appProtocol") {
-            for m in qualified_name_errors(ap) {
+            for m in is_qualified_name(ap) {
                 errs.push(FieldError::invalid(format!("{p}.appProtocol"), ap, m));
             }
         }
@@ -245,7 +245,7 @@ impl Strategy for EndpointSlices {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let ports = ptr_arr(obj, "/ports");
+        let ports = arr_at(obj, "/ports");
         let port_items: Vec<String> = ports
             .iter()
             .map(|p| {
@@ -259,10 +259,10 @@ impl Strategy for EndpointSlices {
                 }
             })
             .collect();
-        let addrs: Vec<String> = ptr_arr(obj, "/endpoints")
+        let addrs: Vec<String> = arr_at(obj, "/endpoints")
             .iter()
             .flat_map(|e| {
-                ptr_arr(e, "/addresses")
+                arr_at(e, "/addresses")
                     .iter()
                     .map(|a| a.as_str().unwrap_or("").to_string())
             })

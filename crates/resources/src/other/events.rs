@@ -18,14 +18,15 @@
 //! struct fields (`regarding`, `deprecatedSource`, timestamps as `null`) are
 //! emitted, empty `omitempty` fields are not.
 
+use crate::core::event_reporting_errors;
+use crate::util::{i64_at, immutable, is_set, ptr_str, str_at};
+use apimachinery::validation::{is_dns1123_subdomain, is_qualified_name};
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
-use super::common::{
-    dns1123_subdomain_errors, is_set, ptr_i64, ptr_str, qualified_name_errors, s,
-};
+use super::common::s;
 use crate::strategy::{ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -179,51 +180,17 @@ fn legacy_validate(core: &Value) -> Vec<FieldError> {
         if rc.is_empty() {
             errs.push(FieldError::required("reportingController", ""));
         }
-        for m in qualified_name_errors(rc) {
+        for m in is_qualified_name(rc) {
             errs.push(FieldError::invalid("reportingController", rc, m));
         }
-        let ri = ptr_str(core, "/reportingInstance").unwrap_or("");
-        if ri.is_empty() {
-            errs.push(FieldError::required("reportingInstance", ""));
-        }
-        if ri.len() > 128 {
-            errs.push(FieldError::invalid(
-                "reportingInstance",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        let action = ptr_str(core, "/action").unwrap_or("");
-        if action.is_empty() {
-            errs.push(FieldError::required("action", ""));
-        }
-        if action.len() > 128 {
-            errs.push(FieldError::invalid(
-                "action",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        let reason = ptr_str(core, "/reason").unwrap_or("");
-        if reason.is_empty() {
-            errs.push(FieldError::required("reason", ""));
-        }
-        if reason.len() > 128 {
-            errs.push(FieldError::invalid(
-                "reason",
-                "",
-                "can have at most 128 characters",
-            ));
-        }
-        if ptr_str(core, "/message").unwrap_or("").len() > 1024 {
-            errs.push(FieldError::invalid(
-                "message",
-                "",
-                "can have at most 1024 characters",
-            ));
-        }
+        errs.extend(event_reporting_errors(
+            str_at(core, "/reportingInstance"),
+            str_at(core, "/action"),
+            str_at(core, "/reason"),
+            str_at(core, "/message"),
+        ));
     }
-    for m in dns1123_subdomain_errors(ns) {
+    for m in is_dns1123_subdomain(ns) {
         errs.push(FieldError::invalid("namespace", ns, m));
     }
     errs
@@ -232,7 +199,7 @@ fn legacy_validate(core: &Value) -> Vec<FieldError> {
 fn validate_series(core: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(series) = core.get("series").filter(|v| !v.is_null()) {
-        if ptr_i64(series, "/count").unwrap_or(0) < 2 {
+        if i64_at(series, "/count").unwrap_or(0) < 2 {
             errs.push(FieldError::invalid(
                 "series.count",
                 "",
@@ -282,7 +249,7 @@ impl Strategy for Events {
                 "needs to be unset",
             ));
         }
-        if ptr_i64(&core, "/count").unwrap_or(0) != 0 {
+        if i64_at(&core, "/count").unwrap_or(0) != 0 {
             errs.push(FieldError::invalid("count", "", "needs to be unset"));
         }
         if !ptr_str(&core, "/source/component").unwrap_or("").is_empty()
@@ -317,7 +284,7 @@ impl Strategy for Events {
             ("reportingComponent", "reportingController"),
             ("reportingInstance", "reportingInstance"),
         ] {
-            errs.extend(super::common::immutable(n.get(f), o.get(f), path));
+            errs.extend(immutable(n.get(f), o.get(f), path));
         }
         errs
     }

@@ -1,17 +1,21 @@
 //! networking.k8s.io/v1: ingresses, ingressclasses and networkpolicies.
 
+use crate::strategy::column;
+use crate::util::{
+    arr_at, as_i64, ensure_obj, i64_at, immutable, is_set, is_valid_port_name, is_valid_port_num,
+    ptr_str, set_default,
+};
+use apimachinery::validation::validate_label_selector;
+use apimachinery::validation::{
+    is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_valid_path_segment_name,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
-use super::common::{
-    column, dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors,
-    domain_prefixed_path_errors, format_label_selector, immutable, invalid_raw, is_set, obj_mut,
-    path_segment_errors, port_name_errors, port_num_errors, ptr_arr, ptr_i64, ptr_str, s,
-    set_default, validate_label_selector,
-};
+use super::common::{domain_prefixed_path_errors, format_label_selector, invalid_raw, s};
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -56,7 +60,7 @@ fn host_errors(host: &str, path: &str) -> Vec<FieldError> {
     }
     if host.contains('*') {
         let rest = host.strip_prefix("*.").unwrap_or("");
-        if rest.is_empty() || !dns1123_subdomain_errors(rest).is_empty() {
+        if rest.is_empty() || !is_dns1123_subdomain(rest).is_empty() {
             errs.push(FieldError::invalid(
                 path,
                 host,
@@ -64,7 +68,7 @@ fn host_errors(host: &str, path: &str) -> Vec<FieldError> {
             ));
         }
     } else {
-        for m in dns1123_subdomain_errors(host) {
+        for m in is_dns1123_subdomain(host) {
             errs.push(FieldError::invalid(path, host, m));
         }
     }
@@ -74,7 +78,7 @@ fn host_errors(host: &str, path: &str) -> Vec<FieldError> {
 fn typed_local_ref_errors(r: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(g) = ptr_str(r, "/apiGroup").filter(|g| !g.is_empty()) {
-        for m in dns1123_subdomain_errors(g) {
+        for m in is_dns1123_subdomain(g) {
             errs.push(FieldError::invalid(format!("{path}.apiGroup"), g, m));
         }
     }
@@ -83,7 +87,7 @@ fn typed_local_ref_errors(r: &Value, path: &str) -> Vec<FieldError> {
         if v.is_empty() {
             errs.push(FieldError::required(format!("{path}.{f}"), msg));
         } else {
-            for m in path_segment_errors(v) {
+            for m in is_valid_path_segment_name(v) {
                 errs.push(FieldError::invalid(format!("{path}.{f}"), v, m));
             }
         }
@@ -107,12 +111,12 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
             if name.is_empty() {
                 errs.push(FieldError::required(format!("{path}.service.name"), ""));
             } else {
-                for m in dns1035_label_errors(name) {
+                for m in is_dns1035_label(name) {
                     errs.push(FieldError::invalid(format!("{path}.service.name"), name, m));
                 }
             }
             let port_name = ptr_str(svc, "/port/name").unwrap_or("");
-            let port_num = ptr_i64(svc, "/port/number").unwrap_or(0);
+            let port_num = i64_at(svc, "/port/number").unwrap_or(0);
             if !port_name.is_empty() && port_num != 0 {
                 errs.push(FieldError::invalid(
                     path,
@@ -120,7 +124,7 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
                     "cannot set both port name & port number",
                 ));
             } else if !port_name.is_empty() {
-                for m in port_name_errors(port_name) {
+                for m in is_valid_port_name(port_name) {
                     errs.push(FieldError::invalid(
                         format!("{path}.service.port.name"),
                         port_name,
@@ -128,7 +132,7 @@ fn backend_errors(b: &Value, path: &str) -> Vec<FieldError> {
                     ));
                 }
             } else if port_num != 0 {
-                for m in port_num_errors(port_num) {
+                for m in is_valid_port_num(port_num) {
                     errs.push(FieldError::invalid(
                         format!("{path}.service.port.number"),
                         port_num,
@@ -215,7 +219,7 @@ fn http_path_errors(p: &Value, path: &str) -> Vec<FieldError> {
 
 fn validate_ingress_spec(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let rules = ptr_arr(obj, "/spec/rules");
+    let rules = arr_at(obj, "/spec/rules");
     let default_backend = obj.pointer("/spec/defaultBackend").filter(|v| !v.is_null());
     if rules.is_empty() && default_backend.is_none() {
         let repr = if obj.pointer("/spec/rules").is_some_and(Value::is_array) {
@@ -238,7 +242,7 @@ fn validate_ingress_spec(obj: &Value) -> Vec<FieldError> {
             errs.extend(host_errors(host, &format!("{rp}.host")));
         }
         if let Some(http) = rule.get("http").filter(|v| !v.is_null()) {
-            let paths = ptr_arr(http, "/paths");
+            let paths = arr_at(http, "/paths");
             if paths.is_empty() {
                 errs.push(FieldError::required(format!("{rp}.http.paths"), ""));
             }
@@ -247,15 +251,15 @@ fn validate_ingress_spec(obj: &Value) -> Vec<FieldError> {
             }
         }
     }
-    for (i, tls) in ptr_arr(obj, "/spec/tls").iter().enumerate() {
-        for (hi, host) in ptr_arr(tls, "/hosts").iter().enumerate() {
+    for (i, tls) in arr_at(obj, "/spec/tls").iter().enumerate() {
+        for (hi, host) in arr_at(tls, "/hosts").iter().enumerate() {
             if let Some(h) = host.as_str() {
                 errs.extend(host_errors(h, &format!("spec.tls[{i}].hosts[{hi}]")));
             }
         }
     }
     if let Some(c) = ptr_str(obj, "/spec/ingressClassName") {
-        for m in dns1123_subdomain_errors(c) {
+        for m in is_dns1123_subdomain(c) {
             errs.push(FieldError::invalid("spec.ingressClassName", c, m));
         }
     }
@@ -288,7 +292,7 @@ impl Strategy for Ingresses {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let class = ptr_str(obj, "/spec/ingressClassName").unwrap_or("<none>");
-        let rules = ptr_arr(obj, "/spec/rules");
+        let rules = arr_at(obj, "/spec/rules");
         let mut hosts: Vec<&str> = Vec::new();
         let mut more = false;
         for r in rules {
@@ -308,7 +312,7 @@ impl Strategy for Ingresses {
         } else {
             hosts.join(",")
         };
-        let address: BTreeSet<String> = ptr_arr(obj, "/status/loadBalancer/ingress")
+        let address: BTreeSet<String> = arr_at(obj, "/status/loadBalancer/ingress")
             .iter()
             .filter_map(|i| {
                 ptr_str(i, "/ip")
@@ -317,7 +321,7 @@ impl Strategy for Ingresses {
                     .map(str::to_string)
             })
             .collect();
-        let ports = if ptr_arr(obj, "/spec/tls").is_empty() {
+        let ports = if arr_at(obj, "/spec/tls").is_empty() {
             "80"
         } else {
             "80, 443"
@@ -372,7 +376,7 @@ fn validate_ingress_class(obj: &Value) -> Vec<FieldError> {
                     "`parameters.scope` is set to 'Namespace'",
                 )),
                 Some(ns) => {
-                    for m in dns1123_label_errors(ns) {
+                    for m in is_dns1123_label(ns) {
                         errs.push(FieldError::invalid(format!("{p}.namespace"), ns, m));
                     }
                 }
@@ -497,7 +501,7 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
             ));
         }
     }
-    let end = ptr_i64(port, "/endPort");
+    let end = i64_at(port, "/endPort");
     match port.get("port").filter(|v| !v.is_null()) {
         Some(Value::String(name)) => {
             if let Some(e) = end {
@@ -507,7 +511,7 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
                     "may not be specified when `port` is non-numeric",
                 ));
             }
-            for m in port_name_errors(name) {
+            for m in is_valid_port_name(name) {
                 errs.push(FieldError::invalid(
                     format!("{path}.port"),
                     name.as_str(),
@@ -516,8 +520,8 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
             }
         }
         Some(v) => {
-            let n = super::common::as_i64(v).unwrap_or(0);
-            for m in port_num_errors(n) {
+            let n = as_i64(v).unwrap_or(0);
+            for m in is_valid_port_num(n) {
                 errs.push(FieldError::invalid(format!("{path}.port"), n, m));
             }
             if let Some(e) = end {
@@ -528,7 +532,7 @@ fn np_port_errors(port: &Value, path: &str) -> Vec<FieldError> {
                         "must be greater than or equal to `port`",
                     ));
                 }
-                for m in port_num_errors(e) {
+                for m in is_valid_port_num(e) {
                     errs.push(FieldError::invalid(format!("{path}.endPort"), e, m));
                 }
             }
@@ -560,11 +564,7 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
     for key in ["podSelector", "namespaceSelector"] {
         if let Some(sel) = peer.get(key).filter(|v| !v.is_null()) {
             num += 1;
-            errs.extend(validate_label_selector(
-                Some(sel),
-                &format!("{path}.{key}"),
-                false,
-            ));
+            errs.extend(validate_label_selector(sel, &format!("{path}.{key}")));
         }
     }
     let ip_block = peer.get("ipBlock").filter(|v| !v.is_null());
@@ -578,7 +578,7 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::invalid(format!("{bp}.cidr"), cidr, m));
         }
         let parent = cidr.parse::<ipnet::IpNet>().ok();
-        for (i, e) in ptr_arr(b, "/except").iter().enumerate() {
+        for (i, e) in arr_at(b, "/except").iter().enumerate() {
             let e = e.as_str().unwrap_or("");
             let ep = format!("{bp}.except[{i}]");
             if let Some(m) = cidr_error(e) {
@@ -610,20 +610,22 @@ fn np_peer_errors(peer: &Value, path: &str) -> Vec<FieldError> {
 }
 
 fn validate_network_policy(obj: &Value) -> Vec<FieldError> {
-    let mut errs =
-        validate_label_selector(obj.pointer("/spec/podSelector"), "spec.podSelector", false);
+    let mut errs = validate_label_selector(
+        obj.pointer("/spec/podSelector").unwrap_or(&Value::Null),
+        "spec.podSelector",
+    );
     for (dir, peers) in [("ingress", "from"), ("egress", "to")] {
-        for (i, rule) in ptr_arr(obj, &format!("/spec/{dir}")).iter().enumerate() {
+        for (i, rule) in arr_at(obj, &format!("/spec/{dir}")).iter().enumerate() {
             let rp = format!("spec.{dir}[{i}]");
-            for (pi, port) in ptr_arr(rule, "/ports").iter().enumerate() {
+            for (pi, port) in arr_at(rule, "/ports").iter().enumerate() {
                 errs.extend(np_port_errors(port, &format!("{rp}.ports[{pi}]")));
             }
-            for (pi, peer) in ptr_arr(rule, &format!("/{peers}")).iter().enumerate() {
+            for (pi, peer) in arr_at(rule, &format!("/{peers}")).iter().enumerate() {
                 errs.extend(np_peer_errors(peer, &format!("{rp}.{peers}[{pi}]")));
             }
         }
     }
-    let types = ptr_arr(obj, "/spec/policyTypes");
+    let types = arr_at(obj, "/spec/policyTypes");
     if types.len() > 2 {
         errs.push(FieldError::invalid(
             "spec.policyTypes",
@@ -655,7 +657,7 @@ impl Strategy for NetworkPolicies {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         set_default(spec, "podSelector", Value::Object(Map::new()));

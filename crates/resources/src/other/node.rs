@@ -1,11 +1,14 @@
 //! node.k8s.io/v1 runtimeclasses.
 
+use crate::strategy::column;
+use crate::util::{immutable, ptr_str};
+use apimachinery::validation::is_dns1123_label;
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::Value;
 
-use super::common::{column, dns1123_label_errors, immutable, ptr_str, s};
+use super::common::s;
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -32,7 +35,7 @@ pub struct RuntimeClasses;
 
 fn validate_handler(obj: &Value) -> Vec<FieldError> {
     let handler = ptr_str(obj, "/handler").unwrap_or("");
-    dns1123_label_errors(handler)
+    is_dns1123_label(handler)
         .into_iter()
         .map(|m| FieldError::invalid("handler", handler, m))
         .collect()

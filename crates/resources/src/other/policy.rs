@@ -1,13 +1,15 @@
 //! policy/v1 poddisruptionbudgets.
 
+use crate::strategy::column;
+use crate::util::{i64_at, is_set, ptr_str};
+use apimachinery::validation::validate_label_selector;
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::Value;
 
 use super::common::{
-    column, int_or_string_text, is_set, nonnegative, not_more_than_100_percent, ptr_i64, ptr_str,
-    s, validate_label_selector, validate_positive_int_or_percent,
+    int_or_string_text, nonnegative, not_more_than_100_percent, s, validate_positive_int_or_percent,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
@@ -52,9 +54,8 @@ fn validate_spec(obj: &Value) -> Vec<FieldError> {
         }
     }
     errs.extend(validate_label_selector(
-        obj.pointer("/spec/selector"),
+        obj.pointer("/spec/selector").unwrap_or(&Value::Null),
         "spec.selector",
-        false,
     ));
     if let Some(p) = ptr_str(obj, "/spec/unhealthyPodEvictionPolicy") {
         if p != "IfHealthyBudget" && p != "AlwaysAllow" {
@@ -135,7 +136,7 @@ impl Strategy for PodDisruptionBudgets {
         vec![
             s(text("/spec/minAvailable")),
             s(text("/spec/maxUnavailable")),
-            Value::from(ptr_i64(obj, "/status/disruptionsAllowed").unwrap_or(0)),
+            Value::from(i64_at(obj, "/status/disruptionsAllowed").unwrap_or(0)),
             age_cell(obj),
         ]
     }

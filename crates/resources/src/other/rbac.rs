@@ -4,6 +4,10 @@
 //!
 //! Object names are path segments (colons are fine: `system:controller:x`).
 
+use crate::strategy::column;
+use crate::util::{arr_at, ensure_obj, ptr_str};
+use apimachinery::validation::validate_label_selector;
+use apimachinery::validation::{is_dns1123_subdomain, is_valid_path_segment_name};
 use std::sync::Arc;
 
 use apimachinery::validation::NameValidator;
@@ -11,8 +15,7 @@ use apimachinery::FieldError;
 use serde_json::Value;
 
 use super::common::{
-    column, created_at_cell, created_at_columns, go_string_slice, invalid_raw, obj_mut,
-    parse_selector, path_segment_errors, ptr_arr, ptr_str, s, validate_label_selector,
+    created_at_cell, created_at_columns, go_string_slice, invalid_raw, parse_selector, s,
 };
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
@@ -77,9 +80,9 @@ pub struct ClusterRoleBindings;
 
 fn validate_rules(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for (i, rule) in ptr_arr(obj, "/rules").iter().enumerate() {
+    for (i, rule) in arr_at(obj, "/rules").iter().enumerate() {
         let p = format!("rules[{i}]");
-        let len = |k: &str| ptr_arr(rule, &format!("/{k}")).len();
+        let len = |k: &str| arr_at(rule, &format!("/{k}")).len();
         if len("verbs") == 0 {
             errs.push(FieldError::required(
                 format!("{p}.verbs"),
@@ -143,11 +146,11 @@ fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
     if name.is_empty() {
         errs.push(FieldError::required("roleRef.name", ""));
     } else {
-        for m in path_segment_errors(name) {
+        for m in is_valid_path_segment_name(name) {
             errs.push(FieldError::invalid("roleRef.name", name, m));
         }
     }
-    for (i, subject) in ptr_arr(obj, "/subjects").iter().enumerate() {
+    for (i, subject) in arr_at(obj, "/subjects").iter().enumerate() {
         let p = format!("subjects[{i}]");
         let name = ptr_str(subject, "/name").unwrap_or("");
         let group = ptr_str(subject, "/apiGroup").unwrap_or("");
@@ -157,7 +160,7 @@ fn validate_binding(obj: &Value, namespaced: bool) -> Vec<FieldError> {
         match ptr_str(subject, "/kind").unwrap_or("") {
             "ServiceAccount" => {
                 if !name.is_empty() {
-                    for m in super::common::dns1123_subdomain_errors(name) {
+                    for m in is_dns1123_subdomain(name) {
                         errs.push(FieldError::invalid(format!("{p}.name"), name, m));
                     }
                 }
@@ -207,7 +210,7 @@ fn role_ref_unchanged(new: &Value, old: &Value) -> Option<FieldError> {
 
 /// `SetDefaults_{Cluster,}RoleBinding` and `SetDefaults_Subject`.
 fn default_binding(obj: &mut Value) {
-    if let Some(rr) = obj_mut(obj, "roleRef") {
+    if let Some(rr) = ensure_obj(obj, "roleRef") {
         if rr
             .get("apiGroup")
             .and_then(Value::as_str)
@@ -256,7 +259,7 @@ fn binding_row(obj: &Value) -> Vec<Value> {
         ptr_str(obj, "/roleRef/name").unwrap_or("")
     );
     let (mut users, mut groups, mut sas) = (Vec::new(), Vec::new(), Vec::new());
-    for sub in ptr_arr(obj, "/subjects") {
+    for sub in arr_at(obj, "/subjects") {
         let name = ptr_str(sub, "/name").unwrap_or("").to_string();
         match ptr_str(sub, "/kind").unwrap_or("") {
             "ServiceAccount" => sas.push(format!(
@@ -304,12 +307,12 @@ impl Strategy for ClusterRoles {
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = validate_rules(obj, false);
-        for (i, sel) in ptr_arr(obj, "/aggregationRule/clusterRoleSelectors")
+        for (i, sel) in arr_at(obj, "/aggregationRule/clusterRoleSelectors")
             .iter()
             .enumerate()
         {
             let p = format!("aggregationRule.clusterRoleSelectors[{i}]");
-            errs.extend(validate_label_selector(Some(sel), &p, false));
+            errs.extend(validate_label_selector(sel, &p));
             if parse_selector(Some(sel)).is_err() {
                 errs.push(FieldError::invalid(
                     p,

@@ -1,11 +1,13 @@
 //! scheduling.k8s.io/v1 priorityclasses.
 
+use crate::strategy::column;
+use crate::util::{i64_at, immutable, ptr_bool, ptr_str, set_default};
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::Value;
 
-use super::common::{column, immutable, ptr_bool, ptr_i64, ptr_str, s, set_default};
+use super::common::s;
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -63,7 +65,7 @@ impl Strategy for PriorityClasses {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let name = ptr_str(obj, "/metadata/name").unwrap_or("");
-        let value = ptr_i64(obj, "/value").unwrap_or(0);
+        let value = i64_at(obj, "/value").unwrap_or(0);
         if name.starts_with("system-") {
             let err = match SYSTEM_CLASSES.iter().find(|(n, _)| *n == name) {
                 None => Some(format!("{name} is not a known system priority class")),
@@ -90,7 +92,7 @@ impl Strategy for PriorityClasses {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if ptr_i64(new, "/value").unwrap_or(0) != ptr_i64(old, "/value").unwrap_or(0) {
+        if i64_at(new, "/value").unwrap_or(0) != i64_at(old, "/value").unwrap_or(0) {
             errs.push(FieldError::forbidden(
                 "value",
                 "may not be changed in an update.",
@@ -115,7 +117,7 @@ impl Strategy for PriorityClasses {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         vec![
-            Value::from(ptr_i64(obj, "/value").unwrap_or(0)),
+            Value::from(i64_at(obj, "/value").unwrap_or(0)),
             Value::Bool(ptr_bool(obj, "/globalDefault").unwrap_or(false)),
             age_cell(obj),
             s(ptr_str(obj, "/preemptionPolicy").unwrap_or("")),

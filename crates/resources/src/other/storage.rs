@@ -1,16 +1,16 @@
 //! storage.k8s.io/v1: storageclasses, csidrivers, csinodes,
 //! volumeattachments (all cluster-scoped).
 
+use crate::strategy::column;
+use crate::util::{arr_at, ensure_obj, immutable, is_set, ptr_bool, ptr_str, set_default};
+use apimachinery::validation::{is_dns1123_subdomain, is_qualified_name};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use apimachinery::FieldError;
 use serde_json::{Map, Value};
 
-use super::common::{
-    column, dns1123_subdomain_errors, immutable, is_set, obj_mut, ptr_arr, ptr_bool, ptr_str,
-    qualified_name_errors, s, set_default,
-};
+use super::common::s;
 use crate::strategy::{age_cell, age_column, ResourceInfo, Strategy, Subresource, TableColumn};
 
 pub fn all() -> Vec<Arc<dyn Strategy>> {
@@ -73,7 +73,7 @@ fn validate_storage_class(obj: &Value) -> Vec<FieldError> {
     if provisioner.is_empty() {
         errs.push(FieldError::required("provisioner", ""));
     } else {
-        for m in qualified_name_errors(&provisioner.to_lowercase()) {
+        for m in is_qualified_name(&provisioner.to_lowercase()) {
             errs.push(FieldError::invalid("provisioner", provisioner, m));
         }
     }
@@ -215,10 +215,7 @@ fn validate_csi_driver(obj: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    for (i, m) in ptr_arr(obj, "/spec/volumeLifecycleModes")
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in arr_at(obj, "/spec/volumeLifecycleModes").iter().enumerate() {
         let m = m.as_str().unwrap_or("");
         if m != "Persistent" && m != "Ephemeral" {
             errs.push(FieldError::not_supported(
@@ -229,7 +226,7 @@ fn validate_csi_driver(obj: &Value) -> Vec<FieldError> {
         }
     }
     let mut audiences = BTreeSet::new();
-    for (i, t) in ptr_arr(obj, "/spec/tokenRequests").iter().enumerate() {
+    for (i, t) in arr_at(obj, "/spec/tokenRequests").iter().enumerate() {
         let a = ptr_str(t, "/audience").unwrap_or("");
         if !audiences.insert(a.to_string()) {
             errs.push(FieldError::duplicate(
@@ -247,7 +244,7 @@ impl Strategy for CsiDrivers {
     }
 
     fn default(&self, obj: &mut Value) {
-        let Some(spec) = obj_mut(obj, "spec") else {
+        let Some(spec) = ensure_obj(obj, "spec") else {
             return;
         };
         set_default(spec, "attachRequired", Value::Bool(true));
@@ -306,7 +303,7 @@ impl Strategy for CsiDrivers {
     }
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
-        let modes: Vec<&str> = ptr_arr(obj, "/spec/volumeLifecycleModes")
+        let modes: Vec<&str> = arr_at(obj, "/spec/volumeLifecycleModes")
             .iter()
             .filter_map(Value::as_str)
             .collect();
@@ -349,13 +346,13 @@ impl Strategy for CsiNodes {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let mut names = BTreeSet::new();
-        for (i, d) in ptr_arr(obj, "/spec/drivers").iter().enumerate() {
+        for (i, d) in arr_at(obj, "/spec/drivers").iter().enumerate() {
             let p = format!("spec.drivers[{i}]");
             let name = ptr_str(d, "/name").unwrap_or("");
             if name.is_empty() {
                 errs.push(FieldError::required(format!("{p}.name"), ""));
             } else {
-                for m in dns1123_subdomain_errors(&name.to_lowercase()) {
+                for m in is_dns1123_subdomain(&name.to_lowercase()) {
                     errs.push(FieldError::invalid(format!("{p}.name"), name, m));
                 }
                 if !names.insert(name.to_string()) {
@@ -383,7 +380,7 @@ impl Strategy for CsiNodes {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         vec![
-            Value::from(ptr_arr(obj, "/spec/drivers").len()),
+            Value::from(arr_at(obj, "/spec/drivers").len()),
             age_cell(obj),
         ]
     }
@@ -401,7 +398,7 @@ fn validate_volume_attachment(obj: &Value) -> Vec<FieldError> {
     if attacher.is_empty() {
         errs.push(FieldError::required("spec.attacher", ""));
     } else {
-        for m in dns1123_subdomain_errors(&attacher.to_lowercase()) {
+        for m in is_dns1123_subdomain(&attacher.to_lowercase()) {
             errs.push(FieldError::invalid("spec.attacher", attacher, m));
         }
     }
@@ -431,7 +428,7 @@ fn validate_volume_attachment(obj: &Value) -> Vec<FieldError> {
     if node.is_empty() {
         errs.push(FieldError::required("spec.nodeName", ""));
     } else {
-        for m in dns1123_subdomain_errors(node) {
+        for m in is_dns1123_subdomain(node) {
             errs.push(FieldError::invalid("spec.nodeName", node, m));
         }
     }

@@ -1,5 +1,5 @@
-//! Helpers shared by the core/v1 strategies: tolerant JSON access (objects
-//! come from users, so nothing here panics on a wrong shape), the smaller
+//! Helpers shared by all strategies: tolerant JSON access (objects come
+//! from users, so nothing here panics on a wrong shape), the smaller
 //! upstream validators that apimachinery does not carry (ports, IPs, config
 //! keys, environment variable names, resource names), and a structural diff
 //! used in "may not change" messages.
@@ -15,6 +15,16 @@ use serde_json::{Map, Value};
 /// The string at a JSON pointer, or "" when absent or not a string.
 pub(crate) fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The string at a JSON pointer, if it is a string.
+pub(crate) fn ptr_str<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+/// The boolean at a JSON pointer, if it is one.
+pub(crate) fn ptr_bool(v: &Value, ptr: &str) -> Option<bool> {
+    v.pointer(ptr).and_then(Value::as_bool)
 }
 
 /// The string member `key` of an object, or "".
@@ -64,9 +74,29 @@ pub(crate) fn bool_at(v: &Value, ptr: &str) -> bool {
     v.pointer(ptr).and_then(Value::as_bool).unwrap_or(false)
 }
 
+/// Present and not null.
+pub(crate) fn is_set(v: Option<&Value>) -> bool {
+    !matches!(v, None | Some(Value::Null))
+}
+
 /// Whether the member is present and not null.
 pub(crate) fn has(v: &Value, key: &str) -> bool {
-    v.get(key).is_some_and(|x| !x.is_null())
+    is_set(v.get(key))
+}
+
+/// Everything but metadata and status (what a spec change is made of).
+pub(crate) fn without_meta_status(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Keys of an object in sorted order (upstream iterates Go maps, whose order
@@ -92,6 +122,26 @@ pub(crate) fn ensure_obj<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<
         *e = Value::Object(Map::new());
     }
     e.as_object_mut()
+}
+
+/// Walks/creates nested objects along `keys` (see [`ensure_obj`]).
+pub(crate) fn obj_path_mut<'a>(
+    v: &'a mut Value,
+    keys: &[&str],
+) -> Option<&'a mut Map<String, Value>> {
+    let mut cur = v;
+    for k in keys {
+        ensure_obj(cur, k)?;
+        cur = cur.get_mut(*k)?;
+    }
+    cur.as_object_mut()
+}
+
+/// Sets `m[key] = val` when the key is missing or null (a Go pointer field).
+pub(crate) fn set_default(m: &mut Map<String, Value>, key: &str, val: Value) {
+    if !is_set(m.get(key)) {
+        m.insert(key.to_string(), val);
+    }
 }
 
 /// Sets a string member when it is absent, null or "" (Go's zero value).
@@ -124,9 +174,7 @@ pub(crate) fn default_int(v: &mut Value, key: &str, val: i64) {
 /// Sets a member when it is absent or null (a Go pointer field).
 pub(crate) fn default_ptr(v: &mut Value, key: &str, val: Value) {
     if let Some(o) = v.as_object_mut() {
-        if o.get(key).is_none_or(Value::is_null) {
-            o.insert(key.to_string(), val);
-        }
+        set_default(o, key, val);
     }
 }
 
@@ -229,6 +277,23 @@ pub(crate) fn is_valid_port_name(port: &str) -> Vec<String> {
         errs.push("must not begin or end with a hyphen".to_string());
     }
     errs
+}
+
+/// A port's `protocol` (container, service and endpoint ports): required,
+/// and one of SCTP, TCP, UDP.
+pub(crate) fn validate_protocol(port: &Value, path: &str) -> Option<FieldError> {
+    let proto = s(port, "protocol");
+    if proto.is_empty() {
+        Some(FieldError::required(path, ""))
+    } else if !["SCTP", "TCP", "UDP"].contains(&proto) {
+        Some(FieldError::not_supported(
+            path,
+            proto,
+            &["SCTP", "TCP", "UDP"],
+        ))
+    } else {
+        None
+    }
 }
 
 /// Upstream `ValidatePortNumOrName` for an int-or-string port.
@@ -356,6 +421,26 @@ pub(crate) fn validate_non_special_ip(value: &str, path: &str) -> Vec<FieldError
             path,
             value,
             "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        ));
+    }
+    errs
+}
+
+/// Upstream's NFS volume source checks (pod volumes and PVs): a server and
+/// an absolute path.
+pub(crate) fn validate_nfs_source(src: &Value, p: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if s(src, "server").is_empty() {
+        errs.push(FieldError::required(format!("{p}.server"), ""));
+    }
+    let np = s(src, "path");
+    if np.is_empty() {
+        errs.push(FieldError::required(format!("{p}.path"), ""));
+    } else if !np.starts_with('/') {
+        errs.push(FieldError::invalid(
+            format!("{p}.path"),
+            np,
+            "must be an absolute path",
         ));
     }
     errs
