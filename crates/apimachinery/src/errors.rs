@@ -57,7 +57,10 @@ pub struct GroupResource {
 
 impl GroupResource {
     pub fn new(group: &str, resource: &str) -> Self {
-        GroupResource { group: group.to_string(), resource: resource.to_string() }
+        GroupResource {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        }
     }
 }
 
@@ -110,18 +113,41 @@ fn render_value(v: &Value) -> String {
 }
 
 impl FieldError {
-    fn new(kind: FieldErrorType, field: impl Into<String>, value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), value, detail: detail.into() }
+    fn new(
+        kind: FieldErrorType,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorType::Required, field, None, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorType::Invalid, field, Some(value.into()), detail)
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, valid: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        valid: &[&str],
+    ) -> Self {
         let list: Vec<String> = valid.iter().map(|v| format!("{v:?}")).collect();
-        Self::new(FieldErrorType::NotSupported, field, Some(value.into()), format!("supported values: {}", list.join(", ")))
+        Self::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(value.into()),
+            format!("supported values: {}", list.join(", ")),
+        )
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorType::Duplicate, field, Some(value.into()), "")
@@ -130,7 +156,12 @@ impl FieldError {
         Self::new(FieldErrorType::Forbidden, field, None, detail)
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self::new(FieldErrorType::TooLong, field, None, format!("may not be more than {max} bytes"))
+        Self::new(
+            FieldErrorType::TooLong,
+            field,
+            None,
+            format!("may not be more than {max} bytes"),
+        )
     }
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorType::NotFound, field, Some(value.into()), "")
@@ -140,7 +171,10 @@ impl FieldError {
     pub fn body(&self) -> String {
         let mut s = self.kind.text().to_string();
         match self.kind {
-            FieldErrorType::Required | FieldErrorType::Forbidden | FieldErrorType::TooLong | FieldErrorType::Internal => {}
+            FieldErrorType::Required
+            | FieldErrorType::Forbidden
+            | FieldErrorType::TooLong
+            | FieldErrorType::Internal => {}
             _ => {
                 if let Some(v) = &self.value {
                     s.push_str(": ");
@@ -188,7 +222,13 @@ fn details(gr: &GroupResource, name: &str, kind: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError { code, reason: reason.to_string(), message: message.into(), details: None, retry_after: None }
+        ApiError {
+            code,
+            reason: reason.to_string(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     fn with_details(mut self, d: Value) -> Self {
@@ -198,18 +238,31 @@ impl ApiError {
 
     /// 404: `pods "x" not found`.
     pub fn not_found(gr: &GroupResource, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{gr} {name:?} not found")).with_details(details(gr, name, &gr.resource))
+        Self::new(404, "NotFound", format!("{gr} {name:?} not found")).with_details(details(
+            gr,
+            name,
+            &gr.resource,
+        ))
     }
 
     /// 409: `configmaps "x" already exists`.
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{gr} {name:?} already exists")).with_details(details(gr, name, &gr.resource))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{gr} {name:?} already exists"),
+        )
+        .with_details(details(gr, name, &gr.resource))
     }
 
     /// 409: `Operation cannot be fulfilled on configmaps "x": <detail>`.
     pub fn conflict(gr: &GroupResource, name: &str, detail: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {gr} {name:?}: {detail}"))
-            .with_details(details(gr, name, &gr.resource))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {gr} {name:?}: {detail}"),
+        )
+        .with_details(details(gr, name, &gr.resource))
     }
 
     /// The message upstream gives on a resourceVersion mismatch.
@@ -232,7 +285,10 @@ impl ApiError {
             1 => format!("{kind} {name:?} is invalid: {}", errs[0]),
             _ => format!(
                 "{kind} {name:?} is invalid: [{}]",
-                errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let causes: Vec<Value> = errs
@@ -259,13 +315,24 @@ impl ApiError {
     }
     /// 403: `pods "x" is forbidden: <detail>`.
     pub fn forbidden(gr: &GroupResource, name: &str, detail: &str) -> Self {
-        let msg = if name.is_empty() { format!("{gr} is forbidden: {detail}") } else { format!("{gr} {name:?} is forbidden: {detail}") };
+        let msg = if name.is_empty() {
+            format!("{gr} is forbidden: {detail}")
+        } else {
+            format!("{gr} {name:?} is forbidden: {detail}")
+        };
         Self::new(403, "Forbidden", msg).with_details(details(gr, name, &gr.resource))
     }
     /// 405: `the server does not allow this method on the requested resource`.
     pub fn method_not_supported(gr: &GroupResource, action: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("{action} is not supported on resources of kind {gr:?}", gr = gr.to_string()))
-            .with_details(details(gr, "", &gr.resource))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "{action} is not supported on resources of kind {gr:?}",
+                gr = gr.to_string()
+            ),
+        )
+        .with_details(details(gr, "", &gr.resource))
     }
     /// 410: `too old resource version: 5 (8)`.
     pub fn expired(message: impl Into<String>) -> Self {
@@ -276,7 +343,11 @@ impl ApiError {
     }
     /// 413: `Request entity too large: limit is 3145728`.
     pub fn request_entity_too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
     /// 415: `the body of the request was in an unknown format - accepted media types include: ...`.
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -289,11 +360,22 @@ impl ApiError {
     }
     /// 406.
     pub fn not_acceptable(accepted: &[&str]) -> Self {
-        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: {}", accepted.join(", ")))
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: {}",
+                accepted.join(", ")
+            ),
+        )
     }
     /// 429 with Retry-After: 1.
     pub fn too_many_requests() -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.");
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
         e.retry_after = Some(1);
         e.details = Some(serde_json::json!({"retryAfterSeconds": 1}));
         e
@@ -303,7 +385,11 @@ impl ApiError {
         Self::new(504, "Timeout", "Timeout: request did not complete within requested timeout - context deadline exceeded")
     }
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
@@ -354,10 +440,17 @@ mod tests {
     fn invalid_lists_causes() {
         let errs = vec![
             FieldError::required("spec.containers[0].image", ""),
-            FieldError::invalid("metadata.name", "A_b", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"),
+            FieldError::invalid(
+                "metadata.name",
+                "A_b",
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
+            ),
         ];
         let e = ApiError::invalid("Pod", "", "A_b", &errs);
         assert!(e.message.starts_with("Pod \"A_b\" is invalid: [spec.containers[0].image: Required value, metadata.name: Invalid value: \"A_b\": "));
-        assert_eq!(e.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
     }
 }

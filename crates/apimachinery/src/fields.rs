@@ -52,7 +52,11 @@ pub fn unescape_value(s: &str) -> Result<String, String> {
         if in_slash {
             match c {
                 '\\' | ',' | '=' => out.push(c),
-                _ => return Err(format!("invalid field selector: invalid escape sequence: \\{c}")),
+                _ => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{c}"
+                    ))
+                }
             }
             in_slash = false;
             continue;
@@ -61,7 +65,10 @@ pub fn unescape_value(s: &str) -> Result<String, String> {
             '\\' => in_slash = true,
             ',' | '=' => {
                 // Upstream prints the rune's code point here.
-                return Err(format!("invalid field selector: unescaped character in value: {}", c as u32));
+                return Err(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                ));
             }
             _ => out.push(c),
         }
@@ -130,10 +137,16 @@ impl FieldSelector {
                 continue;
             }
             let Some((lhs, op, rhs)) = split_term(part) else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let value = unescape_value(rhs)?;
-            requirements.push(FieldRequirement { field: lhs.to_string(), op, value });
+            requirements.push(FieldRequirement {
+                field: lhs.to_string(),
+                op,
+                value,
+            });
         }
         Ok(FieldSelector { requirements })
     }
@@ -141,7 +154,11 @@ impl FieldSelector {
     /// A selector requiring `field=value`.
     pub fn one_term_equal(field: &str, value: &str) -> FieldSelector {
         FieldSelector {
-            requirements: vec![FieldRequirement { field: field.to_string(), op: FieldOperator::Equals, value: value.to_string() }],
+            requirements: vec![FieldRequirement {
+                field: field.to_string(),
+                op: FieldOperator::Equals,
+                value: value.to_string(),
+            }],
         }
     }
 
@@ -202,7 +219,12 @@ mod tests {
     use super::*;
 
     fn getter<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(f, _)| *f == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(f, _)| *f == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -217,17 +239,35 @@ mod tests {
     fn equality_and_inequality_terms_match() {
         let g = getter(&[("metadata.name", "a"), ("status.phase", "Running")]);
         assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&g));
-        assert!(FieldSelector::parse("metadata.name==a").unwrap().matches(&g));
-        assert!(!FieldSelector::parse("metadata.name!=a").unwrap().matches(&g));
-        assert!(FieldSelector::parse("status.phase!=Pending,metadata.name=a").unwrap().matches(&g));
-        assert!(!FieldSelector::parse("status.phase=Pending,metadata.name=a").unwrap().matches(&g));
+        assert!(FieldSelector::parse("metadata.name==a")
+            .unwrap()
+            .matches(&g));
+        assert!(!FieldSelector::parse("metadata.name!=a")
+            .unwrap()
+            .matches(&g));
+        assert!(
+            FieldSelector::parse("status.phase!=Pending,metadata.name=a")
+                .unwrap()
+                .matches(&g)
+        );
+        assert!(
+            !FieldSelector::parse("status.phase=Pending,metadata.name=a")
+                .unwrap()
+                .matches(&g)
+        );
     }
 
     #[test]
     fn missing_fields_count_as_empty() {
-        assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(&|_| None));
-        assert!(FieldSelector::parse("spec.nodeName!=node1").unwrap().matches(&|_| None));
-        assert!(!FieldSelector::parse("spec.nodeName=node1").unwrap().matches(&|_| None));
+        assert!(FieldSelector::parse("spec.nodeName=")
+            .unwrap()
+            .matches(&|_| None));
+        assert!(FieldSelector::parse("spec.nodeName!=node1")
+            .unwrap()
+            .matches(&|_| None));
+        assert!(!FieldSelector::parse("spec.nodeName=node1")
+            .unwrap()
+            .matches(&|_| None));
     }
 
     #[test]
@@ -258,9 +298,18 @@ mod tests {
 
     #[test]
     fn bad_escapes_are_rejected_in_upstream_words() {
-        assert_eq!(FieldSelector::parse(r"a=b\x").unwrap_err(), r"invalid field selector: invalid escape sequence: \x");
-        assert_eq!(FieldSelector::parse(r"a=b\").unwrap_err(), r"invalid field selector: invalid escape sequence: \");
-        assert_eq!(FieldSelector::parse("a=b=c").unwrap_err(), "invalid field selector: unescaped character in value: 61");
+        assert_eq!(
+            FieldSelector::parse(r"a=b\x").unwrap_err(),
+            r"invalid field selector: invalid escape sequence: \x"
+        );
+        assert_eq!(
+            FieldSelector::parse(r"a=b\").unwrap_err(),
+            r"invalid field selector: invalid escape sequence: \"
+        );
+        assert_eq!(
+            FieldSelector::parse("a=b=c").unwrap_err(),
+            "invalid field selector: unescaped character in value: 61"
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl Requirement {
         let mut errs = Vec::new();
         let key_errs = is_qualified_name(key);
         if !key_errs.is_empty() {
-            errs.push(format!("key: Invalid value: {key:?}: {}", key_errs.join("; ")));
+            errs.push(format!(
+                "key: Invalid value: {key:?}: {}",
+                key_errs.join("; ")
+            ));
         }
         match op {
             Operator::In | Operator::NotIn => {
@@ -129,11 +132,18 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let msgs = is_valid_label_value(v);
             if !msgs.is_empty() {
-                errs.push(format!("values[{i}][{key}]: Invalid value: {v:?}: {}", msgs.join("; ")));
+                errs.push(format!(
+                    "values[{i}][{key}]: Invalid value: {v:?}: {}",
+                    msgs.join("; ")
+                ));
             }
         }
         aggregate(errs)?;
-        Ok(Requirement { key: key.to_string(), op, values })
+        Ok(Requirement {
+            key: key.to_string(),
+            op,
+            values,
+        })
     }
 
     /// The label key.
@@ -166,11 +176,15 @@ impl Requirement {
             Operator::Exists => has(&self.key),
             Operator::DoesNotExist => !has(&self.key),
             Operator::GreaterThan | Operator::LessThan => {
-                let Some(have) = lookup(&self.key).and_then(|v| v.parse::<i64>().ok()) else { return false };
+                let Some(have) = lookup(&self.key).and_then(|v| v.parse::<i64>().ok()) else {
+                    return false;
+                };
                 if self.values.len() != 1 {
                     return false;
                 }
-                let Ok(want) = self.values[0].parse::<i64>() else { return false };
+                let Ok(want) = self.values[0].parse::<i64>() else {
+                    return false;
+                };
                 if self.op == Operator::GreaterThan {
                     have > want
                 } else {
@@ -324,8 +338,16 @@ enum Ctx {
 
 impl Parser {
     fn at(&self, i: usize, ctx: Ctx) -> (Tok, String) {
-        let (t, l) = self.items.get(i).cloned().unwrap_or((Tok::Eos, String::new()));
-        let t = if ctx == Ctx::Values && matches!(t, Tok::In | Tok::NotIn) { Tok::Identifier } else { t };
+        let (t, l) = self
+            .items
+            .get(i)
+            .cloned()
+            .unwrap_or((Tok::Eos, String::new()));
+        let t = if ctx == Ctx::Values && matches!(t, Tok::In | Tok::NotIn) {
+            Tok::Identifier
+        } else {
+            t
+        };
         (t, l)
     }
 
@@ -347,7 +369,9 @@ impl Parser {
             let (tok, lit) = self.lookahead(Ctx::Values);
             match tok {
                 Tok::Identifier | Tok::DoesNotExist => {
-                    let r = self.parse_requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self
+                        .parse_requirement()
+                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.consume(Ctx::Values);
                     match t {
@@ -355,14 +379,20 @@ impl Parser {
                         Tok::Comma => {
                             let (t2, l2) = self.lookahead(Ctx::Values);
                             if t2 != Tok::Identifier && t2 != Tok::DoesNotExist {
-                                return Err(format!("found '{l2}', expected: identifier after ','"));
+                                return Err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
                     }
                 }
                 Tok::Eos => return Ok(reqs),
-                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
+                _ => {
+                    return Err(format!(
+                        "found '{lit}', expected: !, identifier, or 'end of string'"
+                    ))
+                }
             }
         }
     }
@@ -393,7 +423,10 @@ impl Parser {
         }
         let errs = is_qualified_name(&lit);
         if !errs.is_empty() {
-            return Err(format!("<nil>: Invalid value: {lit:?}: {}", errs.join("; ")));
+            return Err(format!(
+                "<nil>: Invalid value: {lit:?}: {}",
+                errs.join("; ")
+            ));
         }
         let (next, _) = self.lookahead(Ctx::Values);
         if (next == Tok::Eos || next == Tok::Comma) && op.is_none() {
@@ -412,7 +445,11 @@ impl Parser {
             Tok::LessThan => Operator::LessThan,
             Tok::NotIn => Operator::NotIn,
             Tok::NotEquals => Operator::NotEquals,
-            _ => return Err(format!("found '{lit}', expected: in, notin, =, ==, !=, gt, lt")),
+            _ => {
+                return Err(format!(
+                    "found '{lit}', expected: in, notin, =, ==, !=, gt, lt"
+                ))
+            }
         })
     }
 
@@ -502,7 +539,10 @@ impl Selector {
 
     /// A selector matching no object.
     pub fn nothing() -> Selector {
-        Selector { requirements: Vec::new(), nothing: true }
+        Selector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// Parses the string syntax (`a=b,c in (x,y),!d,e>3`). An empty or
@@ -512,7 +552,10 @@ impl Selector {
         let mut p = Parser { items, pos: 0 };
         let mut reqs = p.parse()?;
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Selector { requirements: reqs, nothing: false })
+        Ok(Selector {
+            requirements: reqs,
+            nothing: false,
+        })
     }
 
     /// Converts a `metav1.LabelSelector` JSON object. `null` selects
@@ -522,28 +565,47 @@ impl Selector {
         let m = match v {
             Value::Null => return Ok(Selector::nothing()),
             Value::Object(m) => m,
-            other => return Err(format!("invalid label selector: expected an object, got {other}")),
+            other => {
+                return Err(format!(
+                    "invalid label selector: expected an object, got {other}"
+                ))
+            }
         };
         let labels = match m.get("matchLabels") {
             None | Some(Value::Null) => None,
             Some(Value::Object(l)) => Some(l),
-            Some(_) => return Err("invalid label selector: matchLabels must be a map of strings".to_string()),
+            Some(_) => {
+                return Err(
+                    "invalid label selector: matchLabels must be a map of strings".to_string(),
+                )
+            }
         };
         let exprs = match m.get("matchExpressions") {
             None | Some(Value::Null) => None,
             Some(Value::Array(a)) => Some(a),
-            Some(_) => return Err("invalid label selector: matchExpressions must be a list".to_string()),
+            Some(_) => {
+                return Err("invalid label selector: matchExpressions must be a list".to_string())
+            }
         };
         let mut reqs = Vec::new();
         for (k, val) in labels.into_iter().flatten() {
             let Some(val) = val.as_str() else {
-                return Err(format!("invalid label selector: matchLabels value for {k:?} must be a string"));
+                return Err(format!(
+                    "invalid label selector: matchLabels value for {k:?} must be a string"
+                ));
             };
-            reqs.push(Requirement::new(k, Operator::Equals, vec![val.to_string()])?);
+            reqs.push(Requirement::new(
+                k,
+                Operator::Equals,
+                vec![val.to_string()],
+            )?);
         }
         for e in exprs.into_iter().flatten() {
             let Some(em) = e.as_object() else {
-                return Err("invalid label selector: each matchExpressions entry must be an object".to_string());
+                return Err(
+                    "invalid label selector: each matchExpressions entry must be an object"
+                        .to_string(),
+                );
             };
             let key = em.get("key").and_then(Value::as_str).unwrap_or("");
             let op_name = em.get("operator").and_then(Value::as_str).unwrap_or("");
@@ -561,16 +623,27 @@ impl Selector {
                     for x in a {
                         match x.as_str() {
                             Some(s) => values.push(s.to_string()),
-                            None => return Err(format!("invalid label selector: values for {key:?} must be strings")),
+                            None => {
+                                return Err(format!(
+                                    "invalid label selector: values for {key:?} must be strings"
+                                ))
+                            }
                         }
                     }
                 }
-                Some(_) => return Err(format!("invalid label selector: values for {key:?} must be a list")),
+                Some(_) => {
+                    return Err(format!(
+                        "invalid label selector: values for {key:?} must be a list"
+                    ))
+                }
             }
             reqs.push(Requirement::new(key, op, values)?);
         }
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Selector { requirements: reqs, nothing: false })
+        Ok(Selector {
+            requirements: reqs,
+            nothing: false,
+        })
     }
 
     /// A selector requiring every `key=value` of the map (upstream
@@ -579,11 +652,18 @@ impl Selector {
         let mut reqs: Vec<Requirement> = labels
             .iter()
             .filter_map(|(k, v)| {
-                v.as_str().map(|v| Requirement { key: k.clone(), op: Operator::Equals, values: vec![v.to_string()] })
+                v.as_str().map(|v| Requirement {
+                    key: k.clone(),
+                    op: Operator::Equals,
+                    values: vec![v.to_string()],
+                })
             })
             .collect();
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Selector { requirements: reqs, nothing: false }
+        Selector {
+            requirements: reqs,
+            nothing: false,
+        }
     }
 
     /// Adds a requirement, keeping requirements sorted by key.
@@ -620,7 +700,9 @@ impl Selector {
     pub fn requires_exact_match(&self, key: &str) -> Option<&str> {
         let r = self.requirements.iter().find(|r| r.key == key)?;
         match r.op {
-            Operator::Equals | Operator::DoubleEquals | Operator::In if r.values.len() == 1 => Some(&r.values[0]),
+            Operator::Equals | Operator::DoubleEquals | Operator::In if r.values.len() == 1 => {
+                Some(&r.values[0])
+            }
             _ => None,
         }
     }
@@ -675,9 +757,15 @@ mod tests {
     #[test]
     fn set_based_forms_parse_and_match() {
         let l = labels(json!({"env": "prod"}));
-        assert!(Selector::parse("env in (prod, dev)").unwrap().matches(Some(&l)));
-        assert!(!Selector::parse("env notin (prod)").unwrap().matches(Some(&l)));
-        assert!(Selector::parse("other notin (prod)").unwrap().matches(Some(&l)));
+        assert!(Selector::parse("env in (prod, dev)")
+            .unwrap()
+            .matches(Some(&l)));
+        assert!(!Selector::parse("env notin (prod)")
+            .unwrap()
+            .matches(Some(&l)));
+        assert!(Selector::parse("other notin (prod)")
+            .unwrap()
+            .matches(Some(&l)));
         assert!(Selector::parse("env").unwrap().matches(Some(&l)));
         assert!(!Selector::parse("!env").unwrap().matches(Some(&l)));
         assert!(Selector::parse("!other").unwrap().matches(Some(&l)));
@@ -687,7 +775,9 @@ mod tests {
     #[test]
     fn comma_means_and_and_whitespace_is_tolerated() {
         let l = labels(json!({"a": "1", "b": "2"}));
-        assert!(Selector::parse(" a = 1 , b in ( 2 ) ").unwrap().matches(Some(&l)));
+        assert!(Selector::parse(" a = 1 , b in ( 2 ) ")
+            .unwrap()
+            .matches(Some(&l)));
         assert!(!Selector::parse("a=1,b=3").unwrap().matches(Some(&l)));
     }
 
@@ -707,7 +797,10 @@ mod tests {
         let s = Selector::parse("tier in (b,a),app=web,!gone,x,n>1").unwrap();
         assert_eq!(s.to_string(), "app=web,!gone,n>1,tier in (a,b),x");
         assert_eq!(Selector::parse("a==b").unwrap().to_string(), "a==b");
-        assert_eq!(Selector::parse("a notin (z,y)").unwrap().to_string(), "a notin (y,z)");
+        assert_eq!(
+            Selector::parse("a notin (z,y)").unwrap().to_string(),
+            "a notin (y,z)"
+        );
     }
 
     #[test]
@@ -723,7 +816,9 @@ mod tests {
     fn in_and_notin_may_be_values_and_keys() {
         let s = Selector::parse("in in (in)").unwrap();
         assert!(s.matches(Some(&labels(json!({"in": "in"})))));
-        assert!(Selector::parse("a=notin").unwrap().matches(Some(&labels(json!({"a": "notin"})))));
+        assert!(Selector::parse("a=notin")
+            .unwrap()
+            .matches(Some(&labels(json!({"a": "notin"})))));
     }
 
     #[test]
@@ -732,12 +827,30 @@ mod tests {
             Selector::parse("a b").unwrap_err(),
             "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
         );
-        assert_eq!(Selector::parse("a in b").unwrap_err(), "unable to parse requirement: found 'b' expected: '('");
-        assert_eq!(Selector::parse("a=b c").unwrap_err(), "found 'c', expected: ',' or 'end of string'");
-        assert_eq!(Selector::parse("a=b,").unwrap_err(), "found '', expected: identifier after ','");
-        assert_eq!(Selector::parse("=a").unwrap_err(), "found '=', expected: !, identifier, or 'end of string'");
-        assert_eq!(Selector::parse("a in (b").unwrap_err(), "unable to parse requirement: found '', expected: ',' or ')'");
-        assert_eq!(Selector::parse("!").unwrap_err(), "unable to parse requirement: found '', expected: identifier");
+        assert_eq!(
+            Selector::parse("a in b").unwrap_err(),
+            "unable to parse requirement: found 'b' expected: '('"
+        );
+        assert_eq!(
+            Selector::parse("a=b c").unwrap_err(),
+            "found 'c', expected: ',' or 'end of string'"
+        );
+        assert_eq!(
+            Selector::parse("a=b,").unwrap_err(),
+            "found '', expected: identifier after ','"
+        );
+        assert_eq!(
+            Selector::parse("=a").unwrap_err(),
+            "found '=', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            Selector::parse("a in (b").unwrap_err(),
+            "unable to parse requirement: found '', expected: ',' or ')'"
+        );
+        assert_eq!(
+            Selector::parse("!").unwrap_err(),
+            "unable to parse requirement: found '', expected: identifier"
+        );
     }
 
     #[test]
@@ -758,7 +871,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.to_string(), "app=web,!canary,tier in (a,b)");
         assert!(s.matches(Some(&labels(json!({"app": "web", "tier": "a"})))));
-        assert!(!s.matches(Some(&labels(json!({"app": "web", "tier": "a", "canary": "1"})))));
+        assert!(!s.matches(Some(&labels(
+            json!({"app": "web", "tier": "a", "canary": "1"})
+        ))));
     }
 
     #[test]
@@ -775,10 +890,15 @@ mod tests {
 
     #[test]
     fn label_selector_in_without_values_is_an_error() {
-        let e = Selector::from_label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}))
-            .unwrap_err();
+        let e = Selector::from_label_selector(
+            &json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}),
+        )
+        .unwrap_err();
         assert_eq!(e, "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty");
-        let e = Selector::from_label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]})).unwrap_err();
+        let e = Selector::from_label_selector(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]}),
+        )
+        .unwrap_err();
         assert_eq!(e, "\"Foo\" is not a valid label selector operator");
     }
 
@@ -806,15 +926,22 @@ mod tests {
         assert_eq!(s.to_string(), "app=web,tier notin (a,b)");
         assert_eq!(s.requirements()[1].operator(), Operator::NotIn);
         let e = Requirement::new("bad key", Operator::Exists, vec![]).unwrap_err();
-        assert!(e.starts_with("key: Invalid value: \"bad key\": name part must consist of"), "{e}");
+        assert!(
+            e.starts_with("key: Invalid value: \"bad key\": name part must consist of"),
+            "{e}"
+        );
         let e = Requirement::new("a", Operator::Equals, vec![]).unwrap_err();
         assert_eq!(e, "values: Invalid value: []string{}: exact-match compatibility requires one single value");
-        assert!(Selector::nothing().with_requirement(Requirement::new("a", Operator::Exists, vec![]).unwrap()).matches_nothing());
+        assert!(Selector::nothing()
+            .with_requirement(Requirement::new("a", Operator::Exists, vec![]).unwrap())
+            .matches_nothing());
     }
 
     #[test]
     fn odd_input_never_panics() {
-        for s in ["(", ")", "!!", "a!", "a in (", "a in ()", ",", "é=ü", "a>", "a<<1", "a=(b)", "\u{0}"] {
+        for s in [
+            "(", ")", "!!", "a!", "a in (", "a in ()", ",", "é=ü", "a>", "a<<1", "a=(b)", "\u{0}",
+        ] {
             let _ = Selector::parse(s);
         }
     }

@@ -25,8 +25,12 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Map::new());
     }
-    let Value::Object(root) = obj else { unreachable!("just made an object") };
-    let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(root) = obj else {
+        unreachable!("just made an object")
+    };
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -37,7 +41,10 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
-    metadata(obj).and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("")
+    metadata(obj)
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// `metadata.name`, or "".
@@ -67,17 +74,23 @@ pub fn resource_version(obj: &Value) -> &str {
 
 /// `metadata.creationTimestamp`, if set.
 pub fn creation_timestamp(obj: &Value) -> Option<&str> {
-    metadata(obj).and_then(|m| m.get("creationTimestamp")).and_then(Value::as_str)
+    metadata(obj)
+        .and_then(|m| m.get("creationTimestamp"))
+        .and_then(Value::as_str)
 }
 
 /// `metadata.labels`, if it is a map.
 pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
-    metadata(obj).and_then(|m| m.get("labels")).and_then(Value::as_object)
+    metadata(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
 }
 
 /// `metadata.annotations`, if it is a map.
 pub fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
-    metadata(obj).and_then(|m| m.get("annotations")).and_then(Value::as_object)
+    metadata(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
 }
 
 /// One label's value.
@@ -87,7 +100,9 @@ pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 
 /// One annotation's value.
 pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    annotations(obj).and_then(|m| m.get(key)).and_then(Value::as_str)
+    annotations(obj)
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
 }
 
 /// `metadata.finalizers` (string entries only).
@@ -95,23 +110,34 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// `metadata.deletionTimestamp`, if set.
 pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    metadata(obj).and_then(|m| m.get("deletionTimestamp")).and_then(Value::as_str)
+    metadata(obj)
+        .and_then(|m| m.get("deletionTimestamp"))
+        .and_then(Value::as_str)
 }
 
 /// `metadata.deletionGracePeriodSeconds`, if set.
 pub fn deletion_grace_period_seconds(obj: &Value) -> Option<i64> {
-    metadata(obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64)
+    metadata(obj)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
 }
 
 /// `metadata.generation`, or 0.
 pub fn generation(obj: &Value) -> i64 {
-    metadata(obj).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0)
+    metadata(obj)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// `metadata.ownerReferences` (object entries only).
@@ -125,7 +151,9 @@ pub fn owner_references(obj: &Value) -> Vec<&Map<String, Value>> {
 
 /// The owner reference with `controller: true`, if any.
 pub fn controller_ref(obj: &Value) -> Option<&Map<String, Value>> {
-    owner_references(obj).into_iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+    owner_references(obj)
+        .into_iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
 }
 
 /// `apiVersion`, or "".
@@ -205,7 +233,11 @@ pub fn set_finalizers(obj: &mut Value, v: &[String]) {
     if v.is_empty() {
         metadata_mut(obj).remove("finalizers");
     } else {
-        set(obj, "finalizers", Value::Array(v.iter().cloned().map(Value::String).collect()));
+        set(
+            obj,
+            "finalizers",
+            Value::Array(v.iter().cloned().map(Value::String).collect()),
+        );
     }
 }
 
@@ -221,7 +253,9 @@ pub fn set_annotation(obj: &mut Value, key: &str, value: &str) {
 
 fn set_in_map(obj: &mut Value, field: &str, key: &str, value: &str) {
     let m = metadata_mut(obj);
-    let entry = m.entry(field.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let entry = m
+        .entry(field.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
@@ -239,7 +273,9 @@ pub fn now_rfc3339() -> String {
 /// The current UTC time with microseconds, as `metav1.MicroTime`
 /// (`2024-01-02T03:04:05.123456Z`).
 pub fn now_rfc3339_micro() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// Five random characters from [`NAME_SUFFIX_ALPHABET`], for `generateName`.

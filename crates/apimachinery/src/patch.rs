@@ -82,12 +82,14 @@ pub fn try_apply_json_patch(doc: &Value, patch: &Value) -> Result<Value, JsonPat
         .iter()
         .enumerate()
         .map(|(i, op)| {
-            serde_json::from_value(op.clone())
-                .map_err(|e| JsonPatchError::Decode(format!("invalid JSON patch operation {i}: {e}")))
+            serde_json::from_value(op.clone()).map_err(|e| {
+                JsonPatchError::Decode(format!("invalid JSON patch operation {i}: {e}"))
+            })
         })
         .collect::<Result<_, _>>()?;
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| JsonPatchError::Apply(describe_json_patch_error(&ops, &e)))?;
+    json_patch::patch(&mut out, &ops)
+        .map_err(|e| JsonPatchError::Apply(describe_json_patch_error(&ops, &e)))?;
     Ok(out)
 }
 
@@ -97,27 +99,52 @@ pub fn apply_json_patch(doc: &Value, patch: &Value) -> Result<Value, String> {
 }
 
 /// Words a failed operation the way upstream's JSON patch library does.
-fn describe_json_patch_error(ops: &[json_patch::PatchOperation], e: &json_patch::PatchError) -> String {
+fn describe_json_patch_error(
+    ops: &[json_patch::PatchOperation],
+    e: &json_patch::PatchError,
+) -> String {
     use json_patch::{PatchErrorKind as K, PatchOperation as Op};
     let path = e.path.as_str();
-    let Some(op) = ops.get(e.operation) else { return e.to_string() };
+    let Some(op) = ops.get(e.operation) else {
+        return e.to_string();
+    };
     match (op, &e.kind) {
         (Op::Test(_), K::TestFailed) => format!("testing value {path} failed: test failed"),
-        (Op::Test(_), _) => format!("test operation does not apply: is missing path: {path}: missing value"),
-        (Op::Add(_), _) => format!("add operation does not apply: doc is missing path: \"{path}\": missing value"),
-        (Op::Remove(_), _) => format!("remove operation does not apply: doc is missing path: \"{path}\": missing value"),
-        (Op::Replace(_), _) => format!("replace operation does not apply: doc is missing key: {path}: missing value"),
+        (Op::Test(_), _) => {
+            format!("test operation does not apply: is missing path: {path}: missing value")
+        }
+        (Op::Add(_), _) => {
+            format!("add operation does not apply: doc is missing path: \"{path}\": missing value")
+        }
+        (Op::Remove(_), _) => format!(
+            "remove operation does not apply: doc is missing path: \"{path}\": missing value"
+        ),
+        (Op::Replace(_), _) => {
+            format!("replace operation does not apply: doc is missing key: {path}: missing value")
+        }
         (Op::Move(m), K::InvalidFromPointer) => {
-            format!("move operation does not apply: doc is missing from path: {}: missing value", m.from.as_str())
+            format!(
+                "move operation does not apply: doc is missing from path: {}: missing value",
+                m.from.as_str()
+            )
         }
         (Op::Move(_), K::CannotMoveInsideItself) => {
-            format!("move operation does not apply: cannot move {path} into one of its own children")
+            format!(
+                "move operation does not apply: cannot move {path} into one of its own children"
+            )
         }
-        (Op::Move(_), _) => format!("move operation does not apply: doc is missing destination path: {path}: missing value"),
+        (Op::Move(_), _) => format!(
+            "move operation does not apply: doc is missing destination path: {path}: missing value"
+        ),
         (Op::Copy(c), K::InvalidFromPointer) => {
-            format!("copy operation does not apply: doc is missing from path: {}: missing value", c.from.as_str())
+            format!(
+                "copy operation does not apply: doc is missing from path: {}: missing value",
+                c.from.as_str()
+            )
         }
-        (Op::Copy(_), _) => format!("copy operation does not apply: doc is missing destination path: {path}: missing value"),
+        (Op::Copy(_), _) => format!(
+            "copy operation does not apply: doc is missing destination path: {path}: missing value"
+        ),
     }
 }
 
@@ -212,13 +239,15 @@ impl PatchMetaTable {
 
     /// Declares `path` a list of objects merged on `key`.
     pub fn merge_key(mut self, path: &str, key: &str) -> Self {
-        self.lists.insert(path.to_string(), ListStrategy::MergeByKey(key.to_string()));
+        self.lists
+            .insert(path.to_string(), ListStrategy::MergeByKey(key.to_string()));
         self
     }
 
     /// Declares `path` a list of scalars merged as a set.
     pub fn merge_primitives(mut self, path: &str) -> Self {
-        self.lists.insert(path.to_string(), ListStrategy::MergePrimitives);
+        self.lists
+            .insert(path.to_string(), ListStrategy::MergePrimitives);
         self
     }
 
@@ -231,7 +260,10 @@ impl PatchMetaTable {
 
 impl PatchMeta for PatchMetaTable {
     fn list_strategy(&self, path: &[String]) -> ListStrategy {
-        self.lists.get(&path.join(".")).cloned().unwrap_or(ListStrategy::Replace)
+        self.lists
+            .get(&path.join("."))
+            .cloned()
+            .unwrap_or(ListStrategy::Replace)
     }
     fn retain_keys(&self, path: &[String]) -> bool {
         self.retain.contains(&path.join("."))
@@ -251,7 +283,11 @@ const ERR_BAD_SET_ELEMENT_ORDER: &str = "invalid patch format of setElementOrder
 
 /// Applies a strategic merge patch (`application/strategic-merge-patch+json`).
 /// Both the document and the patch must be JSON objects.
-pub fn apply_strategic_merge_patch(doc: &Value, patch: &Value, meta: &dyn PatchMeta) -> Result<Value, String> {
+pub fn apply_strategic_merge_patch(
+    doc: &Value,
+    patch: &Value,
+    meta: &dyn PatchMeta,
+) -> Result<Value, String> {
     let (Value::Object(d), Value::Object(p)) = (doc, patch) else {
         return Err(ERR_BAD_JSON_DOC.to_string());
     };
@@ -271,27 +307,43 @@ fn go_fmt(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_fmt(&m[*k]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_fmt(&m[*k])))
+                .collect();
             format!("map[{}]", parts.join(" "))
         }
     }
 }
 
 fn err_no_merge_key(m: &Map<String, Value>, key: &str) -> String {
-    format!("map: {} does not contain declared merge key: {key}", go_fmt(&Value::Object(m.clone())))
+    format!(
+        "map: {} does not contain declared merge key: {key}",
+        go_fmt(&Value::Object(m.clone()))
+    )
 }
 
 fn err_bad_patch_type(t: &Value, m: &Map<String, Value>) -> String {
-    format!("unknown patch type: {} in map: {}", go_fmt(t), go_fmt(&Value::Object(m.clone())))
+    format!(
+        "unknown patch type: {} in map: {}",
+        go_fmt(t),
+        go_fmt(&Value::Object(m.clone()))
+    )
 }
 
 /// JSON equality that treats 80 and 80.0 alike (Go decodes both as float64).
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64()),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -314,7 +366,13 @@ fn clean_value(v: Value, path: &mut Vec<String>, meta: &dyn PatchMeta) -> Result
         Value::Object(m) => Ok(Value::Object(merge_map(Map::new(), m, path, meta)?)),
         Value::Array(items) => {
             let strategy = meta.list_strategy(path);
-            Ok(Value::Array(merge_list(Vec::new(), items, &strategy, path, meta)?))
+            Ok(Value::Array(merge_list(
+                Vec::new(),
+                items,
+                &strategy,
+                path,
+                meta,
+            )?))
         }
         other => Ok(other),
     }
@@ -339,10 +397,15 @@ fn merge_map(
 
     // $retainKeys: keep only the listed keys of the original.
     if let Some(retain) = patch.remove(RETAIN_KEYS) {
-        let Value::Array(retain) = retain else { return Err(ERR_BAD_RETAIN_KEYS.to_string()) };
+        let Value::Array(retain) = retain else {
+            return Err(ERR_BAD_RETAIN_KEYS.to_string());
+        };
         let listed = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
         for (k, v) in &patch {
-            if v.is_null() || k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER) {
+            if v.is_null()
+                || k.starts_with(DELETE_FROM_PRIMITIVE_LIST)
+                || k.starts_with(SET_ELEMENT_ORDER)
+            {
                 continue;
             }
             if !listed(k) {
@@ -353,10 +416,16 @@ fn merge_map(
     }
 
     // $setElementOrder/<field>, together with the field's own patch list.
-    let order_keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
+    let order_keys: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
     for key in order_keys {
         let order = patch.remove(&key).unwrap_or(Value::Null);
-        let Value::Array(order) = order else { return Err(ERR_BAD_SET_ELEMENT_ORDER.to_string()) };
+        let Value::Array(order) = order else {
+            return Err(ERR_BAD_SET_ELEMENT_ORDER.to_string());
+        };
         let field = key[SET_ELEMENT_ORDER.len()..].to_string();
         let field_path = child(path, &field);
         let strategy = meta.list_strategy(&field_path);
@@ -367,7 +436,11 @@ fn merge_map(
         let orig_list = match original.get(&field) {
             None => None,
             Some(Value::Array(a)) => Some(a.clone()),
-            Some(_) => return Err(format!("expected a list for field {field:?}, but the original is not a list")),
+            Some(_) => {
+                return Err(format!(
+                    "expected a list for field {field:?}, but the original is not a list"
+                ))
+            }
         };
         let patch_list = match patch.remove(&field) {
             None => None,
@@ -393,7 +466,9 @@ fn merge_map(
 
     for (k, patch_v) in patch {
         if let Some(field) = k.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
-            let Value::Array(to_delete) = patch_v else { return Err(ERR_BAD_PRIMITIVE_LIST.to_string()) };
+            let Value::Array(to_delete) = patch_v else {
+                return Err(ERR_BAD_PRIMITIVE_LIST.to_string());
+            };
             if let Some(Value::Array(list)) = original.get_mut(field) {
                 list.retain(|item| !to_delete.iter().any(|d| json_eq(d, item)));
             }
@@ -406,11 +481,15 @@ fn merge_map(
         path.push(k.clone());
         let result = match original.remove(&k) {
             Some(Value::Object(o)) if patch_v.is_object() => {
-                let Value::Object(p) = patch_v else { unreachable!("checked to be an object") };
+                let Value::Object(p) = patch_v else {
+                    unreachable!("checked to be an object")
+                };
                 merge_map(o, p, path, meta).map(Value::Object)
             }
             Some(Value::Array(o)) if patch_v.is_array() => {
-                let Value::Array(p) = patch_v else { unreachable!("checked to be an array") };
+                let Value::Array(p) = patch_v else {
+                    unreachable!("checked to be an array")
+                };
                 let strategy = meta.list_strategy(path);
                 merge_list(o, p, &strategy, path, meta).map(Value::Array)
             }
@@ -431,7 +510,10 @@ fn merge_list(
     meta: &dyn PatchMeta,
 ) -> Result<Vec<Value>, String> {
     if *strategy == ListStrategy::Replace {
-        return patch.into_iter().map(|v| clean_value(v, path, meta)).collect();
+        return patch
+            .into_iter()
+            .map(|v| clean_value(v, path, meta))
+            .collect();
     }
     if original.is_empty() && patch.is_empty() {
         return Ok(original);
@@ -472,7 +554,10 @@ fn merge_list(
     }
 
     let ListStrategy::MergeByKey(merge_key) = strategy else {
-        return Err(format!("cannot merge lists without merge key for {}", path.join(".")));
+        return Err(format!(
+            "cannot merge lists without merge key for {}",
+            path.join(".")
+        ));
     };
     let merge_key = merge_key.as_str();
 
@@ -486,26 +571,37 @@ fn merge_list(
             None => plain.push(item),
             Some(d) => match d.as_str() {
                 Some("delete") => {
-                    let Some(key_value) = item.get(merge_key) else { return Err(err_no_merge_key(&item, merge_key)) };
+                    let Some(key_value) = item.get(merge_key) else {
+                        return Err(err_no_merge_key(&item, merge_key));
+                    };
                     original.retain(|o| !o.get(merge_key).is_some_and(|ov| json_eq(ov, key_value)));
                 }
                 Some("replace") => replace = true,
-                Some("merge") => return Err("merging lists cannot yet be specified in the patch".to_string()),
+                Some("merge") => {
+                    return Err("merging lists cannot yet be specified in the patch".to_string())
+                }
                 _ => return Err(err_bad_patch_type(d, &item)),
             },
         }
     }
     if replace {
-        return plain.into_iter().map(|m| merge_map(Map::new(), m, path, meta).map(Value::Object)).collect();
+        return plain
+            .into_iter()
+            .map(|m| merge_map(Map::new(), m, path, meta).map(Value::Object))
+            .collect();
     }
 
     let server_order = original.clone();
     let mut merged = original;
     let mut patch_order: Vec<Value> = Vec::with_capacity(plain.len());
     for item in plain {
-        let Some(key_value) = item.get(merge_key).cloned() else { return Err(err_no_merge_key(&item, merge_key)) };
+        let Some(key_value) = item.get(merge_key).cloned() else {
+            return Err(err_no_merge_key(&item, merge_key));
+        };
         patch_order.push(Value::Object(item.clone()));
-        let found = merged.iter().position(|o| o.get(merge_key).is_some_and(|ov| json_eq(ov, &key_value)));
+        let found = merged
+            .iter()
+            .position(|o| o.get(merge_key).is_some_and(|ov| json_eq(ov, &key_value)));
         match found {
             Some(i) => {
                 let base = match std::mem::take(&mut merged[i]) {
@@ -519,7 +615,12 @@ fn merge_list(
     }
     let (in_patch, server_only) = partition(merged, &patch_order, Some(merge_key))?;
     let in_patch = sort_by_order(in_patch, &patch_order, Some(merge_key));
-    Ok(merge_sorted(server_only, in_patch, &server_order, Some(merge_key)))
+    Ok(merge_sorted(
+        server_only,
+        in_patch,
+        &server_order,
+        Some(merge_key),
+    ))
 }
 
 /// Index of `item` in `list`, matching on the merge key for maps.
@@ -527,14 +628,19 @@ fn index_in(list: &[Value], item: &Value, merge_key: Option<&str>) -> Option<usi
     match merge_key {
         Some(k) => {
             let want = item.get(k)?;
-            list.iter().position(|v| v.get(k).is_some_and(|have| json_eq(have, want)))
+            list.iter()
+                .position(|v| v.get(k).is_some_and(|have| json_eq(have, want)))
         }
         None => list.iter().position(|v| json_eq(v, item)),
     }
 }
 
 /// Splits `items` into those present in `by` and the rest.
-fn partition(items: Vec<Value>, by: &[Value], merge_key: Option<&str>) -> Result<(Vec<Value>, Vec<Value>), String> {
+fn partition(
+    items: Vec<Value>,
+    by: &[Value],
+    merge_key: Option<&str>,
+) -> Result<(Vec<Value>, Vec<Value>), String> {
     let mut present = Vec::new();
     let mut rest = Vec::new();
     for v in items {
@@ -542,7 +648,12 @@ fn partition(items: Vec<Value>, by: &[Value], merge_key: Option<&str>) -> Result
             match &v {
                 Value::Object(m) if !m.contains_key(k) => return Err(err_no_merge_key(m, k)),
                 Value::Object(_) => {}
-                other => return Err(format!("expected a map in the list, but received {}", go_fmt(other))),
+                other => {
+                    return Err(format!(
+                        "expected a map in the list, but received {}",
+                        go_fmt(other)
+                    ))
+                }
             }
         }
         if index_in(by, &v, merge_key).is_some() {
@@ -563,7 +674,12 @@ fn sort_by_order(mut items: Vec<Value>, order: &[Value], merge_key: Option<&str>
 /// Interleaves server-only items (`left`) into the patch items (`right`):
 /// relative order inside each side is kept, and a server-only item goes
 /// before a patch item only when the server list has it earlier.
-fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], merge_key: Option<&str>) -> Vec<Value> {
+fn merge_sorted(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    server_order: &[Value],
+    merge_key: Option<&str>,
+) -> Vec<Value> {
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut l = left.into_iter().peekable();
     let mut r = right.into_iter().peekable();
@@ -584,13 +700,19 @@ fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], mer
 
 /// Checks that the patch list's items appear in the `$setElementOrder` list
 /// in the same relative order (deletions ignored).
-fn validate_patch_with_set_order(patch: &[Value], order: &[Value], merge_key: Option<&str>) -> Result<(), String> {
+fn validate_patch_with_set_order(
+    patch: &[Value],
+    order: &[Value],
+    merge_key: Option<&str>,
+) -> Result<(), String> {
     if patch.is_empty() || order.is_empty() {
         return Ok(());
     }
     let non_delete: Vec<&Value> = patch
         .iter()
-        .filter(|v| merge_key.is_none() || v.get(DIRECTIVE_MARKER).and_then(Value::as_str) != Some("delete"))
+        .filter(|v| {
+            merge_key.is_none() || v.get(DIRECTIVE_MARKER).and_then(Value::as_str) != Some("delete")
+        })
         .collect();
     let key_equal = |a: &Value, b: &Value| -> Result<bool, String> {
         match merge_key {
@@ -674,14 +796,30 @@ mod tests {
     #[test]
     fn json_patch_errors_explain_the_failing_operation() {
         let doc = json!({"metadata": {"name": "a"}});
-        let e = apply_json_patch(&doc, &json!([{"op": "replace", "path": "/spec/x", "value": 1}])).unwrap_err();
-        assert_eq!(e, "replace operation does not apply: doc is missing key: /spec/x: missing value");
-        let e = apply_json_patch(&doc, &json!([{"op": "remove", "path": "/metadata/labels"}])).unwrap_err();
+        let e = apply_json_patch(
+            &doc,
+            &json!([{"op": "replace", "path": "/spec/x", "value": 1}]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "replace operation does not apply: doc is missing key: /spec/x: missing value"
+        );
+        let e = apply_json_patch(&doc, &json!([{"op": "remove", "path": "/metadata/labels"}]))
+            .unwrap_err();
         assert!(e.starts_with("remove operation does not apply"), "{e}");
-        let e = apply_json_patch(&doc, &json!([{"op": "test", "path": "/metadata/name", "value": "b"}])).unwrap_err();
+        let e = apply_json_patch(
+            &doc,
+            &json!([{"op": "test", "path": "/metadata/name", "value": "b"}]),
+        )
+        .unwrap_err();
         assert_eq!(e, "testing value /metadata/name failed: test failed");
-        let e = apply_json_patch(&doc, &json!([{"op": "add", "path": "/a/b", "value": 1}])).unwrap_err();
-        assert_eq!(e, "add operation does not apply: doc is missing path: \"/a/b\": missing value");
+        let e = apply_json_patch(&doc, &json!([{"op": "add", "path": "/a/b", "value": 1}]))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "add operation does not apply: doc is missing path: \"/a/b\": missing value"
+        );
     }
 
     #[test]
@@ -689,21 +827,34 @@ mod tests {
         let doc = json!({});
         assert_eq!(
             try_apply_json_patch(&doc, &json!({"op": "add"})).unwrap_err(),
-            JsonPatchError::Decode("json: cannot unmarshal object into Go value of type jsonpatch.Patch".to_string())
+            JsonPatchError::Decode(
+                "json: cannot unmarshal object into Go value of type jsonpatch.Patch".to_string()
+            )
         );
-        assert!(matches!(try_apply_json_patch(&doc, &json!([{"op": "frob", "path": "/a"}])), Err(JsonPatchError::Decode(_))));
+        assert!(matches!(
+            try_apply_json_patch(&doc, &json!([{"op": "frob", "path": "/a"}])),
+            Err(JsonPatchError::Decode(_))
+        ));
         assert!(matches!(
             try_apply_json_patch(&doc, &json!([{"op": "remove", "path": "/a"}])),
             Err(JsonPatchError::Apply(_))
         ));
-        let many: Vec<Value> = (0..10001).map(|_| json!({"op": "test", "path": "", "value": {}})).collect();
-        assert_eq!(try_apply_json_patch(&doc, &Value::Array(many)).unwrap_err(), JsonPatchError::TooManyOperations(10001));
+        let many: Vec<Value> = (0..10001)
+            .map(|_| json!({"op": "test", "path": "", "value": {}}))
+            .collect();
+        assert_eq!(
+            try_apply_json_patch(&doc, &Value::Array(many)).unwrap_err(),
+            JsonPatchError::TooManyOperations(10001)
+        );
     }
 
     #[test]
     fn json_patch_failure_leaves_input_untouched() {
         let doc = json!({"a": 1});
-        let _ = apply_json_patch(&doc, &json!([{"op": "replace", "path": "/a", "value": 2}, {"op": "remove", "path": "/zz"}]));
+        let _ = apply_json_patch(
+            &doc,
+            &json!([{"op": "replace", "path": "/a", "value": 2}, {"op": "remove", "path": "/zz"}]),
+        );
         assert_eq!(doc, json!({"a": 1}));
     }
 
@@ -732,7 +883,11 @@ mod tests {
 
     #[test]
     fn kubectl_scale_style_merge_patch() {
-        let out = apply_merge_patch(&json!({"spec": {"replicas": 1, "selector": {}}}), &json!({"spec": {"replicas": 5}})).unwrap();
+        let out = apply_merge_patch(
+            &json!({"spec": {"replicas": 1, "selector": {}}}),
+            &json!({"spec": {"replicas": 5}}),
+        )
+        .unwrap();
         assert_eq!(out["spec"], json!({"replicas": 5, "selector": {}}));
     }
 
@@ -744,12 +899,18 @@ mod tests {
             json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 1}}),
             json!({"metadata": {"labels": {"a": null, "c": "3"}}, "spec": {"replicas": 2}}),
         );
-        assert_eq!(out, json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"replicas": 2}}));
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"replicas": 2}})
+        );
     }
 
     #[test]
     fn null_for_missing_key_is_ignored() {
-        let out = smp(json!({"a": 1}), json!({"b": null, "c": {"d": null, "e": 1}}));
+        let out = smp(
+            json!({"a": 1}),
+            json!({"b": null, "c": {"d": null, "e": 1}}),
+        );
         assert_eq!(out, json!({"a": 1, "c": {"e": 1}}));
     }
 
@@ -764,13 +925,21 @@ mod tests {
 
     #[test]
     fn patch_delete_directive_empties_a_map() {
-        let out = smp(json!({"spec": {"selector": {"a": "1"}, "x": 1}}), json!({"spec": {"selector": {"$patch": "delete"}}}));
+        let out = smp(
+            json!({"spec": {"selector": {"a": "1"}, "x": 1}}),
+            json!({"spec": {"selector": {"$patch": "delete"}}}),
+        );
         assert_eq!(out, json!({"spec": {"selector": {}, "x": 1}}));
     }
 
     #[test]
     fn unknown_map_directive_is_an_error() {
-        let e = apply_strategic_merge_patch(&json!({}), &json!({"spec": {"$patch": "frob"}}), &pod_meta()).unwrap_err();
+        let e = apply_strategic_merge_patch(
+            &json!({}),
+            &json!({"spec": {"$patch": "frob"}}),
+            &pod_meta(),
+        )
+        .unwrap_err();
         assert_eq!(e, "unknown patch type: frob in map: map[$patch:frob]");
     }
 
@@ -779,7 +948,10 @@ mod tests {
         // kubectl apply switching a Deployment strategy from RollingUpdate to Recreate.
         let doc = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
-        assert_eq!(smp(doc, patch), json!({"spec": {"strategy": {"type": "Recreate"}}}));
+        assert_eq!(
+            smp(doc, patch),
+            json!({"spec": {"strategy": {"type": "Recreate"}}})
+        );
     }
 
     #[test]
@@ -795,7 +967,8 @@ mod tests {
 
     #[test]
     fn retain_keys_on_volumes_switch_source() {
-        let doc = json!({"spec": {"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}}});
+        let doc =
+            json!({"spec": {"template": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}}});
         let patch = json!({"spec": {"template": {"spec": {"volumes": [
             {"name": "v", "$retainKeys": ["configMap", "name"], "configMap": {"name": "cm"}}
         ]}}}});
@@ -807,7 +980,10 @@ mod tests {
 
     #[test]
     fn documents_must_be_objects() {
-        assert_eq!(apply_strategic_merge_patch(&json!({}), &json!([]), &NoPatchMeta).unwrap_err(), "invalid JSON document");
+        assert_eq!(
+            apply_strategic_merge_patch(&json!({}), &json!([]), &NoPatchMeta).unwrap_err(),
+            "invalid JSON document"
+        );
         assert!(apply_strategic_merge_patch(&json!([]), &json!({}), &NoPatchMeta).is_err());
     }
 
@@ -857,14 +1033,21 @@ mod tests {
     fn delete_directive_removes_items_by_key() {
         let doc = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
         let patch = json!({"spec": {"containers": [{"$patch": "delete", "name": "b"}]}});
-        assert_eq!(smp(doc, patch)["spec"]["containers"], json!([{"name": "a"}, {"name": "c"}]));
+        assert_eq!(
+            smp(doc, patch)["spec"]["containers"],
+            json!([{"name": "a"}, {"name": "c"}])
+        );
     }
 
     #[test]
     fn replace_directive_in_list_replaces_the_list() {
         let doc = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b"}]}});
-        let patch = json!({"spec": {"containers": [{"name": "c", "image": "y"}, {"$patch": "replace"}]}});
-        assert_eq!(smp(doc, patch)["spec"]["containers"], json!([{"name": "c", "image": "y"}]));
+        let patch =
+            json!({"spec": {"containers": [{"name": "c", "image": "y"}, {"$patch": "replace"}]}});
+        assert_eq!(
+            smp(doc, patch)["spec"]["containers"],
+            json!([{"name": "c", "image": "y"}])
+        );
     }
 
     #[test]
@@ -875,12 +1058,18 @@ mod tests {
             &pod_meta(),
         )
         .unwrap_err();
-        assert_eq!(e, "map: map[image:x] does not contain declared merge key: name");
+        assert_eq!(
+            e,
+            "map: map[image:x] does not contain declared merge key: name"
+        );
     }
 
     #[test]
     fn merge_primitives_union_the_values() {
-        let out = smp(json!({"metadata": {"finalizers": ["a", "b"]}}), json!({"metadata": {"finalizers": ["c", "a"]}}));
+        let out = smp(
+            json!({"metadata": {"finalizers": ["a", "b"]}}),
+            json!({"metadata": {"finalizers": ["c", "a"]}}),
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
     }
 
@@ -891,7 +1080,10 @@ mod tests {
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b"]}}),
         );
         assert_eq!(out["metadata"], json!({"finalizers": ["a", "c"]}));
-        let out = smp(json!({"metadata": {}}), json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b"]}}));
+        let out = smp(
+            json!({"metadata": {}}),
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b"]}}),
+        );
         assert_eq!(out["metadata"], json!({}));
     }
 
@@ -899,14 +1091,18 @@ mod tests {
     fn set_element_order_reorders_lists() {
         let doc = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
         let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}]}});
-        assert_eq!(smp(doc, patch)["spec"]["containers"], json!([{"name": "c"}, {"name": "a"}, {"name": "b"}]));
+        assert_eq!(
+            smp(doc, patch)["spec"]["containers"],
+            json!([{"name": "c"}, {"name": "a"}, {"name": "b"}])
+        );
     }
 
     #[test]
     fn set_element_order_interleaves_server_only_items_by_server_position() {
         // The server-only "sidecar" sits before "b" on the server, so it stays
         // ahead of it; the patch's own items follow $setElementOrder.
-        let doc = json!({"spec": {"containers": [{"name": "a"}, {"name": "sidecar"}, {"name": "b"}]}});
+        let doc =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "sidecar"}, {"name": "b"}]}});
         let patch = json!({"spec": {
             "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
             "containers": [{"name": "b", "image": "new"}]
@@ -926,7 +1122,10 @@ mod tests {
             "$deleteFromPrimitiveList/finalizers": ["b"],
             "finalizers": ["c"]
         }});
-        assert_eq!(smp(doc, patch)["metadata"], json!({"finalizers": ["c", "a"]}));
+        assert_eq!(
+            smp(doc, patch)["metadata"],
+            json!({"finalizers": ["c", "a"]})
+        );
     }
 
     #[test]
@@ -947,7 +1146,10 @@ mod tests {
         ]}}}});
         let patch = json!({"spec":{"template":{"spec":{"$setElementOrder/containers":[{"name":"a"}],"containers":[{"$patch":"delete","name":"b"},{"image":"y","name":"a"}]}}}});
         let out = smp(doc, patch);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "y"}]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "y"}])
+        );
         assert!(!out.to_string().contains('$'));
     }
 
@@ -962,7 +1164,10 @@ mod tests {
             "spec": {"paused": null, "replicas": 3}
         });
         let out = smp(doc, patch);
-        assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], "{new}");
+        assert_eq!(
+            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "{new}"
+        );
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
         assert_eq!(out["spec"], json!({"replicas": 3}));
     }
@@ -972,7 +1177,10 @@ mod tests {
         let doc = json!({"spec": {}});
         let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
                                     "containers": [{"name": "a"}, {"name": "b", "$patch": "delete"}]}});
-        assert_eq!(smp(doc, patch)["spec"]["containers"], json!([{"name": "a"}]));
+        assert_eq!(
+            smp(doc, patch)["spec"]["containers"],
+            json!([{"name": "a"}])
+        );
     }
 
     #[test]
@@ -980,12 +1188,18 @@ mod tests {
         let doc = json!({"spec": {"containers": []}});
         let patch = json!({"spec": {"containers": [{"name": "a", "env": [{"name": "X", "$patch": "delete"}], "resources": {"$patch": "replace", "limits": {"cpu": "1"}}}]}});
         let out = smp(doc, patch);
-        assert_eq!(out["spec"]["containers"], json!([{"name": "a", "env": [], "resources": {"limits": {"cpu": "1"}}}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "a", "env": [], "resources": {"limits": {"cpu": "1"}}}])
+        );
     }
 
     #[test]
     fn type_changes_take_the_patch_value() {
-        let out = smp(json!({"spec": {"a": "str", "b": [1]}}), json!({"spec": {"a": {"x": 1}, "b": "now-a-string"}}));
+        let out = smp(
+            json!({"spec": {"a": "str", "b": [1]}}),
+            json!({"spec": {"a": {"x": 1}, "b": "now-a-string"}}),
+        );
         assert_eq!(out["spec"], json!({"a": {"x": 1}, "b": "now-a-string"}));
     }
 
@@ -1012,14 +1226,24 @@ mod tests {
         let doc = json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80.0, "name": "x"}]}]}});
         let patch = json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "UDP"}]}]}});
         let out = smp(doc, patch);
-        assert_eq!(out["spec"]["containers"][0]["ports"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            out["spec"]["containers"][0]["ports"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn maps_of_objects_in_lists_without_merge_key_error() {
         let meta = PatchMetaTable::new().merge_primitives("spec.things");
-        let e = apply_strategic_merge_patch(&json!({"spec": {"things": [{"a": 1}]}}), &json!({"spec": {"things": [{"a": 2}]}}), &meta)
-            .unwrap_err();
+        let e = apply_strategic_merge_patch(
+            &json!({"spec": {"things": [{"a": 1}]}}),
+            &json!({"spec": {"things": [{"a": 2}]}}),
+            &meta,
+        )
+        .unwrap_err();
         assert_eq!(e, "cannot merge lists without merge key for spec.things");
     }
 
@@ -1038,10 +1262,15 @@ mod tests {
             }
         }
         let rec = Recorder(RefCell::new(Vec::new()));
-        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["x"]}]}}}});
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["y"]}]}}}});
+        let doc =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["x"]}]}}}});
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["y"]}]}}}});
         let out = apply_strategic_merge_patch(&doc, &patch, &rec).unwrap();
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["args"], json!(["y"]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["y"])
+        );
         let seen = rec.0.borrow();
         assert!(seen.contains(&"spec.template.spec.containers".to_string()));
         assert!(seen.contains(&"spec.template.spec.containers.args".to_string()));

@@ -45,7 +45,10 @@ pub struct Quantity {
 
 impl Default for Quantity {
     fn default() -> Self {
-        Quantity { nanos: 0, format: Format::DecimalSI }
+        Quantity {
+            nanos: 0,
+            format: Format::DecimalSI,
+        }
     }
 }
 
@@ -98,7 +101,13 @@ fn split_quantity(s: &[u8]) -> Result<Parts, &'static str> {
         _ => {}
     }
     let ascii = |a: usize, b: usize| String::from_utf8_lossy(&s[a..b]).into_owned();
-    let zero = |positive| Parts { positive, num: "0".into(), denom: String::new(), suffix: String::new(), had_digit: true };
+    let zero = |positive| Parts {
+        positive,
+        num: "0".into(),
+        denom: String::new(),
+        suffix: String::new(),
+        had_digit: true,
+    };
 
     // Leading zeros; a string of only zeros (or nothing after the sign) is 0.
     let mut had_digit = false;
@@ -142,7 +151,13 @@ fn split_quantity(s: &[u8]) -> Result<Parts, &'static str> {
     if pos < end {
         return Err(ERR_FORMAT_WRONG);
     }
-    Ok(Parts { positive, num, denom, suffix: ascii(suffix_start, end), had_digit })
+    Ok(Parts {
+        positive,
+        num,
+        denom,
+        suffix: ascii(suffix_start, end),
+        had_digit,
+    })
 }
 
 /// (base, exponent, format) for a suffix.
@@ -199,7 +214,8 @@ impl Quantity {
             return Err(ERR_FORMAT_WRONG.to_string());
         }
         let parts = split_quantity(s.as_bytes()).map_err(str::to_string)?;
-        let (base, exponent, mut format) = interpret_suffix(&parts.suffix).ok_or_else(|| ERR_SUFFIX.to_string())?;
+        let (base, exponent, mut format) =
+            interpret_suffix(&parts.suffix).ok_or_else(|| ERR_SUFFIX.to_string())?;
         if !parts.had_digit {
             return Err(ERR_NUMERIC.to_string());
         }
@@ -264,7 +280,11 @@ impl Quantity {
                 format = Format::DecimalSI;
             }
         }
-        let nanos = if parts.positive { magnitude } else { -magnitude };
+        let nanos = if parts.positive {
+            magnitude
+        } else {
+            -magnitude
+        };
         Ok(Quantity { nanos, format })
     }
 
@@ -280,12 +300,18 @@ impl Quantity {
 
     /// A whole-unit quantity (`new(3, DecimalSI)` is "3").
     pub fn new(value: i128, format: Format) -> Quantity {
-        Quantity { nanos: value.saturating_mul(NANO), format }
+        Quantity {
+            nanos: value.saturating_mul(NANO),
+            format,
+        }
     }
 
     /// A quantity of `milli` thousandths (`new_milli(1500, DecimalSI)` is "1500m").
     pub fn new_milli(milli: i128, format: Format) -> Quantity {
-        Quantity { nanos: milli.saturating_mul(1_000_000), format }
+        Quantity {
+            nanos: milli.saturating_mul(1_000_000),
+            format,
+        }
     }
 
     /// The preferred format.
@@ -320,12 +346,18 @@ impl Quantity {
 
     /// The sum, keeping this quantity's format; `None` on overflow.
     pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
-        Some(Quantity { nanos: self.nanos.checked_add(other.nanos)?, format: self.format })
+        Some(Quantity {
+            nanos: self.nanos.checked_add(other.nanos)?,
+            format: self.format,
+        })
     }
 
     /// The difference, keeping this quantity's format; `None` on overflow.
     pub fn checked_sub(&self, other: &Quantity) -> Option<Quantity> {
-        Some(Quantity { nanos: self.nanos.checked_sub(other.nanos)?, format: self.format })
+        Some(Quantity {
+            nanos: self.nanos.checked_sub(other.nanos)?,
+            format: self.format,
+        })
     }
 
     /// The canonical string as JSON.
@@ -366,7 +398,8 @@ impl fmt::Display for Quantity {
             return f.write_str("0");
         }
         let mut format = self.format;
-        if format == Format::BinarySI && (self.nanos.abs() < 1024 * NANO || self.nanos % NANO != 0) {
+        if format == Format::BinarySI && (self.nanos.abs() < 1024 * NANO || self.nanos % NANO != 0)
+        {
             format = Format::DecimalSI;
         }
         match format {
@@ -531,9 +564,15 @@ mod tests {
 
     #[test]
     fn json_strings_numbers_and_null_are_accepted() {
-        assert_eq!(Quantity::from_value(&json!("2Gi")).unwrap().to_string(), "2Gi");
+        assert_eq!(
+            Quantity::from_value(&json!("2Gi")).unwrap().to_string(),
+            "2Gi"
+        );
         assert_eq!(Quantity::from_value(&json!(3)).unwrap().to_string(), "3");
-        assert_eq!(Quantity::from_value(&json!(0.25)).unwrap().to_string(), "250m");
+        assert_eq!(
+            Quantity::from_value(&json!(0.25)).unwrap().to_string(),
+            "250m"
+        );
         assert!(Quantity::from_value(&Value::Null).unwrap().is_zero());
         assert!(Quantity::from_value(&json!(true)).is_err());
     }
@@ -556,7 +595,10 @@ mod tests {
         let b = Quantity::parse("512Mi").unwrap();
         assert_eq!(a.checked_add(&b).unwrap().to_string(), "1536Mi");
         assert_eq!(a.checked_sub(&b).unwrap().to_string(), "512Mi");
-        assert_eq!(Quantity::new_milli(250, Format::DecimalSI).to_string(), "250m");
+        assert_eq!(
+            Quantity::new_milli(250, Format::DecimalSI).to_string(),
+            "250m"
+        );
         assert_eq!(Quantity::new(4, Format::DecimalSI).to_string(), "4");
     }
 }

@@ -47,7 +47,8 @@ impl Schemas {
     /// Parses a definitions document: either the bare map of definitions
     /// (definitions.json) or a whole swagger document with `definitions`.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("parsing definitions: {e}"))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("parsing definitions: {e}"))?;
         Self::from_value(v)
     }
 
@@ -132,15 +133,21 @@ impl Schemas {
         if depth > MAX_DEPTH {
             return;
         }
-        let Some(s) = self.resolve(schema) else { return };
+        let Some(s) = self.resolve(schema) else {
+            return;
+        };
         match value {
             Value::Object(obj) => {
-                let Some(shape) = ObjectShape::of(s) else { return };
+                let Some(shape) = ObjectShape::of(s) else {
+                    return;
+                };
                 for (key, child) in obj {
                     let len = path.len();
                     push_field(path, key);
                     match shape.field(key, top) {
-                        FieldSchema::Known(sub) => self.find_unknown(sub, child, path, false, depth + 1, out),
+                        FieldSchema::Known(sub) => {
+                            self.find_unknown(sub, child, path, false, depth + 1, out)
+                        }
                         FieldSchema::Any => {}
                         FieldSchema::Unknown => out.push(path.clone()),
                     }
@@ -148,7 +155,9 @@ impl Schemas {
                 }
             }
             Value::Array(items) => {
-                let Some(item_schema) = s.get("items").filter(|i| i.is_object()) else { return };
+                let Some(item_schema) = s.get("items").filter(|i| i.is_object()) else {
+                    return;
+                };
                 for (i, item) in items.iter().enumerate() {
                     let len = path.len();
                     push_index(path, i);
@@ -172,10 +181,14 @@ impl Schemas {
         if depth > MAX_DEPTH {
             return;
         }
-        let Some(s) = self.resolve(schema) else { return };
+        let Some(s) = self.resolve(schema) else {
+            return;
+        };
         match value {
             Value::Object(obj) => {
-                let Some(shape) = ObjectShape::of(s) else { return };
+                let Some(shape) = ObjectShape::of(s) else {
+                    return;
+                };
                 obj.retain(|key, _| !matches!(shape.field(key, top), FieldSchema::Unknown));
                 for (key, child) in obj.iter_mut() {
                     if let FieldSchema::Known(sub) = shape.field(key, top) {
@@ -184,7 +197,9 @@ impl Schemas {
                 }
             }
             Value::Array(items) => {
-                let Some(item_schema) = s.get("items").filter(|i| i.is_object()) else { return };
+                let Some(item_schema) = s.get("items").filter(|i| i.is_object()) else {
+                    return;
+                };
                 for item in items.iter_mut() {
                     self.prune_value(item_schema, item, false, depth + 1);
                 }
@@ -196,7 +211,10 @@ impl Schemas {
     /// The strategic-merge-patch view of definition `def`. An unknown `def`
     /// replaces every list (like upstream for types without patch metadata).
     pub fn patch_meta<'a>(&'a self, def: &str) -> SchemaPatchMeta<'a> {
-        SchemaPatchMeta { schemas: self, root: self.defs.get(def) }
+        SchemaPatchMeta {
+            schemas: self,
+            root: self.defs.get(def),
+        }
     }
 
     /// The (unresolved) schema of the field at `path` below `root`; array
@@ -223,12 +241,19 @@ impl Schemas {
 
     /// `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` of the
     /// field at `path` (on the property itself, or on what it refers to).
-    fn patch_extensions<'a>(&'a self, root: &'a Value, path: &[String]) -> (Option<&'a str>, Option<&'a str>) {
-        let Some(field) = self.field_schema(root, path) else { return (None, None) };
+    fn patch_extensions<'a>(
+        &'a self,
+        root: &'a Value,
+        path: &[String],
+    ) -> (Option<&'a str>, Option<&'a str>) {
+        let Some(field) = self.field_schema(root, path) else {
+            return (None, None);
+        };
         let read = |s: &'a Value| {
             (
                 s.get("x-kubernetes-patch-strategy").and_then(Value::as_str),
-                s.get("x-kubernetes-patch-merge-key").and_then(Value::as_str),
+                s.get("x-kubernetes-patch-merge-key")
+                    .and_then(Value::as_str),
             )
         };
         match read(field) {
@@ -260,8 +285,15 @@ impl<'a> ObjectShape<'a> {
         if properties.is_none() && !additional.is_some_and(Value::is_object) {
             return None;
         }
-        let preserve_unknown = s.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
-        Some(ObjectShape { properties, additional, preserve_unknown })
+        let preserve_unknown = s
+            .get("x-kubernetes-preserve-unknown-fields")
+            .and_then(Value::as_bool)
+            == Some(true);
+        Some(ObjectShape {
+            properties,
+            additional,
+            preserve_unknown,
+        })
     }
 
     fn field(&self, key: &str, top: bool) -> FieldSchema<'a> {
@@ -304,24 +336,30 @@ impl SchemaPatchMeta<'_> {
     /// The raw `x-kubernetes-patch-strategy` of the field at `path`, if any
     /// ("merge", "merge,retainKeys", "retainKeys", "replace").
     pub fn patch_strategy(&self, path: &[String]) -> Option<&str> {
-        self.root.and_then(|r| self.schemas.patch_extensions(r, path).0)
+        self.root
+            .and_then(|r| self.schemas.patch_extensions(r, path).0)
     }
 }
 
 impl PatchMeta for SchemaPatchMeta<'_> {
     fn list_strategy(&self, path: &[String]) -> ListStrategy {
-        let Some(root) = self.root else { return ListStrategy::Replace };
+        let Some(root) = self.root else {
+            return ListStrategy::Replace;
+        };
         match self.schemas.patch_extensions(root, path) {
-            (Some(strategy), key) if strategy.split(',').any(|s| s.trim() == "merge") => match key {
-                Some(k) => ListStrategy::MergeByKey(k.to_string()),
-                None => ListStrategy::MergePrimitives,
-            },
+            (Some(strategy), key) if strategy.split(',').any(|s| s.trim() == "merge") => {
+                match key {
+                    Some(k) => ListStrategy::MergeByKey(k.to_string()),
+                    None => ListStrategy::MergePrimitives,
+                }
+            }
             _ => ListStrategy::Replace,
         }
     }
 
     fn retain_keys(&self, path: &[String]) -> bool {
-        self.patch_strategy(path).is_some_and(|s| s.split(',').any(|p| p.trim() == "retainKeys"))
+        self.patch_strategy(path)
+            .is_some_and(|s| s.split(',').any(|p| p.trim() == "retainKeys"))
     }
 }
 
@@ -331,7 +369,12 @@ impl PatchMeta for SchemaPatchMeta<'_> {
 pub fn duplicate_fields(raw_json: &[u8]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(raw_json);
-    DupSeed { path: String::new(), out: &mut out }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    DupSeed {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -384,7 +427,13 @@ impl<'de> Visitor<'de> for DupSeed<'_> {
         loop {
             let mut path = self.path.clone();
             push_index(&mut path, i);
-            if seq.next_element_seed(DupSeed { path, out: &mut *out })?.is_none() {
+            if seq
+                .next_element_seed(DupSeed {
+                    path,
+                    out: &mut *out,
+                })?
+                .is_none()
+            {
                 return Ok(());
             }
             i += 1;
@@ -400,7 +449,10 @@ impl<'de> Visitor<'de> for DupSeed<'_> {
             if !seen.insert(key) && !out.contains(&path) {
                 out.push(path.clone());
             }
-            map.next_value_seed(DupSeed { path, out: &mut *out })?;
+            map.next_value_seed(DupSeed {
+                path,
+                out: &mut *out,
+            })?;
         }
         Ok(())
     }
@@ -417,7 +469,10 @@ mod tests {
 
     fn embedded() -> &'static Schemas {
         let e = Schemas::embedded();
-        assert!(e.has("io.k8s.api.core.v1.Pod"), "embedded definitions failed to parse");
+        assert!(
+            e.has("io.k8s.api.core.v1.Pod"),
+            "embedded definitions failed to parse"
+        );
         e
     }
 
@@ -438,15 +493,21 @@ mod tests {
         ] {
             assert!(e.has(d), "{d}");
         }
-        let gvk = e.get("io.k8s.api.apps.v1.Deployment").and_then(|d| d.get("x-kubernetes-group-version-kind"));
-        assert_eq!(gvk, Some(&json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])));
+        let gvk = e
+            .get("io.k8s.api.apps.v1.Deployment")
+            .and_then(|d| d.get("x-kubernetes-group-version-kind"));
+        assert_eq!(
+            gvk,
+            Some(&json!([{"group": "apps", "kind": "Deployment", "version": "v1"}]))
+        );
     }
 
     #[test]
     fn from_json_accepts_both_shapes_and_rejects_garbage() {
         let bare = Schemas::from_json(r#"{"a.B": {"type": "object"}}"#).unwrap_or_default();
         assert!(bare.has("a.B"));
-        let swagger = Schemas::from_json(r#"{"swagger": "2.0", "definitions": {"a.B": {}}}"#).unwrap_or_default();
+        let swagger = Schemas::from_json(r#"{"swagger": "2.0", "definitions": {"a.B": {}}}"#)
+            .unwrap_or_default();
         assert!(swagger.has("a.B"));
         assert!(Schemas::from_json("[1]").is_err());
         assert!(Schemas::from_json("{").is_err());
@@ -470,7 +531,12 @@ mod tests {
         let got = embedded().unknown_fields("io.k8s.api.core.v1.Pod", &pod);
         assert_eq!(
             got,
-            s(&["metadata.labelz", "spec.containers[1].imagee", "spec.containers[1].ports[0].bogus", "extra"])
+            s(&[
+                "metadata.labelz",
+                "spec.containers[1].imagee",
+                "spec.containers[1].ports[0].bogus",
+                "extra"
+            ])
         );
     }
 
@@ -506,7 +572,9 @@ mod tests {
             },
             "status": {"conditions": [{"type": "Available", "status": "True"}]},
         });
-        assert!(embedded().unknown_fields("io.k8s.api.apps.v1.Deployment", &deploy).is_empty());
+        assert!(embedded()
+            .unknown_fields("io.k8s.api.apps.v1.Deployment", &deploy)
+            .is_empty());
     }
 
     #[test]
@@ -529,10 +597,16 @@ mod tests {
             "open": {"a": "x", "b": "y"},
             "zz": 1,
         });
-        assert_eq!(schemas.unknown_fields("x.Thing", &obj), s(&["byName.two.m", "zz"]));
+        assert_eq!(
+            schemas.unknown_fields("x.Thing", &obj),
+            s(&["byName.two.m", "zz"])
+        );
         // apiVersion/kind are accepted at the top level only.
         let obj = json!({"apiVersion": "v1", "kind": "Thing", "byName": {"one": {"kind": "x"}}});
-        assert_eq!(schemas.unknown_fields("x.Thing", &obj), s(&["byName.one.kind"]));
+        assert_eq!(
+            schemas.unknown_fields("x.Thing", &obj),
+            s(&["byName.one.kind"])
+        );
     }
 
     #[test]
@@ -540,10 +614,14 @@ mod tests {
         let e = embedded();
         // RawExtension (WatchEvent.object) and FieldsV1 accept anything.
         let ev = json!({"type": "ADDED", "object": {"whatever": {"deep": true}}});
-        assert!(e.unknown_fields("io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent", &ev).is_empty());
+        assert!(e
+            .unknown_fields("io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent", &ev)
+            .is_empty());
         // int-or-string, Quantity, Time are leaves.
         let svc = json!({"spec": {"ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8080}]}});
-        assert!(e.unknown_fields("io.k8s.api.core.v1.Service", &svc).is_empty());
+        assert!(e
+            .unknown_fields("io.k8s.api.core.v1.Service", &svc)
+            .is_empty());
         // Wrong types are not unknown fields (and do not panic).
         let odd = json!({"spec": "nope", "metadata": [1, 2], "status": {"conditions": {"a": 1}}});
         assert!(e.unknown_fields("io.k8s.api.core.v1.Pod", &odd).is_empty());
@@ -582,14 +660,38 @@ mod tests {
     fn patch_meta_from_schema() {
         let e = embedded();
         let pod = e.patch_meta("io.k8s.api.core.v1.Pod");
-        assert_eq!(pod.list_strategy(&p("spec.containers")), ListStrategy::MergeByKey("name".into()));
-        assert_eq!(pod.list_strategy(&p("spec.containers.ports")), ListStrategy::MergeByKey("containerPort".into()));
-        assert_eq!(pod.list_strategy(&p("spec.containers.env")), ListStrategy::MergeByKey("name".into()));
-        assert_eq!(pod.list_strategy(&p("spec.containers.args")), ListStrategy::Replace);
-        assert_eq!(pod.list_strategy(&p("spec.tolerations")), ListStrategy::Replace);
-        assert_eq!(pod.list_strategy(&p("metadata.finalizers")), ListStrategy::MergePrimitives);
-        assert_eq!(pod.list_strategy(&p("metadata.ownerReferences")), ListStrategy::MergeByKey("uid".into()));
-        assert_eq!(pod.list_strategy(&p("status.conditions")), ListStrategy::MergeByKey("type".into()));
+        assert_eq!(
+            pod.list_strategy(&p("spec.containers")),
+            ListStrategy::MergeByKey("name".into())
+        );
+        assert_eq!(
+            pod.list_strategy(&p("spec.containers.ports")),
+            ListStrategy::MergeByKey("containerPort".into())
+        );
+        assert_eq!(
+            pod.list_strategy(&p("spec.containers.env")),
+            ListStrategy::MergeByKey("name".into())
+        );
+        assert_eq!(
+            pod.list_strategy(&p("spec.containers.args")),
+            ListStrategy::Replace
+        );
+        assert_eq!(
+            pod.list_strategy(&p("spec.tolerations")),
+            ListStrategy::Replace
+        );
+        assert_eq!(
+            pod.list_strategy(&p("metadata.finalizers")),
+            ListStrategy::MergePrimitives
+        );
+        assert_eq!(
+            pod.list_strategy(&p("metadata.ownerReferences")),
+            ListStrategy::MergeByKey("uid".into())
+        );
+        assert_eq!(
+            pod.list_strategy(&p("status.conditions")),
+            ListStrategy::MergeByKey("type".into())
+        );
         assert!(pod.retain_keys(&p("spec.volumes")));
         assert!(!pod.retain_keys(&p("spec.containers")));
         assert_eq!(pod.list_strategy(&p("spec.nosuch")), ListStrategy::Replace);
@@ -601,15 +703,30 @@ mod tests {
         );
         assert!(deploy.retain_keys(&p("spec.strategy")));
         let svc = e.patch_meta("io.k8s.api.core.v1.Service");
-        assert_eq!(svc.list_strategy(&p("spec.ports")), ListStrategy::MergeByKey("port".into()));
-        assert_eq!(svc.list_strategy(&p("spec.ipFamilies")), ListStrategy::Replace);
+        assert_eq!(
+            svc.list_strategy(&p("spec.ports")),
+            ListStrategy::MergeByKey("port".into())
+        );
+        assert_eq!(
+            svc.list_strategy(&p("spec.ipFamilies")),
+            ListStrategy::Replace
+        );
         let node = e.patch_meta("io.k8s.api.core.v1.Node");
-        assert_eq!(node.list_strategy(&p("spec.podCIDRs")), ListStrategy::MergePrimitives);
+        assert_eq!(
+            node.list_strategy(&p("spec.podCIDRs")),
+            ListStrategy::MergePrimitives
+        );
         // Lists without a patch strategy upstream are replaced even where
         // k8s-openapi merges them as maps.
         let fs = e.patch_meta("io.k8s.api.flowcontrol.v1.FlowSchema");
-        assert_eq!(fs.list_strategy(&p("status.conditions")), ListStrategy::Replace);
-        assert_eq!(e.patch_meta("no.such.Def").list_strategy(&p("a")), ListStrategy::Replace);
+        assert_eq!(
+            fs.list_strategy(&p("status.conditions")),
+            ListStrategy::Replace
+        );
+        assert_eq!(
+            e.patch_meta("no.such.Def").list_strategy(&p("a")),
+            ListStrategy::Replace
+        );
     }
 
     #[test]
@@ -624,7 +741,10 @@ mod tests {
         }))
         .unwrap_or_default();
         let meta = schemas.patch_meta("x.T");
-        assert_eq!(meta.list_strategy(&p("m.anykey.l")), ListStrategy::MergePrimitives);
+        assert_eq!(
+            meta.list_strategy(&p("m.anykey.l")),
+            ListStrategy::MergePrimitives
+        );
     }
 
     #[test]
@@ -635,7 +755,10 @@ mod tests {
         }))
         .unwrap_or_default();
         assert!(schemas.unknown_fields("a.A", &json!({"x": 1})).is_empty());
-        assert_eq!(schemas.patch_meta("a.A").list_strategy(&p("x")), ListStrategy::Replace);
+        assert_eq!(
+            schemas.patch_meta("a.A").list_strategy(&p("x")),
+            ListStrategy::Replace
+        );
     }
 
     #[test]
@@ -644,10 +767,21 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "i", "image": "j"}, {"name": "d"}]}, "kind": "Pod"}"#;
         assert_eq!(
             duplicate_fields(raw),
-            Ok(s(&["metadata.name", "metadata.labels.x", "spec.containers[0].image", "kind"]))
+            Ok(s(&[
+                "metadata.name",
+                "metadata.labels.x",
+                "spec.containers[0].image",
+                "kind"
+            ]))
         );
-        assert_eq!(duplicate_fields(br#"{"a": [1, {"b": 1}], "c": null}"#), Ok(vec![]));
-        assert_eq!(duplicate_fields(br#"{"a": 1, "a": 2, "a": 3}"#), Ok(s(&["a"])));
+        assert_eq!(
+            duplicate_fields(br#"{"a": [1, {"b": 1}], "c": null}"#),
+            Ok(vec![])
+        );
+        assert_eq!(
+            duplicate_fields(br#"{"a": 1, "a": 2, "a": 3}"#),
+            Ok(s(&["a"]))
+        );
         assert!(duplicate_fields(b"{\"a\": ").is_err());
         assert!(duplicate_fields(b"{} x").is_err());
         let deep = "[".repeat(100_000);

@@ -64,7 +64,10 @@ pub fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     }
     // Upstream writes each example as "'x', " and joins them with " or ".
     let ex: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", ex.join(" or "))
+    format!(
+        "{msg} (e.g. {}regex used for validation is '{fmt}')",
+        ex.join(" or ")
+    )
 }
 
 /// `must be non-empty`.
@@ -83,7 +86,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
             // A valid subdomain that is not a valid label can only be failing on dots.
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(DNS1123_LABEL_ERR_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+            errs.push(regex_error(
+                DNS1123_LABEL_ERR_MSG,
+                DNS1123_LABEL_FMT,
+                &["my-name", "123-abc"],
+            ));
         }
     }
     errs
@@ -96,7 +103,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !DNS1123_SUBDOMAIN_RE.is_match(value) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR_MSG, &dns1123_subdomain_fmt(), &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR_MSG,
+            &dns1123_subdomain_fmt(),
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -108,7 +119,11 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
     }
     if !DNS1035_LABEL_RE.is_match(value) {
-        errs.push(regex_error(DNS1035_LABEL_ERR_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR_MSG,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -142,12 +157,19 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push(format!("name part {}", empty_error()));
     } else if name.len() > DNS1123_LABEL_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(DNS1123_LABEL_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(DNS1123_LABEL_MAX_LENGTH)
+        ));
     }
     if !QUALIFIED_NAME_RE.is_match(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -161,7 +183,11 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !LABEL_VALUE_RE.is_match(value) {
-        errs.push(regex_error(LABEL_VALUE_ERR_MSG, &label_value_fmt(), &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR_MSG,
+            &label_value_fmt(),
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -228,7 +254,11 @@ impl NameValidator {
                 }
             }
             _ => {
-                let name = if prefix { mask_trailing_dash(name) } else { name.to_string() };
+                let name = if prefix {
+                    mask_trailing_dash(name)
+                } else {
+                    name.to_string()
+                };
                 match self {
                     NameValidator::Subdomain => is_dns1123_subdomain(&name),
                     NameValidator::Label => is_dns1123_label(&name),
@@ -259,7 +289,11 @@ pub fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<FieldError> {
         Value::Null => return errs,
         Value::Object(m) => m,
         other => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be a map of string keys to string values"));
+            errs.push(FieldError::invalid(
+                path,
+                other.clone(),
+                "must be a map of string keys to string values",
+            ));
             return errs;
         }
     };
@@ -283,12 +317,18 @@ pub fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<FieldError> {
 /// insensitive) and the total size stays within 256 KiB.
 pub fn validate_annotations(annotations: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(annotations) = annotations else { return errs };
+    let Some(annotations) = annotations else {
+        return errs;
+    };
     let map = match annotations {
         Value::Null => return errs,
         Value::Object(m) => m,
         other => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be a map of string keys to string values"));
+            errs.push(FieldError::invalid(
+                path,
+                other.clone(),
+                "must be a map of string keys to string values",
+            ));
             return errs;
         }
     };
@@ -330,32 +370,56 @@ pub fn validate_owner_references(refs: Option<&Value>, path: &str) -> Vec<FieldE
         None | Some(Value::Null) => return errs,
         Some(Value::Array(a)) => a,
         Some(other) => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be a list of owner references"));
+            errs.push(FieldError::invalid(
+                path,
+                other.clone(),
+                "must be a list of owner references",
+            ));
             return errs;
         }
     };
     let mut first_controller: Option<String> = None;
     for r in list {
         let Some(m) = r.as_object() else {
-            errs.push(FieldError::invalid(path, r.clone(), "must be an owner reference object"));
+            errs.push(FieldError::invalid(
+                path,
+                r.clone(),
+                "must be an owner reference object",
+            ));
             continue;
         };
         let api_version = str_field(m, "apiVersion");
         let kind = str_field(m, "kind");
         let (group, version) = parse_group_version(api_version).unwrap_or(("", ""));
         if version.is_empty() {
-            errs.push(FieldError::invalid(format!("{path}.apiVersion"), api_version, "version must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{path}.apiVersion"),
+                api_version,
+                "version must not be empty",
+            ));
         }
         if kind.is_empty() {
-            errs.push(FieldError::invalid(format!("{path}.kind"), kind, "must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{path}.kind"),
+                kind,
+                "must not be empty",
+            ));
         }
         let name = str_field(m, "name");
         if name.is_empty() {
-            errs.push(FieldError::invalid(format!("{path}.name"), name, "must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{path}.name"),
+                name,
+                "must not be empty",
+            ));
         }
         let uid = str_field(m, "uid");
         if uid.is_empty() {
-            errs.push(FieldError::invalid(format!("{path}.uid"), uid, "must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{path}.uid"),
+                uid,
+                "must not be empty",
+            ));
         }
         if group.is_empty() && version == "v1" && kind == "Event" {
             errs.push(FieldError::invalid(
@@ -389,7 +453,11 @@ pub fn validate_finalizers(finalizers: Option<&Value>, path: &str) -> Vec<FieldE
         None | Some(Value::Null) => return errs,
         Some(Value::Array(a)) => a,
         Some(other) => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be a list of strings"));
+            errs.push(FieldError::invalid(
+                path,
+                other.clone(),
+                "must be a list of strings",
+            ));
             return errs;
         }
     };
@@ -422,14 +490,22 @@ pub fn validate_finalizers(finalizers: Option<&Value>, path: &str) -> Vec<FieldE
 /// `metadata` member is used). Checks: name (or generateName) present and
 /// well formed, namespace required/forbidden by scope, generation ≥ 0,
 /// labels, annotations, ownerReferences and finalizers.
-pub fn validate_object_meta(meta: &Value, namespaced: bool, name: NameValidator) -> Vec<FieldError> {
+pub fn validate_object_meta(
+    meta: &Value,
+    namespaced: bool,
+    name: NameValidator,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Map::new();
     let m = match metadata_of(meta) {
         Some(m) => m,
         None if meta.is_null() => &empty,
         None => {
-            errs.push(FieldError::invalid("metadata", meta.clone(), "must be an object"));
+            errs.push(FieldError::invalid(
+                "metadata",
+                meta.clone(),
+                "must be an object",
+            ));
             return errs;
         }
     };
@@ -437,12 +513,19 @@ pub fn validate_object_meta(meta: &Value, namespaced: bool, name: NameValidator)
     let generate_name = str_field(m, "generateName");
     if !generate_name.is_empty() {
         for msg in name.check(generate_name, true) {
-            errs.push(FieldError::invalid("metadata.generateName", generate_name, msg));
+            errs.push(FieldError::invalid(
+                "metadata.generateName",
+                generate_name,
+                msg,
+            ));
         }
     }
     let obj_name = str_field(m, "name");
     if obj_name.is_empty() {
-        errs.push(FieldError::required("metadata.name", "name or generateName is required"));
+        errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else {
         for msg in name.check(obj_name, false) {
             errs.push(FieldError::invalid("metadata.name", obj_name, msg));
@@ -459,24 +542,44 @@ pub fn validate_object_meta(meta: &Value, namespaced: bool, name: NameValidator)
             }
         }
     } else if !ns.is_empty() {
-        errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
 
     if let Some(g) = m.get("generation").and_then(Value::as_i64) {
         if g < 0 {
-            errs.push(FieldError::invalid("metadata.generation", g, IS_NEGATIVE_ERROR_MSG));
+            errs.push(FieldError::invalid(
+                "metadata.generation",
+                g,
+                IS_NEGATIVE_ERROR_MSG,
+            ));
         }
     }
     errs.extend(validate_labels(m.get("labels"), "metadata.labels"));
-    errs.extend(validate_annotations(m.get("annotations"), "metadata.annotations"));
-    errs.extend(validate_owner_references(m.get("ownerReferences"), "metadata.ownerReferences"));
-    errs.extend(validate_finalizers(m.get("finalizers"), "metadata.finalizers"));
+    errs.extend(validate_annotations(
+        m.get("annotations"),
+        "metadata.annotations",
+    ));
+    errs.extend(validate_owner_references(
+        m.get("ownerReferences"),
+        "metadata.ownerReferences",
+    ));
+    errs.extend(validate_finalizers(
+        m.get("finalizers"),
+        "metadata.finalizers",
+    ));
     errs
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -497,8 +600,10 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
 
     if o.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
         let old_f = string_list(o.get("finalizers"));
-        let mut extra: Vec<String> =
-            string_list(n.get("finalizers")).into_iter().filter(|f| !old_f.contains(f)).collect();
+        let mut extra: Vec<String> = string_list(n.get("finalizers"))
+            .into_iter()
+            .filter(|f| !old_f.contains(f))
+            .collect();
         extra.sort();
         extra.dedup();
         if !extra.is_empty() {
@@ -516,21 +621,42 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
     let new_gen = n.get("generation").and_then(Value::as_i64).unwrap_or(0);
     let old_gen = o.get("generation").and_then(Value::as_i64).unwrap_or(0);
     if new_gen < old_gen {
-        errs.push(FieldError::invalid("metadata.generation", new_gen, "must not be decremented"));
+        errs.push(FieldError::invalid(
+            "metadata.generation",
+            new_gen,
+            "must not be decremented",
+        ));
     }
 
-    for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         let nv = n.get(field).cloned().unwrap_or(Value::Null);
         let ov = o.get(field).cloned().unwrap_or(Value::Null);
         let same = nv == ov || (is_emptyish(&nv) && is_emptyish(&ov));
         if !same {
-            errs.push(FieldError::invalid(format!("metadata.{field}"), nv, FIELD_IMMUTABLE_ERROR_MSG));
+            errs.push(FieldError::invalid(
+                format!("metadata.{field}"),
+                nv,
+                FIELD_IMMUTABLE_ERROR_MSG,
+            ));
         }
     }
 
     errs.extend(validate_labels(n.get("labels"), "metadata.labels"));
-    errs.extend(validate_annotations(n.get("annotations"), "metadata.annotations"));
-    errs.extend(validate_owner_references(n.get("ownerReferences"), "metadata.ownerReferences"));
+    errs.extend(validate_annotations(
+        n.get("annotations"),
+        "metadata.annotations",
+    ));
+    errs.extend(validate_owner_references(
+        n.get("ownerReferences"),
+        "metadata.ownerReferences",
+    ));
     errs
 }
 
@@ -546,16 +672,27 @@ pub fn validate_label_selector(sel: &Value, path: &str) -> Vec<FieldError> {
         Value::Null => return errs,
         Value::Object(m) => m,
         other => {
-            errs.push(FieldError::invalid(path, other.clone(), "must be a label selector object"));
+            errs.push(FieldError::invalid(
+                path,
+                other.clone(),
+                "must be a label selector object",
+            ));
             return errs;
         }
     };
-    errs.extend(validate_labels(m.get("matchLabels"), &format!("{path}.matchLabels")));
+    errs.extend(validate_labels(
+        m.get("matchLabels"),
+        &format!("{path}.matchLabels"),
+    ));
     let exprs = match m.get("matchExpressions") {
         None | Some(Value::Null) => return errs,
         Some(Value::Array(a)) => a,
         Some(other) => {
-            errs.push(FieldError::invalid(format!("{path}.matchExpressions"), other.clone(), "must be a list"));
+            errs.push(FieldError::invalid(
+                format!("{path}.matchExpressions"),
+                other.clone(),
+                "must be a list",
+            ));
             return errs;
         }
     };
@@ -563,7 +700,11 @@ pub fn validate_label_selector(sel: &Value, path: &str) -> Vec<FieldError> {
         let p = format!("{path}.matchExpressions[{i}]");
         let empty = Map::new();
         let em = e.as_object().unwrap_or(&empty);
-        let values: Vec<&Value> = em.get("values").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+        let values: Vec<&Value> = em
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         let op = str_field(em, "operator");
         match op {
             "In" | "NotIn" => {
@@ -582,7 +723,11 @@ pub fn validate_label_selector(sel: &Value, path: &str) -> Vec<FieldError> {
                     ));
                 }
             }
-            _ => errs.push(FieldError::invalid(format!("{p}.operator"), op, "not a valid selector operator")),
+            _ => errs.push(FieldError::invalid(
+                format!("{p}.operator"),
+                op,
+                "not a valid selector operator",
+            )),
         }
         let key = str_field(em, "key");
         for msg in is_qualified_name(key) {
@@ -595,7 +740,11 @@ pub fn validate_label_selector(sel: &Value, path: &str) -> Vec<FieldError> {
                         errs.push(FieldError::invalid(format!("{p}.values[{j}]"), s, msg));
                     }
                 }
-                None => errs.push(FieldError::invalid(format!("{p}.values[{j}]"), (*v).clone(), "must be a string")),
+                None => errs.push(FieldError::invalid(
+                    format!("{p}.values[{j}]"),
+                    (*v).clone(),
+                    "must be a string",
+                )),
             }
         }
     }
@@ -627,12 +776,18 @@ mod tests {
     #[test]
     fn subdomain_longer_than_253_reports_length() {
         let long = "a".repeat(254);
-        assert_eq!(is_dns1123_subdomain(&long), vec!["must be no more than 253 characters".to_string()]);
+        assert_eq!(
+            is_dns1123_subdomain(&long),
+            vec!["must be no more than 253 characters".to_string()]
+        );
     }
 
     #[test]
     fn label_with_dots_says_must_not_contain_dots() {
-        assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
+        assert_eq!(
+            is_dns1123_label("a.b"),
+            vec!["must not contain dots".to_string()]
+        );
     }
 
     #[test]
@@ -666,7 +821,9 @@ mod tests {
         assert!(e[2].starts_with("name part must consist of alphanumeric characters"));
         let e = is_qualified_name("a/b/c");
         assert!(e[0].starts_with("a qualified name must consist of alphanumeric characters"));
-        assert!(e[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
+        assert!(e[0].ends_with(
+            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ));
         let e = is_qualified_name("/x");
         assert_eq!(e, vec!["prefix part must be non-empty".to_string()]);
     }
@@ -674,7 +831,10 @@ mod tests {
     #[test]
     fn qualified_name_too_long_name_part() {
         let e = is_qualified_name(&"a".repeat(64));
-        assert_eq!(e, vec!["name part must be no more than 63 characters".to_string()]);
+        assert_eq!(
+            e,
+            vec!["name part must be no more than 63 characters".to_string()]
+        );
     }
 
     #[test]
@@ -684,25 +844,44 @@ mod tests {
         let e = is_valid_label_value("-x");
         assert_eq!(e.len(), 1);
         assert!(e[0].contains("(e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
-        assert_eq!(is_valid_label_value(&"a".repeat(64)), vec!["must be no more than 63 characters".to_string()]);
+        assert_eq!(
+            is_valid_label_value(&"a".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
     }
 
     #[test]
     fn path_segment_names_forbid_dots_slash_and_percent() {
-        assert_eq!(is_valid_path_segment_name(".."), vec!["may not be '..'".to_string()]);
-        assert_eq!(is_valid_path_segment_name("."), vec!["may not be '.'".to_string()]);
+        assert_eq!(
+            is_valid_path_segment_name(".."),
+            vec!["may not be '..'".to_string()]
+        );
+        assert_eq!(
+            is_valid_path_segment_name("."),
+            vec!["may not be '.'".to_string()]
+        );
         assert_eq!(
             is_valid_path_segment_name("a/b%c"),
-            vec!["may not contain '/'".to_string(), "may not contain '%'".to_string()]
+            vec![
+                "may not contain '/'".to_string(),
+                "may not contain '%'".to_string()
+            ]
         );
         assert!(is_valid_path_segment_name("system:admin").is_empty());
     }
 
     #[test]
     fn object_meta_requires_name() {
-        let errs = validate_object_meta(&json!({"namespace": "default"}), true, NameValidator::Subdomain);
+        let errs = validate_object_meta(
+            &json!({"namespace": "default"}),
+            true,
+            NameValidator::Subdomain,
+        );
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "metadata.name: Required value: name or generateName is required");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.name: Required value: name or generateName is required"
+        );
     }
 
     #[test]
@@ -713,11 +892,17 @@ mod tests {
 
     #[test]
     fn object_meta_reports_invalid_name() {
-        let errs = validate_object_meta(&json!({"name": "Bad_Name", "namespace": "default"}), true, NameValidator::Subdomain);
+        let errs = validate_object_meta(
+            &json!({"name": "Bad_Name", "namespace": "default"}),
+            true,
+            NameValidator::Subdomain,
+        );
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].kind, FieldErrorType::Invalid);
         assert_eq!(errs[0].field, "metadata.name");
-        assert!(errs[0].to_string().starts_with("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
+        assert!(errs[0].to_string().starts_with(
+            "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
+        ));
     }
 
     #[test]
@@ -734,8 +919,15 @@ mod tests {
     fn namespace_required_for_namespaced_and_forbidden_for_cluster_scoped() {
         let errs = validate_object_meta(&json!({"name": "a"}), true, NameValidator::Subdomain);
         assert_eq!(errs[0].to_string(), "metadata.namespace: Required value");
-        let errs = validate_object_meta(&json!({"name": "a", "namespace": "x"}), false, NameValidator::Subdomain);
-        assert_eq!(errs[0].to_string(), "metadata.namespace: Forbidden: not allowed on this type");
+        let errs = validate_object_meta(
+            &json!({"name": "a", "namespace": "x"}),
+            false,
+            NameValidator::Subdomain,
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.namespace: Forbidden: not allowed on this type"
+        );
     }
 
     #[test]
@@ -753,16 +945,26 @@ mod tests {
 
     #[test]
     fn annotations_are_case_insensitive_and_size_limited() {
-        assert!(validate_annotations(Some(&json!({"Example.COM/Key": "v"})), "metadata.annotations").is_empty());
+        assert!(validate_annotations(
+            Some(&json!({"Example.COM/Key": "v"})),
+            "metadata.annotations"
+        )
+        .is_empty());
         let big = "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT_B);
         let errs = validate_annotations(Some(&json!({"k": big})), "metadata.annotations");
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "metadata.annotations: Too long: may not be more than 262144 bytes");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.annotations: Too long: may not be more than 262144 bytes"
+        );
     }
 
     #[test]
     fn owner_references_need_all_identifying_fields() {
-        let errs = validate_owner_references(Some(&json!([{"apiVersion": "", "kind": "", "name": "", "uid": ""}])), "metadata.ownerReferences");
+        let errs = validate_owner_references(
+            Some(&json!([{"apiVersion": "", "kind": "", "name": "", "uid": ""}])),
+            "metadata.ownerReferences",
+        );
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -791,22 +993,41 @@ mod tests {
     fn events_cannot_be_owners() {
         let refs = json!([{"apiVersion": "v1", "kind": "Event", "name": "a", "uid": "1"}]);
         let errs = validate_owner_references(Some(&refs), "metadata.ownerReferences");
-        assert_eq!(errs[0].detail, "/v1, Kind=Event is disallowed from being an owner");
+        assert_eq!(
+            errs[0].detail,
+            "/v1, Kind=Event is disallowed from being an owner"
+        );
     }
 
     #[test]
     fn finalizers_must_be_qualified_and_not_conflicting() {
-        let errs = validate_finalizers(Some(&json!(["example.com/x", "bad finalizer"])), "metadata.finalizers");
+        let errs = validate_finalizers(
+            Some(&json!(["example.com/x", "bad finalizer"])),
+            "metadata.finalizers",
+        );
         assert_eq!(errs.len(), 1);
-        let errs = validate_finalizers(Some(&json!(["orphan", "foregroundDeletion"])), "metadata.finalizers");
+        let errs = validate_finalizers(
+            Some(&json!(["orphan", "foregroundDeletion"])),
+            "metadata.finalizers",
+        );
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].detail, "finalizer orphan and foregroundDeletion cannot be both set");
+        assert_eq!(
+            errs[0].detail,
+            "finalizer orphan and foregroundDeletion cannot be both set"
+        );
     }
 
     #[test]
     fn negative_generation_is_invalid() {
-        let errs = validate_object_meta(&json!({"name": "a", "generation": -1}), false, NameValidator::Subdomain);
-        assert_eq!(errs[0].to_string(), "metadata.generation: Invalid value: -1: must be greater than or equal to 0");
+        let errs = validate_object_meta(
+            &json!({"name": "a", "generation": -1}),
+            false,
+            NameValidator::Subdomain,
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.generation: Invalid value: -1: must be greater than or equal to 0"
+        );
     }
 
     #[test]
@@ -815,7 +1036,10 @@ mod tests {
         let new = json!({"metadata": {"name": "a", "namespace": "n", "uid": "u2", "creationTimestamp": "2024-01-01T00:00:00Z"}});
         let errs = validate_object_meta_update(&new, &old);
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "metadata.uid: Invalid value: \"u2\": field is immutable");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.uid: Invalid value: \"u2\": field is immutable"
+        );
         assert!(validate_object_meta_update(&old, &old).is_empty());
     }
 
@@ -860,7 +1084,9 @@ mod tests {
 
     #[test]
     fn path_segment_validator_allows_colons() {
-        assert!(NameValidator::PathSegment.check("system:controller:x", false).is_empty());
+        assert!(NameValidator::PathSegment
+            .check("system:controller:x", false)
+            .is_empty());
         assert!(!NameValidator::PathSegment.check("a/b", true).is_empty());
     }
 }

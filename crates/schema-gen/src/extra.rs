@@ -42,7 +42,10 @@ pub fn list_definition(
     version: &str,
     list_kind: &str,
 ) -> (String, Value) {
-    let package = kind_def_name.rsplit_once('.').map(|(p, _)| p).unwrap_or(kind_def_name);
+    let package = kind_def_name
+        .rsplit_once('.')
+        .map(|(p, _)| p)
+        .unwrap_or(kind_def_name);
     let name = format!("{package}.{list_kind}");
     let (api_version, kind_prop) = type_meta(kind_def);
     let def = json!({

@@ -30,7 +30,9 @@ fn main() -> Result<()> {
     let out_dir = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../api-schemas")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../api-schemas"))
+        });
     let verbose = std::env::var_os("SCHEMA_GEN_VERBOSE").is_some();
 
     let defs = generate(verbose)?;
@@ -39,7 +41,8 @@ fn main() -> Result<()> {
     let path = out_dir.join("definitions.json");
     let mut text = serde_json::to_string_pretty(&Value::Object(defs)).context("serializing")?;
     text.push('\n');
-    std::fs::write(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {} ({} bytes)", path.display(), text.len());
     Ok(())
 }
@@ -74,8 +77,12 @@ fn generate(verbose: bool) -> Result<Map<String, Value>> {
 
 /// Every `impl crate::Resource` in the k8s-openapi sources must be in roots.rs.
 fn check_roots_complete(sources: &merge::Sources, defs: &Map<String, Value>) -> Result<()> {
-    let missing: Vec<&str> =
-        sources.resources.iter().map(|(d, _)| d.as_str()).filter(|d| !defs.contains_key(*d)).collect();
+    let missing: Vec<&str> = sources
+        .resources
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .filter(|d| !defs.contains_key(*d))
+        .collect();
     if !missing.is_empty() {
         bail!("k8s-openapi resources missing from schema-gen/src/roots.rs: {missing:?}");
     }
@@ -84,7 +91,8 @@ fn check_roots_complete(sources: &merge::Sources, defs: &Map<String, Value>) -> 
 
 /// Undo the places where k8s-openapi's schemas differ from upstream's v2 document.
 fn fix_k8s_openapi_shapes(defs: &mut Map<String, Value>, roots: &[roots::Root]) {
-    if let Some(Value::Object(d)) = defs.get_mut("io.k8s.apimachinery.pkg.util.intstr.IntOrString") {
+    if let Some(Value::Object(d)) = defs.get_mut("io.k8s.apimachinery.pkg.util.intstr.IntOrString")
+    {
         d.remove("x-kubernetes-int-or-string");
         d.insert("type".into(), json!("string"));
         d.insert("format".into(), json!("int-or-string"));
@@ -93,7 +101,9 @@ fn fix_k8s_openapi_shapes(defs: &mut Map<String, Value>, roots: &[roots::Root]) 
         d.remove("x-kubernetes-int-or-string");
         d.insert("type".into(), json!("string"));
     }
-    if let Some(Value::Object(d)) = defs.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON") {
+    if let Some(Value::Object(d)) =
+        defs.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+    {
         d.remove("type");
     }
     // k8s-openapi makes `metadata` required on every kind; upstream only on core/v1 Event.
@@ -118,7 +128,10 @@ fn fix_k8s_openapi_shapes(defs: &mut Map<String, Value>, roots: &[roots::Root]) 
 
 fn add_gvk(def: &mut Value, entries: Vec<Value>) {
     if let Some(o) = def.as_object_mut() {
-        o.insert("x-kubernetes-group-version-kind".into(), Value::Array(entries));
+        o.insert(
+            "x-kubernetes-group-version-kind".into(),
+            Value::Array(entries),
+        );
     }
 }
 
@@ -131,28 +144,41 @@ fn add_gvks(defs: &mut Map<String, Value>, roots: &[roots::Root]) -> Result<()> 
     let mut per_def: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut group_versions: BTreeSet<(&str, &str)> = BTreeSet::new();
     for root in roots {
-        per_def.entry(&root.definition).or_default().push(gvk_entry(root.group, root.version, root.kind));
+        per_def.entry(&root.definition).or_default().push(gvk_entry(
+            root.group,
+            root.version,
+            root.kind,
+        ));
         if root.kind != "Status" {
             group_versions.insert((root.group, root.version));
         }
     }
     for (name, entries) in per_def {
-        let def = defs.get_mut(name).with_context(|| format!("no definition for root {name}"))?;
+        let def = defs
+            .get_mut(name)
+            .with_context(|| format!("no definition for root {name}"))?;
         add_gvk(def, entries);
     }
     // DeleteOptions and WatchEvent are registered in every group/version.
     let gvs: Vec<(&str, &str)> = group_versions.into_iter().collect();
     for kind in ["DeleteOptions", "WatchEvent"] {
         let name = format!("{META}.{kind}");
-        let def = defs.get_mut(&name).with_context(|| format!("no definition {name}"))?;
-        add_gvk(def, gvs.iter().map(|(g, v)| gvk_entry(g, v, kind)).collect());
+        let def = defs
+            .get_mut(&name)
+            .with_context(|| format!("no definition {name}"))?;
+        add_gvk(
+            def,
+            gvs.iter().map(|(g, v)| gvk_entry(g, v, kind)).collect(),
+        );
     }
     Ok(())
 }
 
 fn add_lists(defs: &mut Map<String, Value>, roots: &[roots::Root]) {
     for root in roots {
-        let Some(list_kind) = root.list_kind else { continue };
+        let Some(list_kind) = root.list_kind else {
+            continue;
+        };
         let (name, def) = extra::list_definition(
             &root.definition,
             defs.get(&root.definition),
@@ -170,10 +196,17 @@ fn ref_target(schema: &Value) -> Option<&str> {
     schema.get("$ref")?.as_str()?.strip_prefix("#/definitions/")
 }
 
-fn add_patch_extensions(defs: &mut Map<String, Value>, sources: &merge::Sources, verbose: bool) -> Result<()> {
+fn add_patch_extensions(
+    defs: &mut Map<String, Value>,
+    sources: &merge::Sources,
+    verbose: bool,
+) -> Result<()> {
     let mut marked: BTreeSet<(String, String)> = BTreeSet::new();
     for &(def, field, strategy, key) in merge::SMP_FIELDS {
-        let Some(prop) = defs.get(def).and_then(|d| d.pointer(&format!("/properties/{field}"))) else {
+        let Some(prop) = defs
+            .get(def)
+            .and_then(|d| d.pointer(&format!("/properties/{field}")))
+        else {
             // Types k8s-openapi does not reach are fine to skip; a typo is not.
             if defs.contains_key(def) {
                 bail!("{def} has no property {field}");
@@ -183,19 +216,27 @@ fn add_patch_extensions(defs: &mut Map<String, Value>, sources: &merge::Sources,
         };
         let item_def = prop.get("items").and_then(ref_target).map(str::to_string);
         if let Some(key) = key {
-            let item = item_def.as_deref().with_context(|| format!("{def}.{field}: merge key on a non-object list"))?;
-            let item_has_key = defs.get(item).and_then(|d| d.pointer(&format!("/properties/{key}"))).is_some();
+            let item = item_def
+                .as_deref()
+                .with_context(|| format!("{def}.{field}: merge key on a non-object list"))?;
+            let item_has_key = defs
+                .get(item)
+                .and_then(|d| d.pointer(&format!("/properties/{key}")))
+                .is_some();
             if !item_has_key {
                 bail!("{def}.{field}: merge key {key} is not a field of {item}");
             }
             match sources.list_merge(def, field, Some(item)) {
-                Some(merge::ListMerge::Map(keys)) if keys.first().map(String::as_str) == Some(key) => {}
+                Some(merge::ListMerge::Map(keys))
+                    if keys.first().map(String::as_str) == Some(key) => {}
                 other => {
                     eprintln!("warning: {def}.{field}: patch merge key {key} but k8s-openapi merges it as {other:?}")
                 }
             }
         }
-        let Some(Value::Object(p)) = defs.get_mut(def).and_then(|d| d.pointer_mut(&format!("/properties/{field}")))
+        let Some(Value::Object(p)) = defs
+            .get_mut(def)
+            .and_then(|d| d.pointer_mut(&format!("/properties/{field}")))
         else {
             continue;
         };

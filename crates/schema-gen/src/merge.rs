@@ -47,13 +47,26 @@ pub fn locate_sources() -> Result<std::path::PathBuf> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .context("running cargo metadata")?;
-    anyhow::ensure!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    let packages = meta["packages"].as_array().context("cargo metadata: no packages")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let packages = meta["packages"]
+        .as_array()
+        .context("cargo metadata: no packages")?;
     for p in packages {
-        if p["name"] == "k8s-openapi" && p["version"].as_str().is_some_and(|v| v.starts_with("0.29.")) {
+        if p["name"] == "k8s-openapi"
+            && p["version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("0.29."))
+        {
             let manifest = p["manifest_path"].as_str().context("no manifest_path")?;
-            let dir = Path::new(manifest).parent().context("manifest has no parent")?;
+            let dir = Path::new(manifest)
+                .parent()
+                .context("manifest has no parent")?;
             return Ok(dir.join("src").join("v1_33"));
         }
     }
@@ -67,7 +80,8 @@ pub fn parse_sources(dir: &Path) -> Result<Sources> {
     files.sort();
     let mut src = Sources::default();
     for f in files {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         parse_file(&text, &mut src);
     }
     Ok(src)
@@ -98,7 +112,9 @@ fn parse_file(text: &str, src: &mut Sources) {
     let mut fields = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some((lhs, rhs)) = line.split_once(" => Field::Key_") else { continue };
+        let Some((lhs, rhs)) = line.split_once(" => Field::Key_") else {
+            continue;
+        };
         let json = lhs.trim().trim_matches('"');
         let ident = rhs.trim_end_matches(',').trim();
         if !json.is_empty() && !ident.is_empty() {
@@ -113,11 +129,18 @@ fn parse_file(text: &str, src: &mut Sources) {
     while let Some(i) = text[pos..].find(CALL) {
         let at = pos + i + CALL.len();
         pos = at;
-        let kind: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let Some(self_at) = text[at..].find("&mut self.") else { continue };
+        let kind: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let Some(self_at) = text[at..].find("&mut self.") else {
+            continue;
+        };
         let ident_start = at + self_at + "&mut self.".len();
-        let ident: String =
-            text[ident_start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let ident: String = text[ident_start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         let merge = match kind.as_str() {
             "atomic" => ListMerge::Atomic,
             "set" => ListMerge::Set,
@@ -132,7 +155,10 @@ fn parse_file(text: &str, src: &mut Sources) {
                 if let Some(close) = text[body_start..].find("],") {
                     let body = &text[body_start..body_start + close];
                     for part in body.split("lhs.").skip(1) {
-                        let k: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                        let k: String = part
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
                         if !k.is_empty() && !keys.contains(&k) {
                             keys.push(k);
                         }
@@ -140,7 +166,9 @@ fn parse_file(text: &str, src: &mut Sources) {
                 }
             }
         }
-        let Some(json) = fields.get(&ident).cloned() else { continue };
+        let Some(json) = fields.get(&ident).cloned() else {
+            continue;
+        };
         lists.insert(json, (merge, keys));
     }
 
@@ -168,7 +196,14 @@ impl Sources {
             ListMerge::Map(_) => {
                 let names = item_def.and_then(|d| self.fields.get(d));
                 ListMerge::Map(
-                    keys.iter().map(|k| names.and_then(|n| n.get(k)).cloned().unwrap_or_else(|| k.clone())).collect(),
+                    keys.iter()
+                        .map(|k| {
+                            names
+                                .and_then(|n| n.get(k))
+                                .cloned()
+                                .unwrap_or_else(|| k.clone())
+                        })
+                        .collect(),
                 )
             }
             other => other.clone(),
@@ -180,79 +215,369 @@ impl Sources {
 /// (definition, JSON field, patchStrategy, patchMergeKey).
 pub const SMP_FIELDS: &[(&str, &str, &str, Option<&str>)] = &[
     // meta
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "merge", None),
-    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "merge", Some("uid")),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        "merge",
+        None,
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        "merge",
+        Some("uid"),
+    ),
     // core/v1 containers
     ("io.k8s.api.core.v1.Container", "env", "merge", Some("name")),
-    ("io.k8s.api.core.v1.Container", "ports", "merge", Some("containerPort")),
-    ("io.k8s.api.core.v1.Container", "volumeDevices", "merge", Some("devicePath")),
-    ("io.k8s.api.core.v1.Container", "volumeMounts", "merge", Some("mountPath")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "env", "merge", Some("name")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "ports", "merge", Some("containerPort")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "volumeDevices", "merge", Some("devicePath")),
-    ("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "merge", Some("mountPath")),
-    ("io.k8s.api.core.v1.ContainerStatus", "allocatedResourcesStatus", "merge", Some("name")),
-    ("io.k8s.api.core.v1.ContainerStatus", "volumeMounts", "merge", Some("mountPath")),
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        "merge",
+        Some("containerPort"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        "merge",
+        Some("devicePath"),
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        "merge",
+        Some("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        "merge",
+        Some("containerPort"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        "merge",
+        Some("devicePath"),
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        "merge",
+        Some("mountPath"),
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerStatus",
+        "allocatedResourcesStatus",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerStatus",
+        "volumeMounts",
+        "merge",
+        Some("mountPath"),
+    ),
     // core/v1 pods
-    ("io.k8s.api.core.v1.PodSpec", "containers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "initContainers", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "merge,retainKeys", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "merge", Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "merge", Some("topologyKey")),
-    ("io.k8s.api.core.v1.PodSpec", "volumes", "merge,retainKeys", Some("name")),
-    ("io.k8s.api.core.v1.PodStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.PodStatus", "hostIPs", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodStatus", "podIPs", "merge", Some("ip")),
-    ("io.k8s.api.core.v1.PodStatus", "resourceClaimStatuses", "merge,retainKeys", Some("name")),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "containers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "hostAliases",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "resourceClaims",
+        "merge,retainKeys",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        "merge",
+        Some("topologyKey"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "volumes",
+        "merge,retainKeys",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "hostIPs",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "podIPs",
+        "merge",
+        Some("ip"),
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "resourceClaimStatuses",
+        "merge,retainKeys",
+        Some("name"),
+    ),
     // core/v1 others
-    ("io.k8s.api.core.v1.ComponentStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.api.core.v1.ComponentStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
     ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "merge", None),
-    ("io.k8s.api.core.v1.NodeStatus", "addresses", "merge", Some("type")),
-    ("io.k8s.api.core.v1.NodeStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.ReplicationControllerStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.core.v1.ServiceAccount", "secrets", "merge", Some("name")),
-    ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", Some("port")),
-    ("io.k8s.api.core.v1.ServiceStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        "addresses",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceAccount",
+        "secrets",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        "merge",
+        Some("port"),
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
     // apps/v1
-    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys", None),
-    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        "retainKeys",
+        None,
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
     // autoscaling, batch, policy
-    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.batch.v1.JobStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "selector", "replace", None),
-    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.batch.v1.JobStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+        "selector",
+        "replace",
+        None,
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
     // networking, storage
-    ("io.k8s.api.networking.v1.ServiceCIDRStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.networking.v1beta1.ServiceCIDRStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.storage.v1.CSINodeSpec", "drivers", "merge", Some("name")),
+    (
+        "io.k8s.api.networking.v1.ServiceCIDRStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.networking.v1beta1.ServiceCIDRStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.storage.v1.CSINodeSpec",
+        "drivers",
+        "merge",
+        Some("name"),
+    ),
     // admissionregistration
-    ("io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration", "webhooks", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration", "webhooks", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1.MutatingWebhook", "matchConditions", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1.ValidatingWebhook", "matchConditions", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "matchConditions", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec", "variables", "merge", Some("name")),
+    (
+        "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration",
+        "webhooks",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration",
+        "webhooks",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.MutatingWebhook",
+        "matchConditions",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ValidatingWebhook",
+        "matchConditions",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec",
+        "matchConditions",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicySpec",
+        "variables",
+        "merge",
+        Some("name"),
+    ),
     (
         "io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec",
         "matchConditions",
         "merge",
         Some("name"),
     ),
-    ("io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec", "variables", "merge", Some("name")),
-    ("io.k8s.api.admissionregistration.v1alpha1.MutatingAdmissionPolicySpec", "matchConditions", "merge", Some("name")),
+    (
+        "io.k8s.api.admissionregistration.v1beta1.ValidatingAdmissionPolicySpec",
+        "variables",
+        "merge",
+        Some("name"),
+    ),
+    (
+        "io.k8s.api.admissionregistration.v1alpha1.MutatingAdmissionPolicySpec",
+        "matchConditions",
+        "merge",
+        Some("name"),
+    ),
     // resource.k8s.io
-    ("io.k8s.api.resource.v1alpha3.ResourceClaimStatus", "reservedFor", "merge", Some("uid")),
-    ("io.k8s.api.resource.v1beta1.ResourceClaimStatus", "reservedFor", "merge", Some("uid")),
-    ("io.k8s.api.resource.v1beta2.ResourceClaimStatus", "reservedFor", "merge", Some("uid")),
+    (
+        "io.k8s.api.resource.v1alpha3.ResourceClaimStatus",
+        "reservedFor",
+        "merge",
+        Some("uid"),
+    ),
+    (
+        "io.k8s.api.resource.v1beta1.ResourceClaimStatus",
+        "reservedFor",
+        "merge",
+        Some("uid"),
+    ),
+    (
+        "io.k8s.api.resource.v1beta2.ResourceClaimStatus",
+        "reservedFor",
+        "merge",
+        Some("uid"),
+    ),
     // aggregator, storage migration
-    ("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", "conditions", "merge", Some("type")),
-    ("io.k8s.api.storagemigration.v1alpha1.StorageVersionMigrationStatus", "conditions", "merge", Some("type")),
+    (
+        "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
+    (
+        "io.k8s.api.storagemigration.v1alpha1.StorageVersionMigrationStatus",
+        "conditions",
+        "merge",
+        Some("type"),
+    ),
 ];

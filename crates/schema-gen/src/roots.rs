@@ -34,7 +34,10 @@ fn resource<T: JsonSchema + k8s_openapi::Resource>(g: &mut SchemaGenerator, out:
     });
 }
 
-fn listable<T: JsonSchema + k8s_openapi::ListableResource>(g: &mut SchemaGenerator, out: &mut Vec<Root>) {
+fn listable<T: JsonSchema + k8s_openapi::ListableResource>(
+    g: &mut SchemaGenerator,
+    out: &mut Vec<Root>,
+) {
     let _ = g.subschema_for::<T>();
     out.push(Root {
         definition: def_name::<T>(),
