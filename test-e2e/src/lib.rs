@@ -24,8 +24,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The kubectl under test.
+/// The kubectl under test, unless `FERROKUBE_E2E_KUBECTL` names another.
+/// (On this image /usr/bin/kubectl is gcloud's version dispatcher, which
+/// runs the kubectl matching the server's minor version.)
 pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// `$FERROKUBE_E2E_KUBECTL` or [`KUBECTL`].
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("FERROKUBE_E2E_KUBECTL")
+        .filter(|k| !k.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(KUBECTL))
+}
 /// Upper bound for one ordinary kubectl invocation.
 pub const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for `ferrokube create cluster` (its own `--wait` is 120s).
@@ -59,10 +69,16 @@ pub fn bin_dir() -> PathBuf {
 /// Panics if it cannot be started or runs over time.
 pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
     let what = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     if let Some(input) = stdin {
         let mut w = child.stdin.take().expect("stdin piped");
         let input = input.to_vec();
@@ -127,7 +143,9 @@ pub fn describe_output(what: &str, out: &Output) -> String {
 
 /// The last `n` lines of a file (empty if unreadable).
 pub fn tail_file(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -173,7 +191,14 @@ impl Cluster {
         };
         let started = Instant::now();
         let out = c.ferrokube(
-            &["create", "cluster", "--name", &c.name.clone(), "--wait", "120s"],
+            &[
+                "create",
+                "cluster",
+                "--name",
+                &c.name.clone(),
+                "--wait",
+                "120s",
+            ],
             CREATE_TIMEOUT,
         );
         if !out.status.success() {
@@ -183,10 +208,18 @@ impl Cluster {
                 tail_file(&c.dir().join("logs/kube-apiserver.log"), 40)
             );
             c.deleted = true; // create cleans up after itself on failure
-            let _ = c.ferrokube(&["delete", "cluster", "--name", &c.name.clone()], DELETE_TIMEOUT);
+            let _ = c.ferrokube(
+                &["delete", "cluster", "--name", &c.name.clone()],
+                DELETE_TIMEOUT,
+            );
             return Err(msg);
         }
-        eprintln!("[e2e] cluster {} ready in {:?} ({})", c.name, started.elapsed(), c.server());
+        eprintln!(
+            "[e2e] cluster {} ready in {:?} ({})",
+            c.name,
+            started.elapsed(),
+            c.server()
+        );
         Ok(c)
     }
 
@@ -224,7 +257,10 @@ impl Cluster {
 
     /// `https://127.0.0.1:<port>`.
     pub fn server(&self) -> String {
-        self.state()["server"].as_str().expect("cluster.json: server").to_string()
+        self.state()["server"]
+            .as_str()
+            .expect("cluster.json: server")
+            .to_string()
     }
 
     /// A named port from `cluster.json` (`apiserver`, `etcd-client`, ...).
@@ -247,7 +283,8 @@ impl Cluster {
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == component))
             .and_then(|p| p["pid"].as_i64())
-            .unwrap_or_else(|| panic!("cluster.json has no process {component}: {st}")) as i32
+            .unwrap_or_else(|| panic!("cluster.json has no process {component}: {st}"))
+            as i32
     }
 
     /// A file of the cluster PKI (`ca.crt`, `admin.crt`, `admin.key`).
@@ -261,7 +298,7 @@ impl Cluster {
     }
 
     fn kubectl_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KUBECTL);
+        let mut cmd = Command::new(kubectl_path());
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", self.home.path().join("kube-cache"))
@@ -276,13 +313,21 @@ impl Cluster {
 
     /// Run kubectl with `stdin` as its standard input.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        run_with_timeout(self.kubectl_command(args), Some(stdin.as_bytes()), KUBECTL_TIMEOUT)
+        run_with_timeout(
+            self.kubectl_command(args),
+            Some(stdin.as_bytes()),
+            KUBECTL_TIMEOUT,
+        )
     }
 
     /// Run kubectl, assert success, return stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "{}", describe_output(&format!("kubectl {}", args.join(" ")), &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            describe_output(&format!("kubectl {}", args.join(" ")), &out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -324,7 +369,8 @@ impl Cluster {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
         let out = self.kubectl_ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {} -o json: {e}\n{out}", args.join(" ")))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl {} -o json: {e}\n{out}", args.join(" ")))
     }
 
     /// `kubectl apply -f -` with `yaml`; asserts success, returns stdout.
@@ -335,8 +381,11 @@ impl Cluster {
     /// Start a long-running kubectl (e.g. `get -w`); stdout and stderr piped.
     pub fn spawn_kubectl(&self, args: &[&str]) -> Child {
         let mut cmd = self.kubectl_command(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.spawn().unwrap_or_else(|e| panic!("cannot start kubectl {}: {e}", args.join(" ")))
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start kubectl {}: {e}", args.join(" ")))
     }
 
     /// Create a namespace with kubectl.
@@ -348,8 +397,29 @@ impl Cluster {
     /// Raw HTTPS request with curl, authenticated with the admin client
     /// certificate. `body` is sent as the request body. Returns (HTTP
     /// status, response body).
-    pub fn curl(&self, method: &str, path: &str, content_type: &str, body: Option<&[u8]>) -> (u16, String) {
-        let body_file = self.scratch(&format!("curl-body-{}", CLUSTER_SEQ.fetch_add(1, Ordering::SeqCst)));
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&[u8]>,
+    ) -> (u16, String) {
+        self.curl_with(&[], method, path, content_type, body)
+    }
+
+    /// [`curl`](Self::curl) with extra curl flags (e.g. `--http1.1`).
+    pub fn curl_with(
+        &self,
+        extra: &[&str],
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&[u8]>,
+    ) -> (u16, String) {
+        let body_file = self.scratch(&format!(
+            "curl-body-{}",
+            CLUSTER_SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
         let resp_file = self.scratch("curl-response");
         let mut cmd = Command::new("curl");
         cmd.arg("-sS")
@@ -366,16 +436,23 @@ impl Cluster {
             .args(["-H", "Accept: application/json"])
             .arg("-o")
             .arg(&resp_file)
-            .args(["-w", "%{http_code}"]);
+            .args(["-w", "%{http_code}"])
+            .args(extra);
         if let Some(b) = body {
             std::fs::write(&body_file, b).expect("writing curl body");
-            cmd.arg("--data-binary").arg(format!("@{}", body_file.display()));
+            cmd.arg("--data-binary")
+                .arg(format!("@{}", body_file.display()));
         }
         cmd.arg(format!("{}{path}", self.server()));
         let out = run_with_timeout(cmd, None, Duration::from_secs(40));
         let _ = std::fs::remove_file(&body_file);
-        let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-        let resp = std::fs::read(&resp_file).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let code: u16 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let resp = std::fs::read(&resp_file)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let _ = std::fs::remove_file(&resp_file);
         assert!(
             code != 0,
@@ -391,9 +468,15 @@ impl Cluster {
             return;
         }
         self.deleted = true;
-        let out = self.ferrokube(&["delete", "cluster", "--name", &self.name.clone()], DELETE_TIMEOUT);
+        let out = self.ferrokube(
+            &["delete", "cluster", "--name", &self.name.clone()],
+            DELETE_TIMEOUT,
+        );
         if !out.status.success() {
-            eprintln!("[e2e] {}", describe_output("ferrokube delete cluster", &out));
+            eprintln!(
+                "[e2e] {}",
+                describe_output("ferrokube delete cluster", &out)
+            );
         }
     }
 }
@@ -430,7 +513,10 @@ impl LineReader {
                 }
             }
         });
-        LineReader { rx, seen: Vec::new() }
+        LineReader {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Wait up to `timeout` for a line satisfying `pred`; returns it.
@@ -461,7 +547,11 @@ pub struct Checks {
 
 impl Checks {
     pub fn new(suite: &str) -> Checks {
-        Checks { suite: suite.to_string(), passed: vec![], failed: vec![] }
+        Checks {
+            suite: suite.to_string(),
+            passed: vec![],
+            failed: vec![],
+        }
     }
 
     /// Run one check; a panic inside marks it failed.
@@ -478,7 +568,11 @@ impl Checks {
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "<non-string panic>".into());
-                eprintln!("[e2e] FAIL {}/{name} ({:.1?}): {msg}", self.suite, start.elapsed());
+                eprintln!(
+                    "[e2e] FAIL {}/{name} ({:.1?}): {msg}",
+                    self.suite,
+                    start.elapsed()
+                );
                 self.failed.push((name.to_string(), msg));
             }
         }
@@ -487,7 +581,11 @@ impl Checks {
     /// Fail (panic) if any check failed.
     pub fn finish(self) {
         if self.failed.is_empty() {
-            eprintln!("[e2e] {}: all {} checks passed", self.suite, self.passed.len());
+            eprintln!(
+                "[e2e] {}: all {} checks passed",
+                self.suite,
+                self.passed.len()
+            );
             return;
         }
         let mut msg = format!(
@@ -506,13 +604,19 @@ impl Checks {
 /// Assert that `haystack` contains `needle`, showing both on failure.
 #[track_caller]
 pub fn assert_contains(haystack: &str, needle: &str) {
-    assert!(haystack.contains(needle), "expected to find {needle:?} in:\n{haystack}");
+    assert!(
+        haystack.contains(needle),
+        "expected to find {needle:?} in:\n{haystack}"
+    );
 }
 
 /// Assert that `haystack` does not contain `needle`.
 #[track_caller]
 pub fn assert_not_contains(haystack: &str, needle: &str) {
-    assert!(!haystack.contains(needle), "did not expect {needle:?} in:\n{haystack}");
+    assert!(
+        !haystack.contains(needle),
+        "did not expect {needle:?} in:\n{haystack}"
+    );
 }
 
 /// Whitespace-separated columns of each non-empty line.
