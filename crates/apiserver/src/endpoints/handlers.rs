@@ -427,11 +427,16 @@ fn apply_patch(
             patch::JsonPatchError::TooManyOperations(_) => {
                 ApiError::request_entity_too_large(MAX_REQUEST_BODY_BYTES)
             }
-            patch::JsonPatchError::Apply(m) => ApiError::new(
-                422,
-                "Invalid",
-                format!("the server rejected our request due to an error in our request: {m}"),
-            ),
+            // Upstream answers a failed operation (e.g. a failing "test") with its
+            // generic 422 message; the operation's error is logged, not sent.
+            patch::JsonPatchError::Apply(m) => {
+                tracing::debug!(error = %m, "json patch did not apply");
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    "the server rejected our request due to an error in our request",
+                )
+            }
         }),
         "merge" => patch::apply_merge_patch(old, patch_body).map_err(ApiError::bad_request),
         _ => {
