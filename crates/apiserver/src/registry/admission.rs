@@ -6,6 +6,7 @@ use std::sync::Arc;
 use apimachinery::errors::{ApiError, GroupResource};
 use resources::ResourceInfo;
 use serde_json::{json, Value};
+use storage::cache::WatchCache;
 use storage::EtcdStorage;
 
 use super::context::RequestContext;
@@ -64,16 +65,29 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 /// the system namespaces cannot be deleted.
 pub struct NamespaceLifecycle {
     storage: EtcdStorage,
+    /// The namespaces watch cache: lookups are served from it, falling back
+    /// to etcd only for a namespace the cache has not seen yet.
+    namespaces: Arc<WatchCache>,
     namespaces_key_root: String,
 }
 
 impl NamespaceLifecycle {
-    pub fn new(storage: EtcdStorage) -> Self {
+    pub fn new(storage: EtcdStorage, namespaces: Arc<WatchCache>) -> Self {
         let namespaces_key_root = format!("{}/namespaces/", storage.prefix().trim_end_matches('/'));
         NamespaceLifecycle {
             storage,
+            namespaces,
             namespaces_key_root,
         }
+    }
+
+    async fn lookup(&self, ns: &str) -> Result<Option<Value>, ApiError> {
+        let key = format!("{}{ns}", self.namespaces_key_root);
+        if let Ok(Some(c)) = self.namespaces.get(&key, None).await {
+            return Ok(Some((*c.object).clone()));
+        }
+        let kv = self.storage.get(&key).await.map_err(ApiError::internal)?;
+        Ok(kv.map(|kv| serde_json::from_slice(&kv.value).unwrap_or(Value::Null)))
     }
 }
 
@@ -108,18 +122,12 @@ impl AdmissionPlugin for NamespaceLifecycle {
             return Ok(());
         }
         let ns = apimachinery::meta::namespace(obj);
-        let kv = self
-            .storage
-            .get(&format!("{}{ns}", self.namespaces_key_root))
-            .await
-            .map_err(|e| ApiError::internal(e))?;
-        let Some(kv) = kv else {
+        let Some(nsobj) = self.lookup(ns).await? else {
             return Err(ApiError::not_found(
                 &GroupResource::new("", "namespaces"),
                 ns,
             ));
         };
-        let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         let terminating = nsobj.pointer("/metadata/deletionTimestamp").is_some()
             || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
         if terminating {

@@ -31,24 +31,24 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(storage: EtcdStorage, service_allocator: Arc<ServiceAllocator>) -> Self {
+        let mut caches: HashMap<&'static str, Arc<WatchCache>> = HashMap::new();
+        let cache_for = |segment: &str| {
+            let prefix = format!("{}/{}/", storage.prefix().trim_end_matches('/'), segment);
+            WatchCache::start(storage.clone(), prefix, WATCH_CACHE_CAPACITY)
+        };
+        let namespaces = cache_for("namespaces");
+        caches.insert("namespaces", namespaces.clone());
         let admission = Arc::new(Admission::new(vec![Arc::new(NamespaceLifecycle::new(
             storage.clone(),
+            namespaces,
         ))]));
-        let mut caches: HashMap<&'static str, Arc<WatchCache>> = HashMap::new();
         let mut stores = Vec::new();
         let mut index = HashMap::new();
         for strategy in resources::all() {
             let info = strategy.info().clone();
             let cache = caches
                 .entry(info.storage_segment)
-                .or_insert_with(|| {
-                    let prefix = format!(
-                        "{}/{}/",
-                        storage.prefix().trim_end_matches('/'),
-                        info.storage_segment
-                    );
-                    WatchCache::start(storage.clone(), prefix, WATCH_CACHE_CAPACITY)
-                })
+                .or_insert_with(|| cache_for(info.storage_segment))
                 .clone();
             let allocator: Option<Arc<dyn Allocator>> =
                 if info.group.is_empty() && info.plural == "services" {
