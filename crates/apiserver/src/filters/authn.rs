@@ -169,8 +169,7 @@ where
             return Box::pin(async { Ok(error_response(&ApiError::unauthorized())) });
         };
         req.extensions_mut().insert(user);
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         Box::pin(async move { inner.call(req).await })
     }
 }

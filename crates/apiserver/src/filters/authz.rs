@@ -92,8 +92,7 @@ where
         if let Err(e) = decision {
             return Box::pin(async move { Ok(error_response(&e)) });
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         Box::pin(async move { inner.call(req).await })
     }
 }

@@ -92,8 +92,7 @@ where
         if permit.is_some() {
             gauge.inc();
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         Box::pin(async move {
             let r = inner.call(req).await;
             if permit.is_some() {

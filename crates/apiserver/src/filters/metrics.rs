@@ -99,9 +99,7 @@ where
         );
         let dry_run = req.uri().query().is_some_and(|q| q.contains("dryRun=All"));
         req.extensions_mut().insert(info.clone());
-        // Clone per upstream tower guidance: the ready service is moved into the future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let start = Instant::now();

@@ -13,3 +13,11 @@ use std::pin::Pin;
 
 /// Boxed response future used by every filter.
 pub type BoxFut<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+/// Take the service instance `poll_ready` readied and leave a clone in its
+/// place: the readied instance is the one that must be called (tower's
+/// clone-and-swap idiom), while the clone serves the next request.
+pub(crate) fn take_ready<S: Clone>(slot: &mut S) -> S {
+    let clone = slot.clone();
+    std::mem::replace(slot, clone)
+}

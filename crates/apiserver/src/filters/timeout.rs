@@ -71,8 +71,7 @@ where
                 limit = t;
             }
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         Box::pin(async move {
             if long || limit.is_zero() {
                 return inner.call(req).await;
