@@ -209,7 +209,7 @@ fn containers_and_images(obj: &Value) -> (Value, Value) {
 // Deployments
 // ---------------------------------------------------------------------------
 
-static DEPLOYMENTS: ResourceInfo = ResourceInfo {
+pub(crate) static DEPLOYMENTS: ResourceInfo = ResourceInfo {
     group: "apps",
     version: "v1",
     kind: "Deployment",

@@ -290,6 +290,53 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
         o.gvk = Some(gvk.clone());
         o
     };
+    let list_op = |id: String| {
+        let mut list = op(
+            "get",
+            "list",
+            id,
+            format!("list or watch objects of kind {kind}"),
+            &tag,
+        );
+        list.query = LIST_PARAMS.to_vec();
+        list.responses = ok_responses(&["200"], &list_def);
+        list.produces = PRODUCES_WATCH;
+        with_gvk(list, &gvk)
+    };
+    // read, then (when writable) replace and patch, of the item or of a
+    // subresource: `of` is "" or "<what> of ".
+    let read_replace_patch =
+        |spec: &mut PathSpec, suffix: &str, of: &str, def: &str, gvk: &Gvk, writable: bool| {
+            let mut read = op(
+                "get",
+                "get",
+                format!("read{g}{v}{ns_word}{kind}{suffix}"),
+                format!("read {of}the specified {kind}"),
+                &tag,
+            );
+            read.responses = ok_responses(&["200"], def);
+            spec.ops.push(with_gvk(read, gvk));
+            if writable {
+                spec.ops.push(with_gvk(
+                    replace_op(
+                        &format!("replace{g}{v}{ns_word}{kind}{suffix}"),
+                        &format!("replace {of}the specified {kind}"),
+                        def,
+                        &tag,
+                    ),
+                    gvk,
+                ));
+                spec.ops.push(with_gvk(
+                    patch_op(
+                        &format!("patch{g}{v}{ns_word}{kind}{suffix}"),
+                        &format!("partially update {of}the specified {kind}"),
+                        def,
+                        &tag,
+                    ),
+                    gvk,
+                ));
+            }
+        };
 
     // Collection: list, create, deletecollection.
     let collection = format!("{prefix}{ns_seg}/{}", r.plural);
@@ -297,33 +344,17 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
         params: base_params.clone(),
         ops: Vec::new(),
     };
-    let mut list = op(
-        "get",
-        "list",
-        format!("list{g}{v}{ns_word}{kind}"),
-        format!("list or watch objects of kind {kind}"),
-        &tag,
-    );
-    list.query = LIST_PARAMS.to_vec();
-    list.responses = ok_responses(&["200"], &list_def);
-    list.produces = PRODUCES_WATCH;
-    spec.ops.push(with_gvk(list, &gvk));
+    spec.ops.push(list_op(format!("list{g}{v}{ns_word}{kind}")));
     if !r.read_only {
-        let mut create = op(
-            "post",
-            "post",
-            format!("create{g}{v}{ns_word}{kind}"),
-            format!("create a {kind}"),
-            &tag,
-        );
-        create.query = CREATE_PARAMS.to_vec();
-        create.body = Some(Body {
-            definition: def.to_string(),
-            patch: false,
-            required: true,
-        });
-        create.responses = ok_responses(&["200", "201", "202"], def);
-        spec.ops.push(with_gvk(create, &gvk));
+        spec.ops.push(with_gvk(
+            create_op(
+                &format!("create{g}{v}{ns_word}{kind}"),
+                &format!("create a {kind}"),
+                def,
+                &tag,
+            ),
+            &gvk,
+        ));
         let mut dc = op(
             "delete",
             "deletecollection",
@@ -348,34 +379,8 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
         params: item_params.clone(),
         ops: Vec::new(),
     };
-    let mut read = op(
-        "get",
-        "get",
-        format!("read{g}{v}{ns_word}{kind}"),
-        format!("read the specified {kind}"),
-        &tag,
-    );
-    read.responses = ok_responses(&["200"], def);
-    spec.ops.push(with_gvk(read, &gvk));
+    read_replace_patch(&mut spec, "", "", def, &gvk, !r.read_only);
     if !r.read_only {
-        spec.ops.push(with_gvk(
-            replace_op(
-                &format!("replace{g}{v}{ns_word}{kind}"),
-                &format!("replace the specified {kind}"),
-                def,
-                &tag,
-            ),
-            &gvk,
-        ));
-        spec.ops.push(with_gvk(
-            patch_op(
-                &format!("patch{g}{v}{ns_word}{kind}"),
-                &format!("partially update the specified {kind}"),
-                def,
-                &tag,
-            ),
-            &gvk,
-        ));
         let mut del = op(
             "delete",
             "delete",
@@ -400,17 +405,8 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
             params: vec!["pretty"],
             ops: Vec::new(),
         };
-        let mut list = op(
-            "get",
-            "list",
-            format!("list{g}{v}{kind}ForAllNamespaces"),
-            format!("list or watch objects of kind {kind}"),
-            &tag,
-        );
-        list.query = LIST_PARAMS.to_vec();
-        list.responses = ok_responses(&["200"], &list_def);
-        list.produces = PRODUCES_WATCH;
-        spec.ops.push(with_gvk(list, &gvk));
+        spec.ops
+            .push(list_op(format!("list{g}{v}{kind}ForAllNamespaces")));
         out.insert(format!("{prefix}/{}", r.plural), spec);
     }
 
@@ -474,66 +470,13 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                 } else {
                     "ephemeralcontainers"
                 };
-                let mut read = op(
-                    "get",
-                    "get",
-                    format!("read{g}{v}{ns_word}{kind}{suffix}"),
-                    format!("read {what} of the specified {kind}"),
-                    &tag,
-                );
-                read.responses = ok_responses(&["200"], def);
-                spec.ops.push(with_gvk(read, &gvk));
-                if !r.read_only {
-                    spec.ops.push(with_gvk(
-                        replace_op(
-                            &format!("replace{g}{v}{ns_word}{kind}{suffix}"),
-                            &format!("replace {what} of the specified {kind}"),
-                            def,
-                            &tag,
-                        ),
-                        &gvk,
-                    ));
-                    spec.ops.push(with_gvk(
-                        patch_op(
-                            &format!("patch{g}{v}{ns_word}{kind}{suffix}"),
-                            &format!("partially update {what} of the specified {kind}"),
-                            def,
-                            &tag,
-                        ),
-                        &gvk,
-                    ));
-                }
+                let of = format!("{what} of ");
+                read_replace_patch(&mut spec, &suffix, &of, def, &gvk, !r.read_only);
             }
             Subresource::Scale => {
                 let scale = "io.k8s.api.autoscaling.v1.Scale";
                 let scale_gvk = Gvk::new("autoscaling", "v1", "Scale");
-                let mut read = op(
-                    "get",
-                    "get",
-                    format!("read{g}{v}{ns_word}{kind}Scale"),
-                    format!("read scale of the specified {kind}"),
-                    &tag,
-                );
-                read.responses = ok_responses(&["200"], scale);
-                spec.ops.push(with_gvk(read, &scale_gvk));
-                spec.ops.push(with_gvk(
-                    replace_op(
-                        &format!("replace{g}{v}{ns_word}{kind}Scale"),
-                        &format!("replace scale of the specified {kind}"),
-                        scale,
-                        &tag,
-                    ),
-                    &scale_gvk,
-                ));
-                spec.ops.push(with_gvk(
-                    patch_op(
-                        &format!("patch{g}{v}{ns_word}{kind}Scale"),
-                        &format!("partially update scale of the specified {kind}"),
-                        scale,
-                        &tag,
-                    ),
-                    &scale_gvk,
-                ));
+                read_replace_patch(&mut spec, "Scale", "scale of ", scale, &scale_gvk, true);
             }
             Subresource::Binding | Subresource::Eviction => {
                 let (sub_def, sub_gvk) = if *sub == Subresource::Binding {
@@ -544,21 +487,15 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                         Gvk::new("policy", "v1", "Eviction"),
                     )
                 };
-                let mut create = op(
-                    "post",
-                    "post",
-                    format!("create{g}{v}{ns_word}{kind}{suffix}"),
-                    format!("create {} of a {kind}", sub_gvk.kind),
-                    &tag,
-                );
-                create.query = CREATE_PARAMS.to_vec();
-                create.body = Some(Body {
-                    definition: sub_def.to_string(),
-                    patch: false,
-                    required: true,
-                });
-                create.responses = ok_responses(&["200", "201", "202"], sub_def);
-                spec.ops.push(with_gvk(create, &sub_gvk));
+                spec.ops.push(with_gvk(
+                    create_op(
+                        &format!("create{g}{v}{ns_word}{kind}{suffix}"),
+                        &format!("create {} of a {kind}", sub_gvk.kind),
+                        sub_def,
+                        &tag,
+                    ),
+                    &sub_gvk,
+                ));
             }
             Subresource::Finalize => {
                 spec.ops.push(with_gvk(
@@ -574,6 +511,18 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
         }
         out.insert(path, spec);
     }
+}
+
+fn create_op(id: &str, description: &str, def: &str, tag: &str) -> Op {
+    let mut o = op("post", "post", id.to_string(), description.to_string(), tag);
+    o.query = CREATE_PARAMS.to_vec();
+    o.body = Some(Body {
+        definition: def.to_string(),
+        patch: false,
+        required: true,
+    });
+    o.responses = ok_responses(&["200", "201", "202"], def);
+    o
 }
 
 fn replace_op(id: &str, description: &str, def: &str, tag: &str) -> Op {
@@ -764,18 +713,35 @@ fn op_v2(o: &Op) -> Value {
         m.insert("parameters".into(), Value::Array(params));
     }
     m.insert("produces".into(), json!(o.produces));
-    let mut responses = Map::new();
-    for (code, def) in &o.responses {
+    let responses = op_responses(o, |code, def| {
         let mut r = Map::new();
         r.insert("description".into(), json!(response_description(code)));
         if let Some(d) = def {
             r.insert("schema".into(), schema_ref_v2(d));
         }
-        responses.insert((*code).to_string(), Value::Object(r));
+        r
+    });
+    m.insert("responses".into(), responses);
+    m.insert("schemes".into(), json!(["https"]));
+    insert_op_extensions(&mut m, o);
+    Value::Object(m)
+}
+
+/// An operation's responses, each code's entry built by `entry`, then 401.
+fn op_responses(o: &Op, entry: impl Fn(&str, Option<&String>) -> Map<String, Value>) -> Value {
+    let mut responses = Map::new();
+    for (code, def) in &o.responses {
+        responses.insert(
+            (*code).to_string(),
+            Value::Object(entry(code, def.as_ref())),
+        );
     }
     responses.insert("401".into(), json!({ "description": "Unauthorized" }));
-    m.insert("responses".into(), Value::Object(responses));
-    m.insert("schemes".into(), json!(["https"]));
+    Value::Object(responses)
+}
+
+/// The tags and `x-kubernetes-*` fields that end every operation.
+fn insert_op_extensions(m: &mut Map<String, Value>, o: &Op) {
     m.insert("tags".into(), json!([o.tag]));
     if !o.action.is_empty() {
         m.insert("x-kubernetes-action".into(), json!(o.action));
@@ -783,7 +749,6 @@ fn op_v2(o: &Op) -> Value {
     if let Some(g) = &o.gvk {
         m.insert("x-kubernetes-group-version-kind".into(), g.to_json());
     }
-    Value::Object(m)
 }
 
 fn path_item_v2(spec: &PathSpec) -> Value {
@@ -913,8 +878,7 @@ fn op_v3(o: &Op) -> Value {
         }
         m.insert("requestBody".into(), Value::Object(body));
     }
-    let mut responses = Map::new();
-    for (code, def) in &o.responses {
+    let responses = op_responses(o, |code, def| {
         let mut r = Map::new();
         if let Some(d) = def {
             let mut content = Map::new();
@@ -924,17 +888,10 @@ fn op_v3(o: &Op) -> Value {
             r.insert("content".into(), Value::Object(content));
         }
         r.insert("description".into(), json!(response_description(code)));
-        responses.insert((*code).to_string(), Value::Object(r));
-    }
-    responses.insert("401".into(), json!({ "description": "Unauthorized" }));
-    m.insert("responses".into(), Value::Object(responses));
-    m.insert("tags".into(), json!([o.tag]));
-    if !o.action.is_empty() {
-        m.insert("x-kubernetes-action".into(), json!(o.action));
-    }
-    if let Some(g) = &o.gvk {
-        m.insert("x-kubernetes-group-version-kind".into(), g.to_json());
-    }
+        r
+    });
+    m.insert("responses".into(), responses);
+    insert_op_extensions(&mut m, o);
     Value::Object(m)
 }
 
@@ -1126,6 +1083,7 @@ pub fn openapi_v3_paths(resources: &[&ResourceInfo]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apps::DEPLOYMENTS;
 
     static PODS: ResourceInfo = ResourceInfo {
         group: "",
@@ -1176,21 +1134,6 @@ mod tests {
         read_only: true,
         storage_segment: "componentstatuses",
         storage_api_version: "v1",
-    };
-    static DEPLOYMENTS: ResourceInfo = ResourceInfo {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-        singular: "deployment",
-        short_names: &["deploy"],
-        categories: &["all"],
-        namespaced: true,
-        definition: "io.k8s.api.apps.v1.Deployment",
-        subresources: &[Subresource::Status, Subresource::Scale],
-        read_only: false,
-        storage_segment: "deployments",
-        storage_api_version: "apps/v1",
     };
     static CLUSTER_ROLES: ResourceInfo = ResourceInfo {
         group: "rbac.authorization.k8s.io",

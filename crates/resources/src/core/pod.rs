@@ -954,20 +954,13 @@ fn validate_volume_mounts(c: &Value, vols: &Volumes, path: &str) -> Vec<FieldErr
                 "must be unique",
             ));
         }
-        if devices.contains_key(name) {
-            errs.push(FieldError::invalid(
-                format!("{ip}.name"),
-                name,
-                "must not already exist in volumeDevices",
-            ));
-        }
-        if devices.values().any(|p| *p == mp) {
-            errs.push(FieldError::invalid(
-                format!("{ip}.mountPath"),
-                mp,
-                "must not already exist as a path in volumeDevices",
-            ));
-        }
+        errs.extend(clashes_with_other_list(
+            &ip,
+            name,
+            ("mountPath", mp),
+            &devices,
+            "volumeDevices",
+        ));
         // Upstream reports these two at the list's path, not the item's.
         let sub = s(m, "subPath");
         if !sub.is_empty() {
@@ -1000,6 +993,33 @@ fn validate_volume_mounts(c: &Value, vols: &Volumes, path: &str) -> Vec<FieldErr
                 &["Bidirectional", "HostToContainer", "None"],
             ));
         }
+    }
+    errs
+}
+
+/// A volume mount or device (at `ip`) whose name or path is already used
+/// by the other list (`others`: name → path, of list `other_list`).
+fn clashes_with_other_list(
+    ip: &str,
+    name: &str,
+    (path_field, path): (&str, &str),
+    others: &HashMap<&str, &str>,
+    other_list: &str,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if others.contains_key(name) {
+        errs.push(FieldError::invalid(
+            format!("{ip}.name"),
+            name,
+            format!("must not already exist in {other_list}"),
+        ));
+    }
+    if others.values().any(|p| *p == path) {
+        errs.push(FieldError::invalid(
+            format!("{ip}.{path_field}"),
+            path,
+            format!("must not already exist as a path in {other_list}"),
+        ));
     }
     errs
 }
@@ -1050,20 +1070,13 @@ fn validate_volume_devices(c: &Value, vols: &Volumes, path: &str) -> Vec<FieldEr
         } else {
             paths.insert(dp);
         }
-        if mounts.contains_key(name) {
-            errs.push(FieldError::invalid(
-                format!("{ip}.name"),
-                name,
-                "must not already exist in volumeMounts",
-            ));
-        }
-        if mounts.values().any(|p| *p == dp) {
-            errs.push(FieldError::invalid(
-                format!("{ip}.devicePath"),
-                dp,
-                "must not already exist as a path in volumeMounts",
-            ));
-        }
+        errs.extend(clashes_with_other_list(
+            &ip,
+            name,
+            ("devicePath", dp),
+            &mounts,
+            "volumeMounts",
+        ));
         if !name.is_empty() {
             names.insert(name);
         }
