@@ -180,7 +180,6 @@ fn not_found_page() -> http::Response<ResBody> {
 async fn serve_nonresource(
     state: &Arc<ApiState>,
     req: &http::Request<Incoming>,
-    info: &RequestInfo,
 ) -> http::Response<ResBody> {
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
@@ -271,10 +270,7 @@ async fn serve_nonresource(
                 None => not_found_page(),
             }
         }
-        _ => {
-            let _ = info;
-            not_found_page()
-        }
+        _ => not_found_page(),
     }
 }
 
@@ -316,7 +312,7 @@ async fn route(state: Arc<ApiState>, req: http::Request<Incoming>) -> http::Resp
         .cloned()
         .unwrap_or_default();
     if !info.is_resource_request {
-        return serve_nonresource(&state, &req, &info).await;
+        return serve_nonresource(&state, &req).await;
     }
     let user = req
         .extensions()
@@ -369,9 +365,8 @@ fn make_service(
     Future = impl Send,
 > + Clone
        + Send {
-    let inner = tower::service_fn(move |mut req: http::Request<Incoming>| {
+    let inner = tower::service_fn(move |req: http::Request<Incoming>| {
         let state = state.clone();
-        let _ = &mut req;
         async move { Ok::<_, std::convert::Infallible>(route(state, req).await) }
     });
     let peer_layer = tower::util::MapRequestLayer::new(move |mut req: http::Request<Incoming>| {

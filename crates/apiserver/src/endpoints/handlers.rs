@@ -356,11 +356,6 @@ fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(dr) = v.get("dryRun").and_then(Value::as_array) {
-            if dr.iter().any(|d| d == "All") {
-                // handled by the caller through the context
-            }
-        }
     }
     if let Some(g) = req.query.get("gracePeriodSeconds") {
         o.grace_period_seconds = Some(
@@ -688,7 +683,6 @@ async fn serve_resource_inner(
                     "the body of the patch must be a JSON object",
                 ));
             }
-            let mut created_body_problem: Option<ApiError> = None;
             let (out, _) = store
                 .guaranteed_update(&ctx, ns, &name, &sub, |old| {
                     let old =
@@ -699,10 +693,7 @@ async fn serve_resource_inner(
                         m.remove("resourceVersion");
                     }
                     let mut new = apply_patch(&store, kind, &base, &patch_body)?;
-                    if let Err(e) = check_type_meta(&store, &mut new) {
-                        created_body_problem = Some(e.clone());
-                        return Err(e);
-                    }
+                    check_type_meta(&store, &mut new)?;
                     check_fields(&store, &ctx, None, &mut new)?;
                     Ok(new)
                 })

@@ -99,14 +99,9 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
                     None => continue,
                 }
             }
-            if out.is_empty() && old.is_some() && !top {
-                if old.is_some_and(|o| o.is_object()) {
-                    return None;
-                }
-            }
-            if !top && !out.is_empty() {
-                out.insert(".".into(), json!({}));
-                out.remove(".");
+            // An unchanged nested object contributes nothing to an update.
+            if out.is_empty() && !top && old.is_some_and(Value::is_object) {
+                return None;
             }
             Some(Value::Object(out))
         }

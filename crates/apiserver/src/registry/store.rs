@@ -10,7 +10,6 @@
 //! delete: preconditions → graceful period / finalizers → CAS delete
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use apimachinery::errors::{ApiError, GroupResource};
 use apimachinery::fields::FieldSelector;
@@ -1119,6 +1118,3 @@ fn decode_continue(tok: &str) -> Result<(Revision, String), ApiError> {
         .to_string();
     Ok((rv, start))
 }
-
-#[allow(dead_code)]
-const WATCH_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
