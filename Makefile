@@ -13,6 +13,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 OUT_DIR := $(CURDIR)/_output
 BIN_DIR := $(OUT_DIR)/bin
+IMAGES_DIR := $(OUT_DIR)/images
 CLUSTER_NAME ?= ferrokube
 # Extra flags for `ferrokube create cluster`, e.g. CREATE_FLAGS="--wait 5m".
 CREATE_FLAGS ?=
@@ -21,10 +22,11 @@ NEXTEST_FLAGS ?=
 BENCH_ARGS ?=
 
 # Debian packages the build and the clusters need.
-APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl
+APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl \
+  busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 
-.PHONY: all deps build up down test bench schemas lint fmt clean
+.PHONY: all deps build images up down test bench schemas lint fmt clean
 
 all: build
 
@@ -57,6 +59,14 @@ build:
 	      echo "  $(BIN_DIR)/$$(basename "$$exe")"; \
 	    done
 	@rm -f "$(OUT_DIR)/build-messages.json"
+	@BIN_DIR="$(BIN_DIR)" IMAGES_DIR="$(IMAGES_DIR)" hack/images/build.sh
+
+# Build the OCI image archives (pause, busybox, test-server) into
+# _output/images from Debian packages and the binaries in _output/bin
+# (`build` runs this too). Unchanged archives are left untouched.
+# See hack/images/README.md.
+images:
+	@BIN_DIR="$(BIN_DIR)" IMAGES_DIR="$(IMAGES_DIR)" hack/images/build.sh
 
 up: deps build
 	@if "$(BIN_DIR)/ferrokube" get clusters 2>/dev/null | grep -qx "$(CLUSTER_NAME)"; then \

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod componentstatus;
+pub mod connect;
 pub mod endpoints;
 pub mod filters;
 pub mod metrics;
@@ -93,12 +94,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             opts.bind_address
         }
     });
-    let state = Arc::new(server::ApiState::new(
+    let mut state = server::ApiState::new(
         reg.clone(),
         metrics.clone(),
         storage.clone(),
         format!("{advertise}:{}", addr.port()),
-    ));
+    );
+    state.kubelet = connect::kubelet::KubeletClient::from_options(&opts)
+        .context("kubelet client configuration")?;
+    let state = Arc::new(state);
     // Object counts for apiserver_storage_objects.
     {
         let reg = reg.clone();

@@ -72,6 +72,26 @@ pub struct Options {
     /// Time to wait for in-flight requests when shutting down.
     #[arg(long = "shutdown-delay-duration", default_value = "0s", value_parser = parse_duration)]
     pub shutdown_delay_duration: std::time::Duration,
+    /// Path to a client cert file for TLS to kubelets.
+    #[arg(long = "kubelet-client-certificate")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Path to a client key file for TLS to kubelets.
+    #[arg(long = "kubelet-client-key")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// Path to a cert file for the certificate authority of kubelets' serving
+    /// certificates; without it they are not verified.
+    #[arg(long = "kubelet-certificate-authority")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// List of the preferred NodeAddressTypes to use for kubelet connections.
+    #[arg(
+        long = "kubelet-preferred-address-types",
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// Timeout for kubelet operations (connecting).
+    #[arg(long = "kubelet-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub kubelet_timeout: std::time::Duration,
     /// Number for the log level verbosity.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,

@@ -41,6 +41,8 @@ pub struct ApiState {
     /// "ip:port" advertised in /api.
     pub server_address: String,
     pub bootstrapped: AtomicBool,
+    /// How to reach kubelets (pods/log, exec, attach, portforward, nodes/proxy).
+    pub kubelet: crate::connect::kubelet::KubeletClient,
     openapi_cache: Mutex<HashMap<String, Bytes>>,
 }
 
@@ -59,6 +61,7 @@ impl ApiState {
             shutdown: tx,
             server_address,
             bootstrapped: AtomicBool::new(false),
+            kubelet: Default::default(),
             openapi_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -313,6 +316,10 @@ async fn route(state: Arc<ApiState>, req: http::Request<Incoming>) -> http::Resp
         .unwrap_or_default();
     if !info.is_resource_request {
         return serve_nonresource(&state, &req).await;
+    }
+    if crate::connect::handles(&info) {
+        // Streamed both ways (and upgraded): the body is not read here.
+        return crate::connect::serve(&state, req, &info).await;
     }
     let user = req
         .extensions()

@@ -1,8 +1,14 @@
 //! Creating, deleting and inspecting clusters.
+//!
+//! A cluster is: a machine-wide index `n` (see [`crate::net`]), its PKI,
+//! the nftables guard and bridge `fkbr<n>`, etcd and kube-apiserver in the
+//! host network namespace, a local image registry on 10.200.n.1, and nodes.
+//! Each node is a network namespace on the bridge running containerd and
+//! the kubelet, with its state under `nodes/<node>/`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,19 +16,34 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use component_base::{http_client, tls};
 
+use crate::apiclient;
+use crate::images::{self, Archive};
 use crate::kubeconfig;
+use crate::net;
+use crate::node::{self, NodeBinaries};
 use crate::pki::{self, Pki};
 use crate::ports::pick_free_ports;
 use crate::process::{self, Component, Readiness, RunningProcess};
-use crate::state::{self, ClusterState, Layout};
+use crate::state::{self, ClusterState, Layout, NodeRole, NodeState};
+use crate::teardown::{self, Leftovers};
 use crate::Output;
 
 /// How long a stopped daemon gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long etcd gets to come up when `--wait 0` asked not to wait.
 const ETCD_MIN_WAIT: Duration = Duration::from_secs(60);
+/// How long the registry, containerd and node registration get at least,
+/// whatever `--wait` says (creation needs them).
+const NODE_MIN_WAIT: Duration = Duration::from_secs(60);
 /// Lines of a daemon's log shown when it fails.
 const LOG_TAIL_LINES: usize = 40;
+/// Pass `--kubelet-client-certificate`, `--kubelet-client-key`,
+/// `--kubelet-certificate-authority` and `--kubelet-preferred-address-types`
+/// to kube-apiserver.
+pub const APISERVER_KUBELET_CLIENT_FLAGS: bool = true;
+/// Whether a missing `kubelet` binary fails `create cluster` (otherwise the
+/// nodes run containerd only and a warning is printed).
+pub const REQUIRE_KUBELET: bool = false;
 
 /// Options of `create cluster`.
 #[derive(Debug, Clone)]
@@ -31,23 +52,27 @@ pub struct CreateOptions {
     pub wait: Duration,
     pub kubeconfig: Option<PathBuf>,
     pub retain: bool,
+    /// No nodes: only the network, etcd, kube-apiserver and the registry.
+    pub control_plane_only: bool,
 }
 
-/// The loopback ports a cluster uses.
+/// The host ports a cluster uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub etcd_client: u16,
     pub etcd_peer: u16,
     pub apiserver: u16,
+    pub registry: u16,
 }
 
 impl Ports {
     pub fn pick() -> Result<Ports> {
-        let p = pick_free_ports(3)?;
+        let p = pick_free_ports(4)?;
         Ok(Ports {
             etcd_client: p[0],
             etcd_peer: p[1],
             apiserver: p[2],
+            registry: p[3],
         })
     }
     fn to_map(self) -> BTreeMap<String, u16> {
@@ -55,24 +80,36 @@ impl Ports {
             ("etcd-client".to_string(), self.etcd_client),
             ("etcd-peer".to_string(), self.etcd_peer),
             ("apiserver".to_string(), self.apiserver),
+            ("registry".to_string(), self.registry),
         ])
     }
 }
 
-/// Binaries the control plane runs.
+/// Binaries a cluster runs.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
+    /// `docker-registry` (Debian package docker-registry).
+    pub registry: PathBuf,
+    /// containerd and the kubelet (`None` for a control-plane-only cluster).
+    pub node: Option<NodeBinaries>,
+}
+
+fn from_path(name: &str, package: &str) -> Result<PathBuf> {
+    process::find_in_path(name).ok_or_else(|| {
+        anyhow!(
+            "cannot find `{name}` on PATH; install it with `make deps` (Debian package {package})"
+        )
+    })
 }
 
 impl Binaries {
-    /// etcd from `$PATH` (the Debian `etcd-server` package); ferrokube's own
-    /// daemons from `$FERROKUBE_BIN_DIR`, beside this executable, or `$PATH`.
-    pub fn find() -> Result<Binaries> {
-        let etcd = process::find_in_path("etcd").ok_or_else(|| {
-            anyhow!("cannot find `etcd` on PATH; install it with `make deps` (Debian package etcd-server)")
-        })?;
+    /// etcd, docker-registry and containerd from `$PATH` (Debian packages);
+    /// ferrokube's own daemons from `$FERROKUBE_BIN_DIR`, beside this
+    /// executable, or `$PATH`.
+    pub fn find(nodes: bool) -> Result<Binaries> {
+        let etcd = from_path("etcd", "etcd-server")?;
         let kube_apiserver = process::find_binary("kube-apiserver").ok_or_else(|| {
             anyhow!(
                 "cannot find `kube-apiserver` next to {} or on PATH; build it with `make build`",
@@ -81,20 +118,82 @@ impl Binaries {
                     .unwrap_or_else(|_| "ferrokube".into())
             )
         })?;
+        let registry = from_path("docker-registry", "docker-registry")?;
+        let node = if nodes {
+            let containerd = from_path("containerd", "containerd")?;
+            from_path("runc", "runc")?;
+            from_path("ctr", "containerd")?;
+            from_path("nft", "nftables")?;
+            from_path("skopeo", "skopeo")?;
+            if !Path::new(node::CNI_BIN_DIR).join("bridge").exists() {
+                bail!(
+                    "cannot find the CNI plugins in {}; install them with `make deps` (Debian package containernetworking-plugins)",
+                    node::CNI_BIN_DIR
+                );
+            }
+            let kubelet = process::find_binary("kubelet");
+            if kubelet.is_none() && REQUIRE_KUBELET {
+                bail!("cannot find `kubelet` next to kube-apiserver or on PATH; build it with `make build`");
+            }
+            Some(NodeBinaries {
+                containerd,
+                kubelet,
+                registry: registry.clone(),
+            })
+        } else {
+            from_path("nft", "nftables")?;
+            None
+        };
+        from_path("ip", "iproute2")?;
         Ok(Binaries {
             etcd,
             kube_apiserver,
+            registry,
+            node,
         })
+    }
+
+    /// The directory ferrokube's own daemons come from.
+    pub fn bin_dir(&self) -> Option<&Path> {
+        self.kube_apiserver.parent()
     }
 }
 
-/// The control-plane daemons of a cluster, in start order. New daemons are
-/// new entries here.
-pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries) -> Vec<Component> {
+/// The control-plane daemons of a cluster with index `n`, in start order.
+/// New daemons are new entries here.
+pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> Vec<Component> {
     let pki = |f: &str| layout.pki_file(f).display().to_string();
     let etcd_client = format!("http://127.0.0.1:{}", ports.etcd_client);
     let etcd_peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
     let etcd_name = format!("ferrokube-{}", layout.name);
+    let mut api_args = vec![
+        format!("--etcd-servers={etcd_client}"),
+        "--bind-address=0.0.0.0".into(),
+        format!("--secure-port={}", ports.apiserver),
+        format!("--advertise-address={}", net::gateway_ip(n)),
+        format!("--tls-cert-file={}", pki("apiserver.crt")),
+        format!("--tls-private-key-file={}", pki("apiserver.key")),
+        format!("--client-ca-file={}", pki("ca.crt")),
+        format!("--token-auth-file={}", layout.tokens().display()),
+        format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),
+        "--service-node-port-range=30000-32767".into(),
+    ];
+    if APISERVER_KUBELET_CLIENT_FLAGS {
+        api_args.extend([
+            format!(
+                "--kubelet-client-certificate={}",
+                pki("apiserver-kubelet-client.crt")
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                pki("apiserver-kubelet-client.key")
+            ),
+            format!("--kubelet-certificate-authority={}", pki("ca.crt")),
+            // kubeadm's choice: node names do not resolve.
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
+        ]);
+    }
+    api_args.push("-v=2".into());
     vec![
         Component {
             name: "etcd".into(),
@@ -117,28 +216,18 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries) -> Vec<Comp
             readiness: Readiness::EtcdHealth {
                 port: ports.etcd_client,
             },
+            netns: None,
         },
         Component {
             name: "kube-apiserver".into(),
             binary: bins.kube_apiserver.clone(),
-            args: vec![
-                format!("--etcd-servers={etcd_client}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={}", ports.apiserver),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--tls-cert-file={}", pki("apiserver.crt")),
-                format!("--tls-private-key-file={}", pki("apiserver.key")),
-                format!("--client-ca-file={}", pki("ca.crt")),
-                format!("--token-auth-file={}", layout.tokens().display()),
-                format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),
-                "--service-node-port-range=30000-32767".into(),
-                "-v=2".into(),
-            ],
+            args: api_args,
             env: vec![],
             log_file: layout.log_file("kube-apiserver"),
             readiness: Readiness::ApiserverReadyz {
                 port: ports.apiserver,
             },
+            netns: None,
         },
     ]
 }
@@ -166,6 +255,23 @@ async fn probe(r: &Readiness, client: &Arc<rustls::ClientConfig>) -> Result<bool
             )
             .await?;
             Ok(resp.status == 200 && String::from_utf8_lossy(&resp.body).trim() == "ok")
+        }
+        Readiness::UnixSocket { path } => {
+            tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
+                .await
+                .map_err(|_| anyhow!("connecting to {} timed out", path.display()))?
+                .with_context(|| format!("connecting to {}", path.display()))?;
+            Ok(true)
+        }
+        Readiness::Http { addr, path } => {
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("bad address {addr:?}"))?;
+            let resp = http_client::get(addr, path, None, timeout).await?;
+            Ok(resp.status == 200)
+        }
+        Readiness::NodeReady { port, node } => {
+            Ok(apiclient::node_status(*port, client.clone(), node).await? == Some(true))
         }
     }
 }
@@ -219,8 +325,7 @@ fn claim_dir(layout: &Layout) -> Result<()> {
             return Err(already());
         }
         tracing::info!("removing stale state of cluster '{}'", layout.name);
-        fs::remove_dir_all(&layout.dir)
-            .with_context(|| format!("removing stale {}", layout.dir.display()))?;
+        teardown(layout).with_context(|| format!("removing stale {}", layout.dir.display()))?;
     }
     if let Some(parent) = layout.dir.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -282,13 +387,181 @@ fn stop_all(layout: &Layout, st: Option<&ClusterState>) -> Vec<String> {
     stopped
 }
 
+/// Whether index `n` may be torn down on behalf of the cluster in `dir`:
+/// it claims it, or nobody does.
+fn owns_index(run: &Path, n: u8, dir: &Path) -> bool {
+    match net::claims(run).into_iter().find(|(m, _)| *m == n) {
+        Some((_, c)) => c.dir == dir,
+        None => true,
+    }
+}
+
+/// Whether things named after cluster `name` (namespaces, nftables table,
+/// cgroups) may be torn down on behalf of the cluster in `dir`: no other
+/// existing cluster of that name claims an index.
+fn owns_name(run: &Path, name: &str, dir: &Path) -> bool {
+    !net::claims(run)
+        .into_iter()
+        .any(|(_, c)| c.name == name && c.dir != dir && c.dir.exists())
+}
+
+/// Remove everything of a cluster: its daemons (kubelets before
+/// containerds, newest first), leftover shims and containers, mounts, node
+/// namespaces and veths, the bridge, the nftables guard, cgroups, the
+/// directory, and its index claim. Idempotent; works from partial state
+/// (a crashed create, a lost cluster.json). Returns the names of the
+/// daemons that were running.
+pub fn teardown(layout: &Layout) -> Result<Vec<String>> {
+    let st = ClusterState::load(layout).unwrap_or_else(|e| {
+        tracing::warn!("ignoring unreadable state: {e:#}");
+        None
+    });
+    let run = net::run_dir();
+    let index = st
+        .as_ref()
+        .and_then(|s| s.index)
+        .or_else(|| net::find_claim(&run, &layout.dir))
+        .filter(|n| owns_index(&run, *n, &layout.dir));
+    let by_name = owns_name(&run, &layout.name, &layout.dir);
+
+    // What identifies the cluster's processes, gathered before anything is
+    // removed.
+    let mut node_nets: Vec<(String, String)> = st
+        .as_ref()
+        .map(|s| {
+            s.nodes
+                .iter()
+                .map(|n| (n.netns.clone(), n.host_veth.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if by_name {
+        for ns in net::existing_node_netns(&layout.name) {
+            if !node_nets.iter().any(|(n, _)| *n == ns) {
+                node_nets.push((ns, String::new()));
+            }
+        }
+    }
+    if let Some(n) = index {
+        for veth in net::existing_host_veths(n) {
+            if !node_nets.iter().any(|(_, v)| *v == veth) {
+                node_nets.push((String::new(), veth));
+            }
+        }
+    }
+    let mut roots = vec![layout.dir.clone()];
+    let mut leftovers = Leftovers {
+        cgroup_prefix: by_name.then(|| node::cluster_cgroup(&layout.name)),
+        shim_markers: vec![format!("{}/", layout.marker())],
+        ..Default::default()
+    };
+    if let Some(n) = index {
+        let run_dir = net::cluster_run_dir(n);
+        leftovers
+            .shim_markers
+            .push(format!("{}/", run_dir.display()));
+        roots.push(run_dir);
+    }
+    for (ns, _) in &node_nets {
+        if !ns.is_empty() {
+            if let Some(id) = teardown::ns_id(&net::netns_path(ns)) {
+                leftovers.netns.insert(id);
+            }
+        }
+    }
+    for m in teardown::mounts_under(&teardown::mounts(), &roots) {
+        if m.fs_type == "nsfs" {
+            if let Some(id) = teardown::ns_id(&m.mount_point) {
+                leftovers.netns.insert(id);
+            }
+        }
+    }
+
+    let stopped = stop_all(layout, st.as_ref());
+    let killed = leftovers.kill_all(Duration::from_secs(15));
+    if killed > 0 {
+        tracing::debug!("killed {killed} leftover container processes");
+    }
+    let mut errors = Vec::new();
+    let stuck = teardown::unmount_under(&roots);
+    if !stuck.is_empty() {
+        errors.push(format!("could not unmount {stuck:?}"));
+    }
+    for (ns, veth) in &node_nets {
+        if let Err(e) = net::teardown_node(ns, veth) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    if let Some(n) = index {
+        if let Err(e) = net::remove_bridge(n) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    if by_name {
+        if let Err(e) = net::remove_guard(&layout.name) {
+            errors.push(format!("{e:#}"));
+        }
+        let cg = node::cluster_cgroup(&layout.name);
+        let failed = teardown::remove_cgroups(cg.trim_start_matches('/'));
+        if !failed.is_empty() {
+            errors.push(format!("could not remove cgroups {failed:?}"));
+        }
+    }
+    if let Some(n) = index {
+        let _ = fs::remove_dir_all(net::cluster_run_dir(n));
+    }
+    if layout.dir.exists() {
+        if let Err(e) = fs::remove_dir_all(&layout.dir) {
+            errors.push(format!("removing {}: {e}", layout.dir.display()));
+        }
+    }
+    if let Some(n) = index {
+        if errors.is_empty() {
+            net::release_index(&run, n, &layout.dir);
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(stopped)
+}
+
+/// Claim a machine-wide cluster index for `layout`, first clearing the
+/// claims of clusters whose directory is gone.
+fn claim_index(layout: &Layout) -> Result<u8> {
+    let run = net::run_dir();
+    let _lock = net::Lock::acquire(&run)?;
+    for (n, c) in net::stale_claims(&run) {
+        tracing::info!(
+            "cleaning up after cluster '{}' (index {n}), whose directory {} is gone",
+            c.name,
+            c.dir.display()
+        );
+        let stale = Layout {
+            name: c.name.clone(),
+            dir: c.dir.clone(),
+        };
+        if let Err(e) = teardown(&stale) {
+            tracing::warn!("cleaning up cluster '{}': {e:#}", c.name);
+        }
+        net::release_index(&run, n, &c.dir);
+    }
+    net::claim_index(&run, &layout.name, &layout.dir, |n| {
+        net::link_exists(&net::bridge_name(n))
+    })
+}
+
 /// `ferrokube create cluster`.
 pub async fn create(opts: &CreateOptions, out: &Output) -> Result<()> {
     state::validate_name(&opts.name)?;
     let home = state::ferrokube_home()?;
     let layout = Layout::new(&home, &opts.name);
     // Resolve everything that can fail cheaply before touching anything.
-    let bins = Binaries::find()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("creating a cluster needs root: it creates network namespaces, a bridge and nftables rules");
+    }
+    let bins = Binaries::find(!opts.control_plane_only)?;
     let kubeconfig_path = kubeconfig::resolve_path(opts.kubeconfig.as_deref())?;
     claim_dir(&layout)?;
     out.status(&format!("Creating cluster \"{}\" ...", opts.name));
@@ -301,14 +574,50 @@ pub async fn create(opts: &CreateOptions, out: &Output) -> Result<()> {
                 layout.dir.display(),
                 opts.name
             ));
-        } else {
-            let st = ClusterState::load(&layout).ok().flatten();
-            stop_all(&layout, st.as_ref());
-            let _ = fs::remove_dir_all(&layout.dir);
+        } else if let Err(te) = teardown(&layout) {
+            tracing::warn!("cleaning up the failed cluster: {te:#}");
         }
         return Err(e);
     }
     Ok(())
+}
+
+/// Start `c`, record it, and wait for it until `wait` (if any).
+async fn start(
+    c: &Component,
+    layout: &Layout,
+    st: &mut ClusterState,
+    client: &Arc<rustls::ClientConfig>,
+    wait: Option<Instant>,
+    msg: &str,
+    out: &Output,
+) -> Result<RunningProcess> {
+    out.begin(msg);
+    let p = match process::spawn(c, &layout.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            out.end(false);
+            return Err(e);
+        }
+    };
+    st.processes.push(p.clone());
+    st.save(layout)?;
+    if let Some(deadline) = wait {
+        if let Err(e) = wait_ready(c, &p, client, deadline).await {
+            out.end(false);
+            return Err(with_log_tail(e, &c.log_file));
+        }
+    }
+    out.end(true);
+    Ok(p)
+}
+
+fn with_log_tail(e: anyhow::Error, log: &Path) -> anyhow::Error {
+    let tail = process::tail(log, LOG_TAIL_LINES);
+    anyhow!(
+        "{e:#}\n--- last {LOG_TAIL_LINES} lines of {} ---\n{tail}\n---",
+        log.display()
+    )
 }
 
 async fn create_in(
@@ -319,9 +628,18 @@ async fn create_in(
     out: &Output,
 ) -> Result<()> {
     let started = Instant::now();
-    let pki = out.step("Generating certificates", || pki::generate(layout))?;
+    let deadline = started + opts.wait;
+    let min_deadline = |d: Duration| (started + d).max(deadline);
+    let n = claim_index(layout)?;
+    let gateway = net::gateway_ip(n);
     let ports = Ports::pick()?;
     let server = format!("https://127.0.0.1:{}", ports.apiserver);
+    let registry_addr = format!("{gateway}:{}", ports.registry);
+    let nodes = if bins.node.is_some() {
+        node::plan_nodes(&opts.name, n, 0)
+    } else {
+        vec![]
+    };
     let mut st = ClusterState {
         name: opts.name.clone(),
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -329,9 +647,22 @@ async fn create_in(
         ports: ports.to_map(),
         processes: vec![],
         kubeconfigs: vec![],
+        index: Some(n),
+        registry: Some(registry_addr.clone()),
+        nodes: nodes.clone(),
     };
     fs::create_dir_all(layout.logs())?;
     st.save(layout)?;
+
+    let pki = out.step("Generating certificates", || {
+        pki::generate(layout, &[IpAddr::V4(gateway)])
+    })?;
+    out.step("Setting up the network", || {
+        // The guard goes first: the apiserver and registry listen beyond
+        // loopback.
+        net::install_guard(&opts.name, n, &[ports.apiserver, ports.registry])?;
+        net::setup_bridge(n)
+    })?;
 
     let kcfg = kubeconfig::build(
         &opts.name,
@@ -343,38 +674,133 @@ async fn create_in(
     kubeconfig::write_file(&layout.kubeconfig(), &kubeconfig::to_yaml(&kcfg)?)?;
 
     let client = admin_client(&pki)?;
-    let deadline = started + opts.wait;
-    for c in control_plane(layout, ports, bins) {
-        out.begin(&format!("Starting {}", c.name));
-        let p = match process::spawn(&c, &layout.dir) {
-            Ok(p) => p,
-            Err(e) => {
-                out.end(false);
-                return Err(e);
-            }
-        };
-        st.processes.push(p.clone());
-        st.save(layout)?;
+    for c in control_plane(layout, ports, bins, n) {
         let wait = match c.readiness {
-            Readiness::None => None,
-            Readiness::EtcdHealth { .. } if opts.wait.is_zero() => {
-                Some(Instant::now() + ETCD_MIN_WAIT)
-            }
-            Readiness::EtcdHealth { .. } => Some(deadline),
-            Readiness::ApiserverReadyz { .. } if opts.wait.is_zero() => None,
-            Readiness::ApiserverReadyz { .. } => Some(deadline),
+            Readiness::EtcdHealth { .. } => Some(min_deadline(ETCD_MIN_WAIT)),
+            _ if opts.wait.is_zero() => None,
+            _ => Some(deadline),
         };
-        if let Some(deadline) = wait {
-            if let Err(e) = wait_ready(&c, &p, &client, deadline).await {
-                out.end(false);
-                let tail = process::tail(&c.log_file, LOG_TAIL_LINES);
-                bail!(
-                    "{e:#}\n--- last {LOG_TAIL_LINES} lines of {} ---\n{tail}\n---",
-                    c.log_file.display()
-                );
+        start(
+            &c,
+            layout,
+            &mut st,
+            &client,
+            wait,
+            &format!("Starting {}", c.name),
+            out,
+        )
+        .await?;
+    }
+
+    // The registry, before any containerd can pull.
+    fs::create_dir_all(layout.registry_data())?;
+    fs::write(
+        layout.registry_config(),
+        node::registry_config(layout, &registry_addr),
+    )?;
+    let reg = node::registry_component(layout, &bins.registry, &registry_addr);
+    start(
+        &reg,
+        layout,
+        &mut st,
+        &client,
+        Some(min_deadline(NODE_MIN_WAIT)),
+        "Starting the image registry",
+        out,
+    )
+    .await?;
+
+    let archives = if bins.node.is_some() {
+        let archives = find_archives(bins, out)?;
+        if !archives.is_empty() {
+            out.step("Pushing images to the registry", || {
+                archives
+                    .iter()
+                    .try_for_each(|a| images::push(&registry_addr, a))
+            })?;
+        }
+        archives
+    } else {
+        vec![]
+    };
+
+    if let Some(nb) = &bins.node {
+        for nd in &nodes {
+            start_node_runtime(
+                layout,
+                nd,
+                nb,
+                &pki,
+                ports,
+                &registry_addr,
+                &archives,
+                &mut st,
+                &client,
+                min_deadline(NODE_MIN_WAIT),
+                out,
+            )
+            .await?;
+        }
+        let mut kubelets = Vec::new();
+        for nd in &nodes {
+            if let Some(kubelet) = &nb.kubelet {
+                teardown::create_cgroups(&node::node_cgroup_root(&opts.name, &nd.name))?;
+                let c = node::kubelet_component(layout, nd, kubelet, ports.apiserver);
+                let p = start(
+                    &c,
+                    layout,
+                    &mut st,
+                    &client,
+                    None,
+                    &format!("Starting kubelet on {}", nd.name),
+                    out,
+                )
+                .await?;
+                kubelets.push((nd, c, p));
+            } else {
+                out.status(&format!(
+                    " • WARNING: no `kubelet` binary found (build it with `make build`); node {} runs containerd only",
+                    nd.name
+                ));
             }
         }
-        out.end(true);
+        for (nd, c, p) in &kubelets {
+            out.begin(&format!("Waiting for node {} to register", nd.name));
+            let r = wait_node(
+                nd,
+                c,
+                p,
+                &client,
+                ports.apiserver,
+                false,
+                min_deadline(NODE_MIN_WAIT),
+            )
+            .await;
+            out.end(r.is_ok());
+            r.map_err(|e| with_log_tail(e, &c.log_file))?;
+            if nd.role == NodeRole::ControlPlane {
+                apiclient::label_node(
+                    ports.apiserver,
+                    client.clone(),
+                    &nd.name,
+                    &[(node::CONTROL_PLANE_LABEL, "")],
+                )
+                .await
+                .with_context(|| format!("labelling node {}", nd.name))?;
+            }
+        }
+        if !opts.wait.is_zero() {
+            for (nd, c, p) in &kubelets {
+                out.begin(&format!(
+                    "Waiting ≤ {} for node {} to be Ready",
+                    crate::duration::format(opts.wait),
+                    nd.name
+                ));
+                let r = wait_node(nd, c, p, &client, ports.apiserver, true, deadline).await;
+                out.end(r.is_ok());
+                r.map_err(|e| with_log_tail(e, &c.log_file))?;
+            }
+        }
     }
     if !opts.wait.is_zero() {
         out.status(&format!(
@@ -395,6 +821,101 @@ async fn create_in(
     Ok(())
 }
 
+/// The image archives to load into every node (warns when there are none).
+fn find_archives(bins: &Binaries, out: &Output) -> Result<Vec<Archive>> {
+    let Some(dir) = images::images_dir(bins.bin_dir()) else {
+        return Ok(vec![]);
+    };
+    if !dir.is_dir() {
+        out.status(&format!(
+            " • WARNING: no images directory {} (build the images with `make build`, or set FERROKUBE_IMAGES_DIR); pods cannot start until images are loaded with `ferrokube load image-archive`",
+            dir.display()
+        ));
+        return Ok(vec![]);
+    }
+    images::archives_in(&dir)?
+        .iter()
+        .map(|p| images::inspect(p))
+        .collect()
+}
+
+/// Prepare one node (namespace, files) and start its containerd with the
+/// images loaded.
+#[allow(clippy::too_many_arguments)]
+async fn start_node_runtime(
+    layout: &Layout,
+    nd: &NodeState,
+    nb: &NodeBinaries,
+    pki: &Pki,
+    ports: Ports,
+    registry_addr: &str,
+    archives: &[Archive],
+    st: &mut ClusterState,
+    client: &Arc<rustls::ClientConfig>,
+    deadline: Instant,
+    out: &Output,
+) -> Result<()> {
+    let n = st.index.unwrap_or_default();
+    out.step(&format!("Preparing node {}", nd.name), || {
+        net::setup_node(&net::NodeNet::new(n, nd.index, &nd.name))?;
+        node::write_files(
+            layout,
+            nd,
+            pki,
+            ports.apiserver,
+            &net::gateway_ip(n).to_string(),
+            Some(registry_addr),
+        )
+    })?;
+    let c = node::containerd_component(layout, nd, &nb.containerd);
+    start(
+        &c,
+        layout,
+        st,
+        client,
+        Some(deadline),
+        &format!("Starting containerd on {}", nd.name),
+        out,
+    )
+    .await?;
+    if !archives.is_empty() {
+        out.step(&format!("Loading images into {}", nd.name), || {
+            archives
+                .iter()
+                .try_for_each(|a| images::import(&nd.containerd_socket, a))
+        })?;
+    }
+    Ok(())
+}
+
+/// Wait until the Node of `nd` exists (and, with `ready`, is Ready).
+async fn wait_node(
+    nd: &NodeState,
+    c: &Component,
+    p: &RunningProcess,
+    client: &Arc<rustls::ClientConfig>,
+    port: u16,
+    ready: bool,
+    deadline: Instant,
+) -> Result<()> {
+    loop {
+        let last = match apiclient::node_status(port, client.clone(), &nd.name).await {
+            Ok(Some(true)) => return Ok(()),
+            Ok(Some(false)) if !ready => return Ok(()),
+            Ok(Some(false)) => "not Ready yet".to_string(),
+            Ok(None) => "not registered yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if !process::pid_running(p.pid) {
+            bail!("{} exited (node {}: {last})", c.name, nd.name);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for node {} ({last})", nd.name);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// `ferrokube delete cluster`. Deleting a cluster that does not exist
 /// succeeds.
 pub fn delete(name: &str, explicit_kubeconfig: Option<&Path>, out: &Output) -> Result<()> {
@@ -402,11 +923,7 @@ pub fn delete(name: &str, explicit_kubeconfig: Option<&Path>, out: &Output) -> R
     let home = state::ferrokube_home()?;
     let layout = Layout::new(&home, name);
     out.status(&format!("Deleting cluster \"{name}\" ..."));
-    let st = ClusterState::load(&layout).unwrap_or_else(|e| {
-        tracing::warn!("ignoring unreadable state: {e:#}");
-        None
-    });
-    let stopped = stop_all(&layout, st.as_ref());
+    let st = ClusterState::load(&layout).ok().flatten();
 
     let mut paths: Vec<PathBuf> = st
         .as_ref()
@@ -429,16 +946,54 @@ pub fn delete(name: &str, explicit_kubeconfig: Option<&Path>, out: &Output) -> R
         seen.push(p);
     }
 
-    if layout.dir.exists() {
-        fs::remove_dir_all(&layout.dir)
-            .with_context(|| format!("removing {}", layout.dir.display()))?;
-    }
+    let stopped = teardown(&layout)?;
     if !stopped.is_empty() {
         out.status(&format!("Deleted processes: [{}]", stopped.join(" ")));
     }
     if !errors.is_empty() {
         bail!("failed to update kubeconfig: {}", errors.join("; "));
     }
+    Ok(())
+}
+
+/// `ferrokube get nodes`: the cluster's node names.
+pub fn get_nodes(name: &str) -> Result<Vec<String>> {
+    state::validate_name(name)?;
+    let layout = Layout::new(&state::ferrokube_home()?, name);
+    Ok(ClusterState::load(&layout)?
+        .map(|st| st.nodes.into_iter().map(|n| n.name).collect())
+        .unwrap_or_default())
+}
+
+/// `ferrokube load image-archive`: import an OCI or docker archive into
+/// every node's containerd and push it to the cluster's registry.
+pub fn load_image_archive(name: &str, file: &Path, out: &Output) -> Result<()> {
+    let layout = existing_layout(name)?;
+    let st = ClusterState::load(&layout)?
+        .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
+    if !file.is_file() {
+        bail!("image archive {} does not exist", file.display());
+    }
+    let archive = images::inspect(file)?;
+    if st.nodes.is_empty() {
+        bail!("cluster '{name}' has no nodes");
+    }
+    let names: Vec<&str> = archive.images.iter().map(|i| i.name.as_str()).collect();
+    for nd in &st.nodes {
+        images::import(&nd.containerd_socket, &archive)
+            .with_context(|| format!("loading into node {}", nd.name))?;
+    }
+    if let Some(reg) = &st.registry {
+        images::push(reg, &archive)?;
+    }
+    out.status(&format!(
+        "Image: {names:?} loaded into nodes [{}]",
+        st.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     Ok(())
 }
 
@@ -493,13 +1048,16 @@ mod tests {
         let bins = Binaries {
             etcd: "/usr/bin/etcd".into(),
             kube_apiserver: "/b/kube-apiserver".into(),
+            registry: "/usr/bin/docker-registry".into(),
+            node: None,
         };
         let ports = Ports {
             etcd_client: 1,
             etcd_peer: 2,
             apiserver: 3,
+            registry: 4,
         };
-        let cs = control_plane(&layout, ports, &bins);
+        let cs = control_plane(&layout, ports, &bins, 7);
         assert_eq!(
             cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
             ["etcd", "kube-apiserver"]
@@ -507,15 +1065,19 @@ mod tests {
         let api = &cs[1].args;
         for want in [
             "--etcd-servers=http://127.0.0.1:1",
-            "--bind-address=127.0.0.1",
+            "--bind-address=0.0.0.0",
             "--secure-port=3",
-            "--advertise-address=127.0.0.1",
+            "--advertise-address=10.200.7.1",
             "--tls-cert-file=/h/clusters/c/pki/apiserver.crt",
             "--tls-private-key-file=/h/clusters/c/pki/apiserver.key",
             "--client-ca-file=/h/clusters/c/pki/ca.crt",
             "--token-auth-file=/h/clusters/c/tokens.csv",
             "--service-cluster-ip-range=10.96.0.0/16",
             "--service-node-port-range=30000-32767",
+            "--kubelet-client-certificate=/h/clusters/c/pki/apiserver-kubelet-client.crt",
+            "--kubelet-client-key=/h/clusters/c/pki/apiserver-kubelet-client.key",
+            "--kubelet-certificate-authority=/h/clusters/c/pki/ca.crt",
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             "-v=2",
         ] {
             assert!(api.iter().any(|a| a == want), "missing {want}");
@@ -554,6 +1116,7 @@ mod tests {
             env: vec![],
             log_file: layout.log_file("sleeper"),
             readiness: Readiness::None,
+            netns: None,
         };
         let p = process::spawn(&c, &layout.dir).unwrap();
         // Only a pid file survives (cluster.json lost).

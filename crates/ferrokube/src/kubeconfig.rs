@@ -38,6 +38,21 @@ fn s(v: &str) -> Value {
 /// A standalone kubeconfig for a cluster, with credentials embedded.
 pub fn build(cluster: &str, server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Value {
     let name = context_name(cluster);
+    build_named(&name, &name, &name, server, ca_pem, cert_pem, key_pem)
+}
+
+/// A kubeconfig with one cluster, user and context of the given names (e.g.
+/// kubeadm's kubelet.conf: cluster `kubernetes`, user `system:node:<node>`,
+/// context `system:node:<node>@kubernetes`), credentials embedded.
+pub fn build_named(
+    cluster_name: &str,
+    user_name: &str,
+    context: &str,
+    server: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Value {
     map(vec![
         ("apiVersion", s("v1")),
         (
@@ -50,7 +65,7 @@ pub fn build(cluster: &str, server: &str, ca_pem: &str, cert_pem: &str, key_pem:
                         ("server", s(server)),
                     ]),
                 ),
-                ("name", s(&name)),
+                ("name", s(cluster_name)),
             ])]),
         ),
         (
@@ -58,18 +73,18 @@ pub fn build(cluster: &str, server: &str, ca_pem: &str, cert_pem: &str, key_pem:
             Value::Sequence(vec![map(vec![
                 (
                     "context",
-                    map(vec![("cluster", s(&name)), ("user", s(&name))]),
+                    map(vec![("cluster", s(cluster_name)), ("user", s(user_name))]),
                 ),
-                ("name", s(&name)),
+                ("name", s(context)),
             ])]),
         ),
-        ("current-context", s(&name)),
+        ("current-context", s(context)),
         ("kind", s("Config")),
         ("preferences", Value::Mapping(Mapping::new())),
         (
             "users",
             Value::Sequence(vec![map(vec![
-                ("name", s(&name)),
+                ("name", s(user_name)),
                 (
                     "user",
                     map(vec![

@@ -1,17 +1,23 @@
 //! ferrokube: a kind-like CLI that runs a local cluster of ferrokube
-//! daemons (etcd + kube-apiserver today; nodes later) as detached
-//! processes on this machine.
+//! daemons as detached processes on this machine: etcd and kube-apiserver,
+//! an image registry, and nodes (containerd + kubelet, each node in its own
+//! network namespace).
 //!
 //! `main.rs` only calls [`main_with_args`]; everything else lives here so
 //! tests can drive it.
 
+pub mod apiclient;
 pub mod cluster;
 pub mod duration;
+pub mod images;
 pub mod kubeconfig;
+pub mod net;
+pub mod node;
 pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod state;
+pub mod teardown;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -93,12 +99,15 @@ pub enum Command {
     /// Deletes one of [cluster, clusters]
     #[command(subcommand)]
     Delete(DeleteCommand),
-    /// Gets one of [clusters, kubeconfig]
+    /// Gets one of [clusters, nodes, kubeconfig]
     #[command(subcommand)]
     Get(GetCommand),
     /// Exports one of [kubeconfig]
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Loads images into nodes
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Prints the ferrokube CLI version
     Version,
 }
@@ -130,6 +139,21 @@ pub enum CreateCommand {
         /// retain the cluster's state and processes for debugging if creation fails
         #[arg(long = "retain")]
         retain: bool,
+        /// start no nodes: only etcd, kube-apiserver and the registry (for tests)
+        #[arg(long = "control-plane-only", hide = true)]
+        control_plane_only: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Loads an image archive (OCI or docker-archive tarball) into every node
+    #[command(name = "image-archive")]
+    ImageArchive {
+        #[command(flatten)]
+        name: NameArg,
+        /// the image archive
+        file: PathBuf,
     },
 }
 
@@ -160,6 +184,11 @@ pub enum DeleteCommand {
 pub enum GetCommand {
     /// Lists existing ferrokube clusters by their name
     Clusters,
+    /// Lists existing ferrokube nodes by their name
+    Nodes {
+        #[command(flatten)]
+        name: NameArg,
+    },
     /// Prints cluster kubeconfig
     Kubeconfig {
         #[command(flatten)]
@@ -209,12 +238,14 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
             wait,
             kubeconfig,
             retain,
+            control_plane_only,
         }) => {
             let opts = cluster::CreateOptions {
                 name: name.name,
                 wait,
                 kubeconfig,
                 retain,
+                control_plane_only,
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -249,6 +280,21 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
             for n in names {
                 writeln!(stdout, "{n}")?;
             }
+        }
+        Command::Get(GetCommand::Nodes { name }) => {
+            let nodes = cluster::get_nodes(&name.name)?;
+            if nodes.is_empty() {
+                out.status(&format!(
+                    "No ferrokube nodes found for cluster \"{}\".",
+                    name.name
+                ));
+            }
+            for n in nodes {
+                writeln!(stdout, "{n}")?;
+            }
+        }
+        Command::Load(LoadCommand::ImageArchive { name, file }) => {
+            cluster::load_image_archive(&name.name, &file, &out)?;
         }
         Command::Get(GetCommand::Kubeconfig { name }) => {
             let text = cluster::get_kubeconfig(&name.name)?;
@@ -305,7 +351,9 @@ mod tests {
                 wait,
                 kubeconfig,
                 retain,
+                control_plane_only,
             }) => {
+                assert!(!control_plane_only);
                 assert_eq!(name.name, "ferrokube");
                 assert_eq!(wait, Duration::from_secs(120));
                 assert!(kubeconfig.is_none());
@@ -351,6 +399,21 @@ mod tests {
             Command::Version
         ));
         assert!(parse(&["delete", "cluster", "--name", "z"]).is_ok());
+        match parse(&["load", "image-archive", "/x.tar", "--name", "c"])
+            .unwrap()
+            .command
+        {
+            Command::Load(LoadCommand::ImageArchive { name, file }) => {
+                assert_eq!(name.name, "c");
+                assert_eq!(file, PathBuf::from("/x.tar"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["load", "image-archive"]).is_err());
+        assert!(matches!(
+            parse(&["get", "nodes", "-n", "c"]).unwrap().command,
+            Command::Get(GetCommand::Nodes { .. })
+        ));
         assert!(parse(&["frobnicate"]).is_err());
     }
 

@@ -9,13 +9,21 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use component_base::certs;
 
-use crate::state::Layout;
+use crate::state::{Layout, NodeLayout};
 
 /// The first address of the service CIDR (the `kubernetes` Service).
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 pub const ADMIN_USER: &str = "kubernetes-admin";
 pub const ADMIN_GROUP: &str = "system:masters";
+/// The identity kube-apiserver presents to kubelets (kubeadm's name).
+pub const APISERVER_KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// The user name of a node's kubelet.
+pub fn node_user(node: &str) -> String {
+    format!("system:node:{node}")
+}
 
 /// What create needs in memory after generating the PKI.
 #[derive(Debug, Clone)]
@@ -24,6 +32,8 @@ pub struct Pki {
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
     pub admin_token: String,
+    /// The CA key, for signing node certificates later.
+    pub ca_key_pem: String,
 }
 
 fn write_private(path: &Path, content: &str) -> Result<()> {
@@ -51,8 +61,9 @@ pub fn random_token() -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The apiserver's serving certificate names.
-pub fn apiserver_sans() -> (Vec<String>, Vec<IpAddr>) {
+/// The apiserver's serving certificate names; `extra_ips` are added to
+/// 127.0.0.1 and the `kubernetes` Service IP (e.g. the advertise address).
+pub fn apiserver_sans(extra_ips: &[IpAddr]) -> (Vec<String>, Vec<IpAddr>) {
     let dns = [
         "localhost",
         "kubernetes",
@@ -63,10 +74,15 @@ pub fn apiserver_sans() -> (Vec<String>, Vec<IpAddr>) {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let ips = ["127.0.0.1", KUBERNETES_SERVICE_IP]
+    let mut ips: Vec<IpAddr> = ["127.0.0.1", KUBERNETES_SERVICE_IP]
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
+    for ip in extra_ips {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
     (dns, ips)
 }
 
@@ -76,8 +92,9 @@ pub fn token_line(token: &str, user: &str, uid: &str, groups: &[&str]) -> String
     format!("{token},{user},{uid},\"{}\"\n", groups.join(","))
 }
 
-/// Generate `pki/` and `tokens.csv` under the cluster directory.
-pub fn generate(layout: &Layout) -> Result<Pki> {
+/// Generate `pki/` and `tokens.csv` under the cluster directory. The
+/// apiserver serving certificate also covers `extra_ips`.
+pub fn generate(layout: &Layout, extra_ips: &[IpAddr]) -> Result<Pki> {
     let dir = layout.pki();
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
@@ -85,7 +102,7 @@ pub fn generate(layout: &Layout) -> Result<Pki> {
     write_public(&layout.pki_file("ca.crt"), &ca)?;
     write_private(&layout.pki_file("ca.key"), &ca_key)?;
 
-    let (dns, ips) = apiserver_sans();
+    let (dns, ips) = apiserver_sans(extra_ips);
     let (crt, key) = certs::generate_serving_cert(&ca, &ca_key, "kube-apiserver", &dns, &ips)?;
     write_public(&layout.pki_file("apiserver.crt"), &crt)?;
     write_private(&layout.pki_file("apiserver.key"), &key)?;
@@ -94,6 +111,16 @@ pub fn generate(layout: &Layout) -> Result<Pki> {
         certs::generate_client_cert(&ca, &ca_key, ADMIN_USER, &[ADMIN_GROUP.to_string()])?;
     write_public(&layout.pki_file("admin.crt"), &admin_crt)?;
     write_private(&layout.pki_file("admin.key"), &admin_key)?;
+
+    // kube-apiserver's client certificate towards the kubelets.
+    let (kc_crt, kc_key) = certs::generate_client_cert(
+        &ca,
+        &ca_key,
+        APISERVER_KUBELET_CLIENT_USER,
+        &[ADMIN_GROUP.to_string()],
+    )?;
+    write_public(&layout.pki_file("apiserver-kubelet-client.crt"), &kc_crt)?;
+    write_private(&layout.pki_file("apiserver-kubelet-client.key"), &kc_key)?;
 
     let token = random_token()?;
     write_private(
@@ -106,6 +133,44 @@ pub fn generate(layout: &Layout) -> Result<Pki> {
         admin_cert_pem: admin_crt,
         admin_key_pem: admin_key,
         admin_token: token,
+        ca_key_pem: ca_key,
+    })
+}
+
+/// A node's kubelet credentials, PEM.
+#[derive(Debug, Clone)]
+pub struct NodePki {
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+}
+
+/// Generate a node's `pki/`: `kubelet-client.{crt,key}` (user
+/// `system:node:<node>`, group `system:nodes`), `kubelet.{crt,key}`
+/// (serving, for the node name and address) and a copy of `ca.crt`.
+pub fn generate_node(pki: &Pki, node: &NodeLayout, node_ip: IpAddr) -> Result<NodePki> {
+    let dir = node.pki();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_public(&node.pki_file("ca.crt"), &pki.ca_pem)?;
+    let (crt, key) = certs::generate_client_cert(
+        &pki.ca_pem,
+        &pki.ca_key_pem,
+        &node_user(&node.name),
+        &[NODES_GROUP.to_string()],
+    )?;
+    write_public(&node.pki_file("kubelet-client.crt"), &crt)?;
+    write_private(&node.pki_file("kubelet-client.key"), &key)?;
+    let (scrt, skey) = certs::generate_serving_cert(
+        &pki.ca_pem,
+        &pki.ca_key_pem,
+        &node.name,
+        std::slice::from_ref(&node.name),
+        &[node_ip],
+    )?;
+    write_public(&node.pki_file("kubelet.crt"), &scrt)?;
+    write_private(&node.pki_file("kubelet.key"), &skey)?;
+    Ok(NodePki {
+        client_cert_pem: crt,
+        client_key_pem: key,
     })
 }
 
@@ -118,7 +183,7 @@ mod tests {
     fn generates_files() {
         let home = tempfile::tempdir().unwrap();
         let layout = Layout::new(home.path(), "p");
-        let pki = generate(&layout).unwrap();
+        let pki = generate(&layout, &["10.200.0.1".parse().unwrap()]).unwrap();
         for f in [
             "ca.crt",
             "ca.key",
@@ -126,6 +191,8 @@ mod tests {
             "apiserver.key",
             "admin.crt",
             "admin.key",
+            "apiserver-kubelet-client.crt",
+            "apiserver-kubelet-client.key",
         ] {
             assert!(layout.pki_file(f).is_file(), "{f}");
         }
@@ -156,6 +223,36 @@ mod tests {
             )
         );
         assert_eq!(pki.admin_token.len(), 32);
+        let kc = tls::load_certs(layout.pki_file("apiserver-kubelet-client.crt")).unwrap();
+        assert_eq!(
+            tls::peer_identity(&kc[0]).unwrap(),
+            (
+                APISERVER_KUBELET_CLIENT_USER.to_string(),
+                vec![ADMIN_GROUP.to_string()]
+            )
+        );
+        let (_, ips) = apiserver_sans(&["10.200.0.1".parse().unwrap()]);
+        assert_eq!(
+            ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            ["127.0.0.1", "10.96.0.1", "10.200.0.1"]
+        );
+
+        let node = layout.node("p-control-plane");
+        let np = generate_node(&pki, &node, "10.200.0.10".parse().unwrap()).unwrap();
+        let client = tls::parse_certs(np.client_cert_pem.as_bytes()).unwrap();
+        assert_eq!(
+            tls::peer_identity(&client[0]).unwrap(),
+            (
+                "system:node:p-control-plane".to_string(),
+                vec!["system:nodes".to_string()]
+            )
+        );
+        tls::server_config(
+            node.pki_file("kubelet.crt"),
+            node.pki_file("kubelet.key"),
+            Some(&node.pki_file("ca.crt")),
+        )
+        .unwrap();
         assert_ne!(random_token().unwrap(), random_token().unwrap());
     }
 

@@ -24,6 +24,13 @@ pub enum Readiness {
     /// `GET https://127.0.0.1:<port>/readyz` returns 200 `ok` (TLS verified
     /// against the cluster CA, authenticated with the admin client cert).
     ApiserverReadyz { port: u16 },
+    /// The unix socket at `path` accepts connections (containerd).
+    UnixSocket { path: PathBuf },
+    /// `GET http://<addr><path>` returns 200 (the registry's `/v2/`).
+    Http { addr: String, path: String },
+    /// The Node named `node` reports condition Ready=True in the API served
+    /// on 127.0.0.1:<port> (the kubelet).
+    NodeReady { port: u16, node: String },
 }
 
 /// A daemon to run: adding one to a cluster is adding one of these.
@@ -37,6 +44,9 @@ pub struct Component {
     pub env: Vec<(String, String)>,
     pub log_file: PathBuf,
     pub readiness: Readiness,
+    /// Run it inside this network namespace (`/run/netns/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// A started component, as recorded in `cluster.json`.
@@ -71,6 +81,8 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
         .or_else(|| find_in_path(name))
+        // Daemons run with the cluster directory as working directory.
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
 }
 
 /// Look `name` up on `$PATH` (or the usual default path when unset).
@@ -103,6 +115,18 @@ pub fn spawn(c: &Component, cwd: &Path) -> Result<RunningProcess> {
         .open(&c.log_file)
         .with_context(|| format!("opening {}", c.log_file.display()))?;
     let log2 = log.try_clone()?;
+    // Opened before forking: the child only calls setns on it.
+    let netns = match &c.netns {
+        Some(ns) => {
+            let path = Path::new("/run/netns").join(ns);
+            Some(
+                fs::File::open(&path)
+                    .with_context(|| format!("opening network namespace {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let mut cmd = Command::new(&c.binary);
     cmd.args(&c.args)
         .envs(c.env.iter().map(|(k, v)| (k, v)))
@@ -110,10 +134,16 @@ pub fn spawn(c: &Component, cwd: &Path) -> Result<RunningProcess> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid and setns are async-signal-safe system calls and touch
+    // no memory of the parent; the fd stays open until after the fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if let Some(fd) = netns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
@@ -123,6 +153,7 @@ pub fn spawn(c: &Component, cwd: &Path) -> Result<RunningProcess> {
     let pid = i32::try_from(child.id()).map_err(|_| anyhow!("pid out of range"))?;
     // The child is deliberately not waited for: it is a detached daemon.
     drop(child);
+    drop(netns);
     let mut cmdline = vec![c.binary.to_string_lossy().into_owned()];
     cmdline.extend(c.args.iter().cloned());
     Ok(RunningProcess {
@@ -258,6 +289,7 @@ mod tests {
             env: vec![("FERROKUBE_TEST".into(), "1".into())],
             log_file: dir.join("logs").join(format!("{name}.log")),
             readiness: Readiness::None,
+            netns: None,
         }
     }
 
@@ -340,6 +372,7 @@ mod tests {
             log_file: std::env::temp_dir()
                 .join(format!("ferrokube-bad-{}.log", std::process::id())),
             readiness: Readiness::None,
+            netns: None,
         };
         assert!(spawn(&bad, Path::new("/")).is_err());
         let _ = fs::remove_file(&bad.log_file);

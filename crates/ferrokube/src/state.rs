@@ -88,6 +88,115 @@ impl Layout {
     pub fn marker(&self) -> String {
         self.dir.display().to_string()
     }
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.dir.join("nodes")
+    }
+    /// The state directory of one node.
+    pub fn node(&self, node: &str) -> NodeLayout {
+        NodeLayout {
+            name: node.to_string(),
+            dir: self.nodes_dir().join(node),
+        }
+    }
+    /// The local registry's directory (config and storage).
+    pub fn registry(&self) -> PathBuf {
+        self.dir.join("registry")
+    }
+    pub fn registry_config(&self) -> PathBuf {
+        self.registry().join("config.yml")
+    }
+    pub fn registry_data(&self) -> PathBuf {
+        self.registry().join("data")
+    }
+}
+
+/// Paths of one node's state: `<cluster dir>/nodes/<node>/`.
+#[derive(Debug, Clone)]
+pub struct NodeLayout {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl NodeLayout {
+    pub fn containerd(&self) -> PathBuf {
+        self.dir.join("containerd")
+    }
+    pub fn containerd_root(&self) -> PathBuf {
+        self.containerd().join("root")
+    }
+    pub fn containerd_state(&self) -> PathBuf {
+        self.containerd().join("state")
+    }
+    pub fn containerd_config(&self) -> PathBuf {
+        self.containerd().join("config.toml")
+    }
+    /// `containerd/certs.d`: containerd's registry `config_path`.
+    pub fn certs_d(&self) -> PathBuf {
+        self.containerd().join("certs.d")
+    }
+    /// A symlink to the containerd socket (the socket itself lives in a
+    /// short path under /run: unix socket paths are limited to 107 bytes).
+    pub fn containerd_socket_link(&self) -> PathBuf {
+        self.containerd().join("containerd.sock")
+    }
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("net.d")
+    }
+    pub fn cni_cache_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("cache")
+    }
+    /// The kubelet's `--root-dir`.
+    pub fn kubelet_root(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+    pub fn pod_logs(&self) -> PathBuf {
+        self.dir.join("pod-logs")
+    }
+    /// `staticPodPath`.
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.join("manifests")
+    }
+    pub fn kubelet_config(&self) -> PathBuf {
+        self.dir.join("kubelet-config.yaml")
+    }
+    pub fn kubelet_kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubelet.kubeconfig")
+    }
+    pub fn pki(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+    pub fn pki_file(&self, file: &str) -> PathBuf {
+        self.pki().join(file)
+    }
+}
+
+/// The role of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+/// One node of a cluster, as recorded in `cluster.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeState {
+    pub name: String,
+    pub role: NodeRole,
+    /// 0-based position in the cluster (addresses derive from it).
+    pub index: u8,
+    /// The network namespace (`/run/netns/<netns>`) containerd and the
+    /// kubelet run in.
+    pub netns: String,
+    /// The node's address on the cluster bridge.
+    pub ip: String,
+    /// The node's pod range.
+    pub pod_cidr: String,
+    /// The host end of the node's veth pair.
+    pub host_veth: String,
+    /// containerd's socket.
+    pub containerd_socket: PathBuf,
 }
 
 /// `cluster.json`.
@@ -106,6 +215,16 @@ pub struct ClusterState {
     /// Kubeconfig files this cluster was merged into (cleaned on delete).
     #[serde(default)]
     pub kubeconfigs: Vec<PathBuf>,
+    /// The machine-wide cluster index `n` (bridge `fkbr<n>`, node subnet
+    /// 10.200.n.0/24, pod CIDR 10.(128+n).0.0/16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u8>,
+    /// The local registry's `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// The cluster's nodes, in creation order.
+    #[serde(default)]
+    pub nodes: Vec<NodeState>,
 }
 
 impl ClusterState {

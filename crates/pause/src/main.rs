@@ -37,19 +37,29 @@ fn install(sig: libc::c_int, handler: extern "C" fn(libc::c_int), flags: libc::c
 
 fn main() {
     // Like upstream, `-v` prints the version; other arguments are ignored.
-    if std::env::args().skip(1).any(|a| a.eq_ignore_ascii_case("-v")) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a.eq_ignore_ascii_case("-v"))
+    {
         let _ = writeln!(std::io::stdout(), "pause.ferrokube {VERSION}");
         std::process::exit(0);
     }
 
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
-        let _ = writeln!(std::io::stderr(), "Warning: pause should be the first process");
+        let _ = writeln!(
+            std::io::stderr(),
+            "Warning: pause should be the first process"
+        );
     }
 
     let ok = install(libc::SIGINT, on_term, 0)
         && install(libc::SIGTERM, on_term, 0)
-        && install(libc::SIGCHLD, on_child, libc::SA_NOCLDSTOP | libc::SA_RESTART);
+        && install(
+            libc::SIGCHLD,
+            on_child,
+            libc::SA_NOCLDSTOP | libc::SA_RESTART,
+        );
     if !ok {
         let _ = writeln!(
             std::io::stderr(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -33,6 +33,7 @@ struct Opts {
     watchers: usize,
     rounds: usize,
     rss_objects: usize,
+    pods: usize,
 }
 
 impl Opts {
@@ -43,6 +44,7 @@ impl Opts {
             watchers: 1000,
             rounds: 20,
             rss_objects: 10_000,
+            pods: 100,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -52,6 +54,7 @@ impl Opts {
                 "--watchers" => o.watchers = val()?.parse()?,
                 "--rounds" => o.rounds = val()?.parse()?,
                 "--rss-objects" => o.rss_objects = val()?.parse()?,
+                "--pods" => o.pods = val()?.parse()?,
                 "--levels" => {
                     o.levels = val()?
                         .split(',')
@@ -60,7 +63,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N]"
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N]"
                     );
                     std::process::exit(0);
                 }
@@ -598,6 +601,14 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
     let data = payload();
     let sample = serde_json::to_vec(&configmap("cm-00000", "bench-api-64", &data))?;
 
+    // (0) pod startup on the node, on a fresh cluster.
+    let pods = if opts.pods > 0 {
+        eprintln!("== pod startup: {} pods on one node", opts.pods);
+        Some(pod_startup(cluster, &client, opts.pods).await)
+    } else {
+        None
+    };
+
     // (3a) idle RSS.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss, _) = rss_kib(api_pid)?;
@@ -774,6 +785,38 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
         mib(hwm_end)
     );
     println!();
+    match &pods {
+        Some(Ok(p)) => {
+            println!(
+                "Pod startup (create request to Running seen through a watch), {} pods, warm image, {} at a time",
+                p.lat.samples.len(),
+                POD_CONCURRENCY
+            );
+            println!();
+            println!("| measure | value |");
+            println!("|---------|------:|");
+            println!("| p50 ms | {} |", ms(p.lat.pct(50.0)));
+            println!("| p99 ms | {} |", ms(p.lat.pct(99.0)));
+            println!("| max ms | {} |", ms(p.lat.max()));
+            println!("| kubelet RSS with the pods running, MiB | {} |", mib(p.kubelet_rss));
+            println!();
+            let p99 = p.lat.pct(99.0);
+            println!(
+                "target pod startup p99 ≤ 1.5 s: {} ms {}",
+                ms(p99),
+                if p99 <= Duration::from_millis(1500) { "MET" } else { "NOT MET" }
+            );
+            println!(
+                "target kubelet RSS with {} pods ≤ 30 MiB: {} MiB {}",
+                p.lat.samples.len(),
+                mib(p.kubelet_rss),
+                if p.kubelet_rss <= 30 * 1024 { "MET" } else { "NOT MET" }
+            );
+            println!();
+        }
+        Some(Err(e)) => println!("Pod startup: FAILED: {e:#}\n"),
+        None => {}
+    }
     if let Some((_, api, raw, ..)) = rows.iter().find(|r| r.0 == 64) {
         let ratio = api.per_sec() / raw.per_sec();
         println!(
@@ -804,4 +847,112 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
         }
     );
     watch.map(|_| ())
+}
+
+/// Pods created at once by the pod-startup benchmark.
+const POD_CONCURRENCY: usize = 10;
+
+struct PodStartup {
+    lat: Lat,
+    kubelet_rss: u64,
+}
+
+fn bench_pod(name: &str, node: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "startup"}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "sleep",
+                "image": "docker.io/library/busybox:latest",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"]
+            }]
+        }
+    }))
+    .expect("static pod manifest")
+}
+
+/// Creation-to-Running latency of `n` pods on the cluster's node (image
+/// already present), seen through one watch; then the kubelet's RSS with
+/// all of them running. The pods are deleted afterwards.
+async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<PodStartup> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let node = format!("{}-control-plane", cluster.name);
+    let ns = "bench-pods";
+    create_namespace(client, ns).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+
+    // Warm the image (and the node) with one pod first.
+    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    pods.create(&PostParams::default(), &bench_pod("warmup", &node)).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if running(&pods.get("warmup").await?) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("warm-up pod did not reach Running in 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut stream = pods
+        .watch(&WatchParams::default().labels("bench=startup"), "0")
+        .await?
+        .boxed();
+    let watcher = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, Duration> = HashMap::new();
+            while let Some(ev) = stream.next().await {
+                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev? else { continue };
+                let name = p.metadata.name.clone().unwrap_or_default();
+                if name == "warmup" || seen.contains_key(&name) || !running(&p) {
+                    continue;
+                }
+                let Some(t0) = sent.lock().unwrap().get(&name).copied() else { continue };
+                seen.insert(name, t0.elapsed());
+                if seen.len() == n {
+                    break;
+                }
+            }
+            anyhow::Ok(seen)
+        })
+    };
+    let names: Vec<String> = (0..n).map(|i| format!("pod-{i:04}")).collect();
+    futures::stream::iter(names.iter().cloned())
+        .for_each_concurrent(POD_CONCURRENCY, |name| {
+            let pods = pods.clone();
+            let sent = sent.clone();
+            let node = node.clone();
+            async move {
+                sent.lock().unwrap().insert(name.clone(), Instant::now());
+                if let Err(e) = pods.create(&PostParams::default(), &bench_pod(&name, &node)).await {
+                    eprintln!("  create {name}: {e}");
+                }
+            }
+        })
+        .await;
+    let seen = tokio::time::timeout(Duration::from_secs(300), watcher)
+        .await
+        .map_err(|_| anyhow!("not all {n} pods reached Running within 300 s"))???;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (kubelet_rss, _) = rss_kib(cluster.pid("kubelet"))?;
+    let lat = Lat::new(seen.into_values().collect());
+    eprintln!(
+        "  p50 {} ms p99 {} ms; kubelet RSS {} MiB",
+        ms(lat.pct(50.0)),
+        ms(lat.pct(99.0)),
+        mib(kubelet_rss)
+    );
+    let _ = pods
+        .delete_collection(&Default::default(), &ListParams::default())
+        .await;
+    Ok(PodStartup { lat, kubelet_rss })
 }
