@@ -997,6 +997,72 @@ pub fn load_image_archive(name: &str, file: &Path, out: &Output) -> Result<()> {
     Ok(())
 }
 
+/// `ferrokube restart kubelet`: stop each selected node's kubelet (SIGTERM,
+/// then SIGKILL after the grace period), start it again with the same
+/// command line, and wait until its Node is Ready again. Running pods are
+/// left alone: the new kubelet adopts them from containerd.
+pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Result<()> {
+    let layout = existing_layout(name)?;
+    let mut st = ClusterState::load(&layout)?
+        .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
+    let nodes: Vec<NodeState> = st
+        .nodes
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.name))
+        .cloned()
+        .collect();
+    if nodes.is_empty() {
+        bail!("cluster '{name}' has no node {}", only.unwrap_or("at all"));
+    }
+    let read = |f: &str| {
+        fs::read_to_string(layout.pki_file(f))
+            .with_context(|| format!("reading {}", layout.pki_file(f).display()))
+    };
+    let client = admin_client(&Pki {
+        ca_pem: read("ca.crt")?,
+        admin_cert_pem: read("admin.crt")?,
+        admin_key_pem: read("admin.key")?,
+        admin_token: String::new(),
+        ca_key_pem: String::new(),
+    })?;
+    let port = *st
+        .ports
+        .get("apiserver")
+        .ok_or_else(|| anyhow!("cluster.json has no apiserver port"))?;
+    for nd in &nodes {
+        let pname = node::kubelet_process(&nd.name);
+        let Some(idx) = st.processes.iter().position(|p| p.name == pname) else {
+            bail!("node {} has no kubelet process recorded", nd.name);
+        };
+        let old = st.processes[idx].clone();
+        let binary = old
+            .cmdline
+            .first()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
+        let c = node::kubelet_component(&layout, nd, &binary, port);
+        out.begin(&format!("Restarting kubelet on {}", nd.name));
+        old.stop(&layout.marker(), STOP_GRACE);
+        let p = match process::spawn(&c, &layout.dir) {
+            Ok(p) => p,
+            Err(e) => {
+                out.end(false);
+                return Err(e);
+            }
+        };
+        st.processes[idx] = p.clone();
+        st.save(&layout)?;
+        let deadline = Instant::now() + NODE_MIN_WAIT;
+        // The old kubelet's Ready status may still be current: wait for the
+        // new process to renew it, then for Ready.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = wait_node(nd, &c, &p, &client, port, true, deadline).await;
+        out.end(r.is_ok());
+        r.map_err(|e| with_log_tail(e, &c.log_file))?;
+    }
+    Ok(())
+}
+
 /// `ferrokube get clusters`.
 pub fn list() -> Result<Vec<String>> {
     state::list_clusters(&state::ferrokube_home()?)

@@ -108,6 +108,9 @@ pub enum Command {
     /// Loads images into nodes
     #[command(subcommand)]
     Load(LoadCommand),
+    /// Restarts a node daemon: [kubelet]
+    #[command(subcommand)]
+    Restart(RestartCommand),
     /// Prints the ferrokube CLI version
     Version,
 }
@@ -177,6 +180,19 @@ pub enum DeleteCommand {
         kubeconfig: Option<PathBuf>,
         /// cluster names
         names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestartCommand {
+    /// Restarts the kubelet of every node (or of --node), as
+    /// `systemctl restart kubelet` would on a real machine
+    Kubelet {
+        #[command(flatten)]
+        name: NameArg,
+        /// only this node
+        #[arg(long)]
+        node: Option<String>,
     },
 }
 
@@ -295,6 +311,13 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
         }
         Command::Load(LoadCommand::ImageArchive { name, file }) => {
             cluster::load_image_archive(&name.name, &file, &out)?;
+        }
+        Command::Restart(RestartCommand::Kubelet { name, node }) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster::restart_kubelet(&name.name, node.as_deref(), &out))
+                .map_err(|e| e.context("failed to restart kubelet"))?;
         }
         Command::Get(GetCommand::Kubeconfig { name }) => {
             let text = cluster::get_kubeconfig(&name.name)?;

@@ -39,7 +39,11 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
 }
 
 /// Waits for the runtime to answer Version, retrying while it is not up.
-async fn wait_for_runtime(rt: &runtime::Runtime, endpoint: &str) -> Result<cri::runtime::v1::VersionResponse> {
+async fn wait_for_runtime(
+    rt: &runtime::Runtime,
+    endpoint: &str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<cri::runtime::v1::VersionResponse> {
     let mut logged = false;
     loop {
         match rt.version().await {
@@ -51,7 +55,7 @@ async fn wait_for_runtime(rt: &runtime::Runtime, endpoint: &str) -> Result<cri::
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = component_base::signals::shutdown_signal() => anyhow::bail!("interrupted while waiting for the container runtime"),
+                    _ = stop.wait_for(|v| *v) => anyhow::bail!("interrupted while waiting for the container runtime"),
                 }
             }
         }
@@ -67,6 +71,13 @@ pub async fn run(opts: Options) -> Result<()> {
 
 /// [`run`] with an already resolved configuration.
 pub async fn run_with_config(cfg: Arc<KubeletConfig>) -> Result<()> {
+    // One signal watcher for the whole process, installed first.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        component_base::signals::shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&cfg.root_dir).with_context(|| format!("creating {}", cfg.root_dir.display()))?;
     std::fs::create_dir_all(&cfg.pod_logs_dir).with_context(|| format!("creating {}", cfg.pod_logs_dir.display()))?;
@@ -74,7 +85,7 @@ pub async fn run_with_config(cfg: Arc<KubeletConfig>) -> Result<()> {
 
     let client = kube_client(cfg.kubeconfig.as_deref()).await?;
     let rt = runtime::Runtime::connect_lazy(&cfg.container_runtime_endpoint)?;
-    let version = wait_for_runtime(&rt, &cfg.container_runtime_endpoint).await?;
+    let version = wait_for_runtime(&rt, &cfg.container_runtime_endpoint, stop_rx.clone()).await?;
     let runtime_name = if version.runtime_name.is_empty() { "containerd".to_string() } else { version.runtime_name.clone() };
     tracing::info!(runtime = %runtime_name, version = %version.runtime_version, api = %version.runtime_api_version, "container runtime connected");
 
@@ -99,7 +110,6 @@ pub async fn run_with_config(cfg: Arc<KubeletConfig>) -> Result<()> {
     ));
     ctx.set_node_allocatable(node::allocatable(&info, cfg.max_pods, &cfg.eviction_hard));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
@@ -155,7 +165,7 @@ pub async fn run_with_config(cfg: Arc<KubeletConfig>) -> Result<()> {
     let manager = pods::PodManager::new(ctx.clone());
     let mut result = Ok(());
     tokio::select! {
-        _ = manager.run(component_base::signals::shutdown_signal()) => {}
+        _ = manager.run(stopped(stop_rx.clone())) => {}
         r = &mut server_task => {
             result = match r {
                 Ok(Ok(())) => Ok(()),

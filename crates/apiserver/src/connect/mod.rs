@@ -191,10 +191,6 @@ async fn pod_kubelet(state: &ApiState, pod: &Value) -> Result<Option<(String, u1
     state.kubelet.location(&n).map(Some)
 }
 
-fn kubelet(state: &ApiState) -> &KubeletClient {
-    &state.kubelet
-}
-
 /// Append `k=v` pairs sorted by key (as Go's `url.Values.Encode`).
 fn encode(mut pairs: Vec<(&str, String)>) -> String {
     pairs.sort_by(|a, b| a.0.cmp(b.0));
@@ -402,7 +398,8 @@ async fn pod_log(
     );
     let authority = KubeletClient::authority(&host, port);
     let insecure = query_bool(&q, "insecureSkipTLSVerifyBackend");
-    let io = kubelet(state)
+    let io = state
+        .kubelet
         .connect(&host, port, insecure)
         .await
         .map_err(|e| dial_error("Get", &authority, &pq, &e))?;
@@ -496,7 +493,8 @@ async fn proxy_stream(
         narrow_websocket_protocols(req.headers_mut(), ws_supported)?;
     }
     let authority = KubeletClient::authority(host, port);
-    let io = kubelet(state)
+    let io = state
+        .kubelet
         .connect(host, port, false)
         .await
         .map_err(|e| {
@@ -662,7 +660,8 @@ async fn node_proxy(
     };
     let authority = KubeletClient::authority(&host, port);
     if is_upgrade_request(req.headers()) {
-        let io = kubelet(state)
+        let io = state
+            .kubelet
             .connect(&host, port, false)
             .await
             .map_err(|e| {
@@ -685,7 +684,8 @@ async fn node_proxy(
                 )
             });
     }
-    let io = kubelet(state)
+    let io = state
+        .kubelet
         .connect(&host, port, false)
         .await
         .map_err(|e| {
