@@ -107,7 +107,9 @@ fn logs(c: &Cluster, args: &[&str]) -> String {
 /// Wait for a line in `kubectl port-forward`'s output and return the local port.
 fn forwarded_port(reader: &mut LineReader) -> u16 {
     let line = reader
-        .wait_for(Duration::from_secs(30), |l| l.starts_with("Forwarding from 127.0.0.1:"))
+        .wait_for(Duration::from_secs(30), |l| {
+            l.starts_with("Forwarding from 127.0.0.1:")
+        })
         .unwrap_or_else(|| panic!("port-forward printed no address: {:?}", reader.seen));
     line.trim_start_matches("Forwarding from 127.0.0.1:")
         .split_whitespace()
@@ -162,14 +164,43 @@ fn logs_exec_attach_cp_port_forward() {
         assert_eq!(cs["ready"], true, "{cs}");
         assert_eq!(cs["started"], true, "{cs}");
         assert_eq!(cs["restartCount"], 0, "{cs}");
-        assert!(cs["containerID"].as_str().unwrap_or("").starts_with("containerd://"), "{cs}");
-        assert!(cs["imageID"].as_str().unwrap_or("").contains("sha256:"), "{cs}");
+        assert!(
+            cs["containerID"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("containerd://"),
+            "{cs}"
+        );
+        assert!(
+            cs["imageID"].as_str().unwrap_or("").contains("sha256:"),
+            "{cs}"
+        );
         assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
-        assert!(p["status"]["podIP"].as_str().unwrap_or("").starts_with("10."), "{}", p["status"]);
-        assert!(p["status"]["hostIP"].as_str().unwrap_or("").starts_with("10.200."), "{}", p["status"]);
+        assert!(
+            p["status"]["podIP"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("10."),
+            "{}",
+            p["status"]
+        );
+        assert!(
+            p["status"]["hostIP"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("10.200."),
+            "{}",
+            p["status"]
+        );
         assert_eq!(p["status"]["qosClass"], "BestEffort");
         assert!(p["status"]["startTime"].is_string());
-        for ty in ["PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"] {
+        for ty in [
+            "PodScheduled",
+            "PodReadyToStartContainers",
+            "Initialized",
+            "ContainersReady",
+            "Ready",
+        ] {
             assert_eq!(condition(&p, ty), "True", "{ty} in {}", p["status"]);
         }
     });
@@ -183,7 +214,11 @@ fn logs_exec_attach_cp_port_forward() {
     t.check("kubectl logs shows stdout and stderr", || {
         let out = eventually("tick 2 in logs", Duration::from_secs(20), || {
             let out = logs(&c, &["hello"]);
-            if out.contains("tick 2") { Ok(out) } else { Err(out) }
+            if out.contains("tick 2") {
+                Ok(out)
+            } else {
+                Err(out)
+            }
         });
         assert!(out.starts_with("hello from busybox\n"), "{out}");
         assert_contains(&out, "to stderr\n");
@@ -196,7 +231,10 @@ fn logs_exec_attach_cp_port_forward() {
         let out = logs(&c, &["hello", "-c", "hello", "--timestamps", "--tail=2"]);
         for line in out.lines() {
             let (ts, rest) = line.split_once(' ').unwrap_or_else(|| panic!("{line}"));
-            assert!(ts.len() >= 20 && ts.contains('T') && ts.ends_with('Z'), "timestamp {ts:?} in {out}");
+            assert!(
+                ts.len() >= 20 && ts.contains('T') && ts.ends_with('Z'),
+                "timestamp {ts:?} in {out}"
+            );
             assert!(rest.starts_with("tick "), "{out}");
         }
         let out = logs(&c, &["hello", "--since=1h"]);
@@ -223,7 +261,12 @@ fn logs_exec_attach_cp_port_forward() {
         let out = c.kubectl_ok(&["exec", "hello", "--", "sh", "-c", "echo out-$((6*7))"]);
         assert_eq!(out, "out-42\n");
         let out = c.kubectl(&["exec", "hello", "--", "sh", "-c", "echo partial; exit 3"]);
-        assert_eq!(out.status.code(), Some(3), "{}", describe_output("exec", &out));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            describe_output("exec", &out)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "partial\n");
         let out = c.kubectl_stdin_ok(&["exec", "-i", "hello", "--", "cat"], "from stdin\n");
         assert_eq!(out, "from stdin\n");
@@ -248,7 +291,11 @@ fn logs_exec_attach_cp_port_forward() {
             Duration::from_secs(60),
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", describe_output("script kubectl exec -it", &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            describe_output("script kubectl exec -it", &out)
+        );
         assert_contains(&text, "/dev/pts/");
     });
 
@@ -260,7 +307,10 @@ fn logs_exec_attach_cp_port_forward() {
         assert_eq!(out, "copied through tar\n");
         let back = c.scratch("cp-out.txt");
         c.kubectl_ok(&["cp", "default/hello:/tmp/cp-in.txt", back.to_str().unwrap()]);
-        assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied through tar\n");
+        assert_eq!(
+            std::fs::read_to_string(&back).unwrap(),
+            "copied through tar\n"
+        );
     });
 
     t.check("kubectl attach reads a running container's output", || {
@@ -272,18 +322,23 @@ fn logs_exec_attach_cp_port_forward() {
         assert!(got.is_some(), "attach printed no ticks: {:?}", r.seen);
     });
 
-    t.check("kubectl port-forward serves HTTP from the test-server", || {
-        wait_ready(&c, "web");
-        let mut child = c.spawn_kubectl(&["port-forward", "pod/web", ":8080"]);
-        let mut r = LineReader::new(child.stdout.take().unwrap());
-        let port = forwarded_port(&mut r);
-        let host = http_get(&format!("http://127.0.0.1:{port}/hostname"));
-        let echo = http_get(&format!("http://127.0.0.1:{port}/echo?msg=through-the-tunnel"));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(host.unwrap().trim(), "web");
-        assert_eq!(echo.unwrap().trim(), "through-the-tunnel");
-    });
+    t.check(
+        "kubectl port-forward serves HTTP from the test-server",
+        || {
+            wait_ready(&c, "web");
+            let mut child = c.spawn_kubectl(&["port-forward", "pod/web", ":8080"]);
+            let mut r = LineReader::new(child.stdout.take().unwrap());
+            let port = forwarded_port(&mut r);
+            let host = http_get(&format!("http://127.0.0.1:{port}/hostname"));
+            let echo = http_get(&format!(
+                "http://127.0.0.1:{port}/echo?msg=through-the-tunnel"
+            ));
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(host.unwrap().trim(), "web");
+            assert_eq!(echo.unwrap().trim(), "through-the-tunnel");
+        },
+    );
 
     t.finish();
 }
@@ -334,7 +389,8 @@ fn lifecycle_probes_and_failures() {
         "readiness",
         r#"  containers:
   - name: app
-    image: docker.io/ferrokube/test-server:latest
+    image: busybox
+    command: ["sleep", "3600"]
     readinessProbe:
       exec: {command: ["cat", "/tmp/ready"]}
       periodSeconds: 1
@@ -391,30 +447,45 @@ fn lifecycle_probes_and_failures() {
 "#,
     );
 
-    t.check("init containers run in order before the main container", || {
-        let p = wait_ready(&c, "init-order");
-        let out = logs(&c, &["init-order", "-c", "main"]);
-        assert_eq!(out, "first\nsecond\nmain\n");
-        let inits = p["status"]["initContainerStatuses"].as_array().cloned().unwrap_or_default();
-        assert_eq!(inits.len(), 2, "{}", p["status"]);
-        for s in inits {
-            assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
-            assert_eq!(s["state"]["terminated"]["exitCode"], 0, "{s}");
-        }
-        assert_eq!(condition(&p, "Initialized"), "True");
-    });
+    t.check(
+        "init containers run in order before the main container",
+        || {
+            let p = wait_ready(&c, "init-order");
+            let out = logs(&c, &["init-order", "-c", "main"]);
+            assert_eq!(out, "first\nsecond\nmain\n");
+            let inits = p["status"]["initContainerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(inits.len(), 2, "{}", p["status"]);
+            for s in inits {
+                assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
+                assert_eq!(s["state"]["terminated"]["exitCode"], 0, "{s}");
+            }
+            assert_eq!(condition(&p, "Initialized"), "True");
+        },
+    );
 
     t.check("a failing liveness probe restarts the container", || {
         let p = eventually("liveness restart", Duration::from_secs(90), || {
             let p = pod(&c, "liveness");
-            if container_status(&p, "app")["restartCount"].as_u64().unwrap_or(0) >= 1 {
+            if container_status(&p, "app")["restartCount"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+            {
                 Ok(p)
             } else {
                 Err(format!("{}", p["status"]))
             }
         });
         assert_eq!(phase(&p), "Running");
-        let events = c.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=liveness"]);
+        let events = c.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=liveness",
+        ]);
         assert_contains(&events, "Unhealthy");
         assert_contains(&events, "Liveness probe failed");
     });
@@ -434,7 +505,14 @@ fn lifecycle_probes_and_failures() {
         assert_eq!(condition(&p, "Ready"), "False", "{}", p["status"]);
         assert_eq!(condition(&p, "ContainersReady"), "False");
         assert_eq!(container_status(&p, "app")["ready"], false);
-        c.kubectl_ok(&["exec", "readiness", "--", "/bin/sh", "-c", "touch /tmp/ready"]);
+        c.kubectl_ok(&[
+            "exec",
+            "readiness",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch /tmp/ready",
+        ]);
         wait_ready(&c, "readiness");
     });
 
@@ -463,53 +541,85 @@ fn lifecycle_probes_and_failures() {
         assert_contains(&prev, "attempt at ");
     });
 
-    t.check("a missing image reports ErrImagePull / ImagePullBackOff", || {
-        let p = eventually("image pull failure", POD_START, || {
-            let p = pod(&c, "no-image");
-            let reason = container_status(&p, "app")["state"]["waiting"]["reason"].clone();
-            if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+    t.check(
+        "a missing image reports ErrImagePull / ImagePullBackOff",
+        || {
+            let p = eventually("image pull failure", POD_START, || {
+                let p = pod(&c, "no-image");
+                let reason = container_status(&p, "app")["state"]["waiting"]["reason"].clone();
+                if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+                    Ok(p)
+                } else {
+                    Err(format!("{}", p["status"]))
+                }
+            });
+            assert_eq!(phase(&p), "Pending");
+            wait_waiting_reason(&c, "no-image", "app", "ImagePullBackOff");
+            let events = c.kubectl_ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=no-image",
+            ]);
+            assert_contains(&events, "Failed");
+        },
+    );
+
+    t.check(
+        "a missing configmap reports CreateContainerConfigError",
+        || {
+            let p = wait_waiting_reason(&c, "no-configmap", "app", "CreateContainerConfigError");
+            assert_eq!(
+                container_status(&p, "app")["state"]["waiting"]["message"],
+                "configmap \"missing-config\" not found"
+            );
+            // Creating the configmap lets the pod start.
+            c.kubectl_ok(&[
+                "create",
+                "configmap",
+                "missing-config",
+                "--from-literal=k=v",
+            ]);
+            wait_ready(&c, "no-configmap");
+        },
+    );
+
+    t.check("restartPolicy Never: Succeeded and Failed phases", || {
+        let p = eventually("succeeds Succeeded", POD_START, || {
+            let p = pod(&c, "succeeds");
+            if phase(&p) == "Succeeded" {
                 Ok(p)
             } else {
                 Err(format!("{}", p["status"]))
             }
         });
-        assert_eq!(phase(&p), "Pending");
-        wait_waiting_reason(&c, "no-image", "app", "ImagePullBackOff");
-        let events = c.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=no-image"]);
-        assert_contains(&events, "Failed");
-    });
-
-    t.check("a missing configmap reports CreateContainerConfigError", || {
-        let p = wait_waiting_reason(&c, "no-configmap", "app", "CreateContainerConfigError");
         assert_eq!(
-            container_status(&p, "app")["state"]["waiting"]["message"],
-            "configmap \"missing-config\" not found"
+            container_status(&p, "app")["state"]["terminated"]["reason"],
+            "Completed"
         );
-        // Creating the configmap lets the pod start.
-        c.kubectl_ok(&["create", "configmap", "missing-config", "--from-literal=k=v"]);
-        wait_ready(&c, "no-configmap");
-    });
-
-    t.check("restartPolicy Never: Succeeded and Failed phases", || {
-        let p = eventually("succeeds Succeeded", POD_START, || {
-            let p = pod(&c, "succeeds");
-            if phase(&p) == "Succeeded" { Ok(p) } else { Err(format!("{}", p["status"])) }
-        });
-        assert_eq!(container_status(&p, "app")["state"]["terminated"]["reason"], "Completed");
         assert_eq!(logs(&c, &["succeeds"]), "done\n");
         let p = eventually("fails Failed", POD_START, || {
             let p = pod(&c, "fails");
-            if phase(&p) == "Failed" { Ok(p) } else { Err(format!("{}", p["status"])) }
+            if phase(&p) == "Failed" {
+                Ok(p)
+            } else {
+                Err(format!("{}", p["status"]))
+            }
         });
-        assert_eq!(container_status(&p, "app")["state"]["terminated"]["exitCode"], 7);
+        assert_eq!(
+            container_status(&p, "app")["state"]["terminated"]["exitCode"],
+            7
+        );
         assert_eq!(container_status(&p, "app")["restartCount"], 0);
     });
 
-    t.check("graceful deletion runs preStop and honours the grace period", || {
-        let marker_dir = c.scratch("prestop");
-        std::fs::create_dir_all(&marker_dir).unwrap();
-        let spec = format!(
-            r#"  terminationGracePeriodSeconds: 6
+    t.check(
+        "graceful deletion runs preStop and honours the grace period",
+        || {
+            let marker_dir = c.scratch("prestop");
+            std::fs::create_dir_all(&marker_dir).unwrap();
+            let spec = format!(
+                r#"  terminationGracePeriodSeconds: 6
   containers:
   - name: app
     image: busybox
@@ -522,22 +632,23 @@ fn lifecycle_probes_and_failures() {
   - name: marker
     hostPath: {{path: {}, type: Directory}}
 "#,
-            marker_dir.display()
-        );
-        apply_pod(&c, "graceful", &spec);
-        wait_ready(&c, "graceful");
-        let started = Instant::now();
-        c.kubectl_ok(&["delete", "pod", "graceful", "--wait=true", "--timeout=60s"]);
-        let took = started.elapsed();
-        let marker = std::fs::read_to_string(marker_dir.join("prestop")).unwrap_or_default();
-        assert_eq!(marker, "prestop ran\n");
-        // The shell ignores SIGTERM, so the kubelet waits out the grace
-        // period before SIGKILL.
-        assert!(took >= Duration::from_secs(5), "deleted after {took:?}");
-        assert!(took < Duration::from_secs(40), "deleted after {took:?}");
-        let err = c.kubectl_err(&["get", "pod", "graceful"]);
-        assert_contains(&err, "NotFound");
-    });
+                marker_dir.display()
+            );
+            apply_pod(&c, "graceful", &spec);
+            wait_ready(&c, "graceful");
+            let started = Instant::now();
+            c.kubectl_ok(&["delete", "pod", "graceful", "--wait=true", "--timeout=60s"]);
+            let took = started.elapsed();
+            let marker = std::fs::read_to_string(marker_dir.join("prestop")).unwrap_or_default();
+            assert_eq!(marker, "prestop ran\n");
+            // The shell ignores SIGTERM, so the kubelet waits out the grace
+            // period before SIGKILL.
+            assert!(took >= Duration::from_secs(5), "deleted after {took:?}");
+            assert!(took < Duration::from_secs(40), "deleted after {took:?}");
+            let err = c.kubectl_err(&["get", "pod", "graceful"]);
+            assert_contains(&err, "NotFound");
+        },
+    );
 
     t.finish();
 }
@@ -551,12 +662,23 @@ fn node_volumes_env_and_kubelet_restart() {
 
     t.check("the node is Ready with the host's capacity", || {
         let out = c.kubectl_ok(&["get", "nodes"]);
-        let row = out.lines().find(|l| l.starts_with(&node)).unwrap_or_else(|| panic!("{out}"));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&node))
+            .unwrap_or_else(|| panic!("{out}"));
         assert_contains(row, " Ready ");
         assert_contains(row, "v1.33");
         let n = c.kubectl_json(&["get", "node", &node, "-o", "json"]);
-        let cpus = std::thread::available_parallelism().unwrap().get().to_string();
-        assert_eq!(n["status"]["capacity"]["cpu"], cpus.as_str(), "{}", n["status"]);
+        let cpus = std::thread::available_parallelism()
+            .unwrap()
+            .get()
+            .to_string();
+        assert_eq!(
+            n["status"]["capacity"]["cpu"],
+            cpus.as_str(),
+            "{}",
+            n["status"]
+        );
         assert_eq!(n["status"]["capacity"]["pods"], "110");
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
         let kib = meminfo
@@ -583,8 +705,20 @@ fn node_volumes_env_and_kubelet_restart() {
         assert_eq!(lease["spec"]["holderIdentity"], node.as_str());
     });
 
-    c.kubectl_ok(&["create", "configmap", "app-config", "--from-literal=greeting=hello", "--from-literal=color=blue"]);
-    c.kubectl_ok(&["create", "secret", "generic", "app-secret", "--from-literal=password=s3cret"]);
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=greeting=hello",
+        "--from-literal=color=blue",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=password=s3cret",
+    ]);
     apply_pod(
         &c,
         "consumer",
@@ -637,69 +771,148 @@ fn node_volumes_env_and_kubelet_restart() {
 "#,
     );
 
-    t.check("env from fieldRef, resourceFieldRef, configMap and secret", || {
-        let p = wait_ready(&c, "consumer");
-        assert_eq!(p["status"]["qosClass"], "Burstable");
-        let out = logs(&c, &["consumer"]);
-        let ip = p["status"]["podIP"].as_str().unwrap().to_string();
-        for want in [
-            "MY_POD_NAME=consumer".to_string(),
-            "MY_NAMESPACE=default".to_string(),
-            format!("MY_NODE={node}"),
-            format!("MY_POD_IP={ip}"),
-            "MY_APP_LABEL=consumer".to_string(),
-            "MY_MEM_LIMIT_MI=64".to_string(),
-            "MY_CPU_REQUEST_M=250".to_string(),
-            "GREETING=hello".to_string(),
-            "COMPOSED=hello-world".to_string(),
-            "SECRET_password=s3cret".to_string(),
-        ] {
-            assert!(out.lines().any(|l| l == want), "{want:?} not in:\n{out}");
-        }
-    });
+    t.check(
+        "env from fieldRef, resourceFieldRef, configMap and secret",
+        || {
+            let p = wait_ready(&c, "consumer");
+            assert_eq!(p["status"]["qosClass"], "Burstable");
+            let out = logs(&c, &["consumer"]);
+            let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+            for want in [
+                "MY_POD_NAME=consumer".to_string(),
+                "MY_NAMESPACE=default".to_string(),
+                format!("MY_NODE={node}"),
+                format!("MY_POD_IP={ip}"),
+                "MY_APP_LABEL=consumer".to_string(),
+                "MY_MEM_LIMIT_MI=64".to_string(),
+                "MY_CPU_REQUEST_M=250".to_string(),
+                "GREETING=hello".to_string(),
+                "COMPOSED=hello-world".to_string(),
+                "SECRET_password=s3cret".to_string(),
+            ] {
+                assert!(out.lines().any(|l| l == want), "{want:?} not in:\n{out}");
+            }
+        },
+    );
 
-    t.check("configMap, secret and downwardAPI volumes hold the data", || {
-        let out = c.kubectl_ok(&["exec", "consumer", "--", "cat", "/etc/config/greeting", "/etc/config/color", "/etc/secret/password"]);
-        assert_eq!(out, "helloblues3cret");
-        let out = c.kubectl_ok(&["exec", "consumer", "--", "stat", "-L", "-c", "%a", "/etc/secret/password"]);
-        assert_eq!(out.trim(), "400");
-        let out = c.kubectl_ok(&["exec", "consumer", "--", "cat", "/etc/podinfo/labels"]);
-        assert_contains(&out, "app=\"consumer\"");
-        let err = c.kubectl_err(&["exec", "consumer", "--", "sh", "-c", "echo x > /etc/secret/new"]);
-        assert!(!err.is_empty());
-    });
+    t.check(
+        "configMap, secret and downwardAPI volumes hold the data",
+        || {
+            let out = c.kubectl_ok(&[
+                "exec",
+                "consumer",
+                "--",
+                "cat",
+                "/etc/config/greeting",
+                "/etc/config/color",
+                "/etc/secret/password",
+            ]);
+            assert_eq!(out, "helloblues3cret");
+            let out = c.kubectl_ok(&[
+                "exec",
+                "consumer",
+                "--",
+                "stat",
+                "-L",
+                "-c",
+                "%a",
+                "/etc/secret/password",
+            ]);
+            assert_eq!(out.trim(), "400");
+            let out = c.kubectl_ok(&["exec", "consumer", "--", "cat", "/etc/podinfo/labels"]);
+            assert_contains(&out, "app=\"consumer\"");
+            let err = c.kubectl_err(&[
+                "exec",
+                "consumer",
+                "--",
+                "sh",
+                "-c",
+                "echo x > /etc/secret/new",
+            ]);
+            assert!(!err.is_empty());
+        },
+    );
 
     t.check("configMap and secret updates reach mounted volumes", || {
-        c.kubectl_ok(&["patch", "configmap", "app-config", "-p", r#"{"data":{"greeting":"updated"}}"#]);
-        c.kubectl_ok(&["patch", "secret", "app-secret", "-p", r#"{"stringData":{"password":"rotated"}}"#]);
+        c.kubectl_ok(&[
+            "patch",
+            "configmap",
+            "app-config",
+            "-p",
+            r#"{"data":{"greeting":"updated"}}"#,
+        ]);
+        c.kubectl_ok(&[
+            "patch",
+            "secret",
+            "app-secret",
+            "-p",
+            r#"{"stringData":{"password":"rotated"}}"#,
+        ]);
         eventually("updated volume contents", Duration::from_secs(120), || {
-            let out = c.kubectl_ok(&["exec", "consumer", "--", "cat", "/etc/config/greeting", "/etc/secret/password"]);
-            if out == "updatedrotated" { Ok(()) } else { Err(out) }
+            let out = c.kubectl_ok(&[
+                "exec",
+                "consumer",
+                "--",
+                "cat",
+                "/etc/config/greeting",
+                "/etc/secret/password",
+            ]);
+            if out == "updatedrotated" {
+                Ok(())
+            } else {
+                Err(out)
+            }
         });
     });
 
-    t.check("pod CPU and memory limits reach the container's cgroup", || {
-        let out = c.kubectl_ok(&["exec", "consumer", "--", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
-        assert_eq!(out.trim(), (64 * 1024 * 1024).to_string());
-    });
+    t.check(
+        "pod CPU and memory limits reach the container's cgroup",
+        || {
+            let out = c.kubectl_ok(&[
+                "exec",
+                "consumer",
+                "--",
+                "cat",
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            ]);
+            assert_eq!(out.trim(), (64 * 1024 * 1024).to_string());
+        },
+    );
 
     t.check("a kubelet restart adopts running containers", || {
         let before = pod(&c, "consumer");
         let id_before = container_status(&before, "app")["containerID"].clone();
         let restarts_before = container_status(&before, "app")["restartCount"].clone();
-        let out = c.ferrokube(&["restart", "kubelet", "--name", &c.name], Duration::from_secs(120));
-        assert!(out.status.success(), "{}", describe_output("ferrokube restart kubelet", &out));
+        let out = c.ferrokube(
+            &["restart", "kubelet", "--name", &c.name],
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            describe_output("ferrokube restart kubelet", &out)
+        );
         // Give the new kubelet time to sync; nothing may be restarted.
         std::thread::sleep(Duration::from_secs(15));
         let after = wait_ready(&c, "consumer");
         assert_eq!(container_status(&after, "app")["containerID"], id_before);
-        assert_eq!(container_status(&after, "app")["restartCount"], restarts_before);
+        assert_eq!(
+            container_status(&after, "app")["restartCount"],
+            restarts_before
+        );
         let out = c.kubectl_ok(&["exec", "consumer", "--", "echo", "still here"]);
         assert_eq!(out, "still here\n");
     });
 
     t.check("deleting a pod removes its containers", || {
-        c.kubectl_ok(&["delete", "pod", "consumer", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+        c.kubectl_ok(&[
+            "delete",
+            "pod",
+            "consumer",
+            "--grace-period=1",
+            "--wait=true",
+            "--timeout=60s",
+        ]);
         let err = c.kubectl_err(&["get", "pod", "consumer"]);
         assert_contains(&err, "NotFound");
     });

@@ -84,9 +84,18 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(socket_path("unix:///run/c.sock").unwrap(), PathBuf::from("/run/c.sock"));
-        assert_eq!(socket_path("unix:/run/c.sock").unwrap(), PathBuf::from("/run/c.sock"));
-        assert_eq!(socket_path("/run/c.sock").unwrap(), PathBuf::from("/run/c.sock"));
+        assert_eq!(
+            socket_path("unix:///run/c.sock").unwrap(),
+            PathBuf::from("/run/c.sock")
+        );
+        assert_eq!(
+            socket_path("unix:/run/c.sock").unwrap(),
+            PathBuf::from("/run/c.sock")
+        );
+        assert_eq!(
+            socket_path("/run/c.sock").unwrap(),
+            PathBuf::from("/run/c.sock")
+        );
         assert!(socket_path("tcp://1.2.3.4:5").is_err());
         assert!(socket_path("unix://").is_err());
     }

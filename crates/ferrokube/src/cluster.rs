@@ -43,7 +43,7 @@ const LOG_TAIL_LINES: usize = 40;
 pub const APISERVER_KUBELET_CLIENT_FLAGS: bool = true;
 /// Whether a missing `kubelet` binary fails `create cluster` (otherwise the
 /// nodes run containerd only and a warning is printed).
-pub const REQUIRE_KUBELET: bool = false;
+pub const REQUIRE_KUBELET: bool = true;
 
 /// Options of `create cluster`.
 #[derive(Debug, Clone)]

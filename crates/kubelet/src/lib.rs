@@ -33,7 +33,9 @@ pub async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client> {
                 .await
                 .with_context(|| format!("loading kubeconfig {}", p.display()))?
         }
-        None => kube::Config::infer().await.context("no --kubeconfig and no inferable client configuration")?,
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig and no inferable client configuration")?,
     };
     kube::Client::try_from(config).context("building the API client")
 }
@@ -50,7 +52,9 @@ async fn wait_for_runtime(
             Ok(v) => return Ok(v),
             Err(e) => {
                 if !logged {
-                    tracing::warn!("container runtime at {endpoint} not available yet: {e}; retrying");
+                    tracing::warn!(
+                        "container runtime at {endpoint} not available yet: {e}; retrying"
+                    );
                     logged = true;
                 }
                 tokio::select! {
@@ -79,24 +83,40 @@ pub async fn run_with_config(cfg: Arc<KubeletConfig>) -> Result<()> {
         let _ = signal_tx.send(true);
     });
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&cfg.root_dir).with_context(|| format!("creating {}", cfg.root_dir.display()))?;
-    std::fs::create_dir_all(&cfg.pod_logs_dir).with_context(|| format!("creating {}", cfg.pod_logs_dir.display()))?;
+    std::fs::create_dir_all(&cfg.root_dir)
+        .with_context(|| format!("creating {}", cfg.root_dir.display()))?;
+    std::fs::create_dir_all(&cfg.pod_logs_dir)
+        .with_context(|| format!("creating {}", cfg.pod_logs_dir.display()))?;
     tracing::info!(node = %cfg.node_name, runtime = %cfg.container_runtime_endpoint, root_dir = %cfg.root_dir.display(), "starting kubelet");
 
     let client = kube_client(cfg.kubeconfig.as_deref()).await?;
     let rt = runtime::Runtime::connect_lazy(&cfg.container_runtime_endpoint)?;
     let version = wait_for_runtime(&rt, &cfg.container_runtime_endpoint, stop_rx.clone()).await?;
-    let runtime_name = if version.runtime_name.is_empty() { "containerd".to_string() } else { version.runtime_name.clone() };
+    let runtime_name = if version.runtime_name.is_empty() {
+        "containerd".to_string()
+    } else {
+        version.runtime_name.clone()
+    };
     tracing::info!(runtime = %runtime_name, version = %version.runtime_version, api = %version.runtime_api_version, "container runtime connected");
 
-    let node_ips = if cfg.node_ips.is_empty() { node::default_node_ip().into_iter().collect() } else { cfg.node_ips.clone() };
+    let node_ips = if cfg.node_ips.is_empty() {
+        node::default_node_ip().into_iter().collect()
+    } else {
+        cfg.node_ips.clone()
+    };
     let host_ips: Vec<String> = node_ips.iter().map(|ip| ip.to_string()).collect();
     let info = node::HostInfo::read(&cfg.root_dir);
 
     let recorder = pods::events::Recorder::start(client.clone(), cfg.node_name.clone());
-    let exec: Arc<dyn probes::ExecRunner> = Arc::new(runtime::CriExecRunner { runtime: rt.clone() });
+    let exec: Arc<dyn probes::ExecRunner> = Arc::new(runtime::CriExecRunner {
+        runtime: rt.clone(),
+    });
     let probe_manager = Arc::new(probes::ProbeManager::new(exec));
-    let volumes = Arc::new(volumes::VolumeManager::new(client.clone(), cfg.root_dir.clone(), cfg.node_name.clone()));
+    let volumes = Arc::new(volumes::VolumeManager::new(
+        client.clone(),
+        cfg.root_dir.clone(),
+        cfg.node_name.clone(),
+    ));
     let ctx = Arc::new(pods::Context::new(
         cfg.clone(),
         client.clone(),

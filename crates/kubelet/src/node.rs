@@ -14,8 +14,8 @@ use anyhow::{Context as _, Result};
 use apimachinery::quantity::{Format, Quantity};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -47,7 +47,9 @@ pub struct HostInfo {
 }
 
 fn read_trim(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// MemTotal in bytes from /proc/meminfo text.
@@ -70,7 +72,9 @@ pub fn parse_os_release(text: &str) -> String {
 
 /// Total bytes of the filesystem holding `path`.
 pub fn fs_capacity(path: &Path) -> u64 {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return 0 };
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return 0;
+    };
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid NUL-terminated path and out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -97,35 +101,62 @@ impl HostInfo {
     pub fn read(root_dir: &Path) -> HostInfo {
         // SAFETY: sysconf has no memory-safety preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-        let cpus = if cpus > 0 { cpus as u64 } else { std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1) };
+        let cpus = if cpus > 0 {
+            cpus as u64
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1)
+        };
         let mut hugepages = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")).and_then(|s| s.parse::<u64>().ok()) else {
+                let Some(kb) = name
+                    .strip_prefix("hugepages-")
+                    .and_then(|s| s.strip_suffix("kB"))
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
                     continue;
                 };
-                let n: u64 = read_trim(&format!("/sys/kernel/mm/hugepages/{name}/nr_hugepages")).parse().unwrap_or(0);
+                let n: u64 = read_trim(&format!("/sys/kernel/mm/hugepages/{name}/nr_hugepages"))
+                    .parse()
+                    .unwrap_or(0);
                 let size = Quantity::new(kb as i128 * 1024, Format::BinarySI).to_string();
                 hugepages.insert(format!("hugepages-{size}"), n * kb * 1024);
             }
         }
         let machine_id = {
             let m = read_trim("/etc/machine-id");
-            if m.is_empty() { read_trim("/var/lib/dbus/machine-id") } else { m }
+            if m.is_empty() {
+                read_trim("/var/lib/dbus/machine-id")
+            } else {
+                m
+            }
         };
         let mut system_uuid = read_trim("/sys/class/dmi/id/product_uuid").to_lowercase();
         if system_uuid.is_empty() && machine_id.len() == 32 {
             let m = &machine_id;
-            system_uuid = format!("{}-{}-{}-{}-{}", &m[0..8], &m[8..12], &m[12..16], &m[16..20], &m[20..32]);
+            system_uuid = format!(
+                "{}-{}-{}-{}-{}",
+                &m[0..8],
+                &m[8..12],
+                &m[12..16],
+                &m[16..20],
+                &m[20..32]
+            );
         }
         HostInfo {
             cpus,
-            memory_bytes: parse_meminfo_total(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()),
+            memory_bytes: parse_meminfo_total(
+                &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+            ),
             ephemeral_bytes: fs_capacity(root_dir),
             hugepages,
             kernel_version: read_trim("/proc/sys/kernel/osrelease"),
-            os_image: parse_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()),
+            os_image: parse_os_release(
+                &std::fs::read_to_string("/etc/os-release").unwrap_or_default(),
+            ),
             machine_id,
             system_uuid,
             boot_id: read_trim("/proc/sys/kernel/random/boot_id"),
@@ -141,10 +172,25 @@ fn q(v: Quantity) -> ApiQuantity {
 /// Node capacity: cpu, memory, pods, ephemeral-storage, hugepages.
 pub fn capacity(info: &HostInfo, max_pods: i32) -> BTreeMap<String, ApiQuantity> {
     let mut m = BTreeMap::new();
-    m.insert("cpu".into(), q(Quantity::new(info.cpus as i128, Format::DecimalSI)));
-    m.insert("memory".into(), q(Quantity::new(info.memory_bytes as i128, Format::BinarySI)));
-    m.insert("pods".into(), q(Quantity::new(max_pods as i128, Format::DecimalSI)));
-    m.insert("ephemeral-storage".into(), q(Quantity::new(info.ephemeral_bytes as i128, Format::BinarySI)));
+    m.insert(
+        "cpu".into(),
+        q(Quantity::new(info.cpus as i128, Format::DecimalSI)),
+    );
+    m.insert(
+        "memory".into(),
+        q(Quantity::new(info.memory_bytes as i128, Format::BinarySI)),
+    );
+    m.insert(
+        "pods".into(),
+        q(Quantity::new(max_pods as i128, Format::DecimalSI)),
+    );
+    m.insert(
+        "ephemeral-storage".into(),
+        q(Quantity::new(
+            info.ephemeral_bytes as i128,
+            Format::BinarySI,
+        )),
+    );
     for (k, v) in &info.hugepages {
         m.insert(k.clone(), q(Quantity::new(*v as i128, Format::BinarySI)));
     }
@@ -158,20 +204,41 @@ fn threshold_bytes(v: &str, capacity: u64) -> u64 {
         let pct: f64 = p.trim().parse().unwrap_or(0.0);
         return (capacity as f64 * pct / 100.0) as u64;
     }
-    Quantity::parse(v).map(|q| q.value().max(0) as u64).unwrap_or(0)
+    Quantity::parse(v)
+        .map(|q| q.value().max(0) as u64)
+        .unwrap_or(0)
 }
 
 /// Allocatable: capacity minus the hard eviction thresholds (no reservations
 /// are configured).
-pub fn allocatable(info: &HostInfo, max_pods: i32, eviction_hard: &BTreeMap<String, String>) -> BTreeMap<String, ApiQuantity> {
+pub fn allocatable(
+    info: &HostInfo,
+    max_pods: i32,
+    eviction_hard: &BTreeMap<String, String>,
+) -> BTreeMap<String, ApiQuantity> {
     let mut m = capacity(info, max_pods);
     let hp: u64 = info.hugepages.values().sum();
-    let mem_reserve = eviction_hard.get("memory.available").map(|v| threshold_bytes(v, info.memory_bytes)).unwrap_or(0);
-    let mem = info.memory_bytes.saturating_sub(mem_reserve).saturating_sub(hp);
-    m.insert("memory".into(), q(Quantity::new(mem as i128, Format::BinarySI)));
-    let fs_reserve = eviction_hard.get("nodefs.available").map(|v| threshold_bytes(v, info.ephemeral_bytes)).unwrap_or(0);
+    let mem_reserve = eviction_hard
+        .get("memory.available")
+        .map(|v| threshold_bytes(v, info.memory_bytes))
+        .unwrap_or(0);
+    let mem = info
+        .memory_bytes
+        .saturating_sub(mem_reserve)
+        .saturating_sub(hp);
+    m.insert(
+        "memory".into(),
+        q(Quantity::new(mem as i128, Format::BinarySI)),
+    );
+    let fs_reserve = eviction_hard
+        .get("nodefs.available")
+        .map(|v| threshold_bytes(v, info.ephemeral_bytes))
+        .unwrap_or(0);
     let eph = info.ephemeral_bytes.saturating_sub(fs_reserve);
-    m.insert("ephemeral-storage".into(), q(Quantity::new(eph as i128, Format::BinarySI)));
+    m.insert(
+        "ephemeral-storage".into(),
+        q(Quantity::new(eph as i128, Format::BinarySI)),
+    );
     m
 }
 
@@ -219,9 +286,17 @@ pub fn default_node_ip() -> Option<IpAddr> {
 
 /// The node's addresses: InternalIP(s) then Hostname.
 pub fn addresses(node_ips: &[IpAddr], hostname: &str) -> Vec<NodeAddress> {
-    let mut v: Vec<NodeAddress> =
-        node_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.to_string() }).collect();
-    v.push(NodeAddress { type_: "Hostname".into(), address: hostname.to_string() });
+    let mut v: Vec<NodeAddress> = node_ips
+        .iter()
+        .map(|ip| NodeAddress {
+            type_: "InternalIP".into(),
+            address: ip.to_string(),
+        })
+        .collect();
+    v.push(NodeAddress {
+        type_: "Hostname".into(),
+        address: hostname.to_string(),
+    });
     v
 }
 
@@ -242,21 +317,41 @@ pub fn node_labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
 
 /// The runtime's health as the Ready condition needs it: None when ready,
 /// else the KubeletNotReady message.
-pub fn runtime_problems(status: &Result<cri::runtime::v1::StatusResponse, String>) -> Option<String> {
+pub fn runtime_problems(
+    status: &Result<cri::runtime::v1::StatusResponse, String>,
+) -> Option<String> {
     let st = match status {
         Ok(s) => s,
-        Err(e) => return Some(format!("container runtime status check may not have completed yet: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "container runtime status check may not have completed yet: {e}"
+            ))
+        }
     };
-    let conds = st.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let conds = st
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let mut errs = Vec::new();
-    for (ty, what) in [("RuntimeReady", "container runtime not ready"), ("NetworkReady", "container runtime network not ready")] {
+    for (ty, what) in [
+        ("RuntimeReady", "container runtime not ready"),
+        ("NetworkReady", "container runtime network not ready"),
+    ] {
         match conds.iter().find(|c| c.r#type == ty) {
             Some(c) if c.status => {}
-            Some(c) => errs.push(format!("{what}: {ty}=false reason:{} message:{}", c.reason, c.message)),
+            Some(c) => errs.push(format!(
+                "{what}: {ty}=false reason:{} message:{}",
+                c.reason, c.message
+            )),
             None => errs.push(format!("{what}: {ty} condition missing")),
         }
     }
-    if errs.is_empty() { None } else { Some(errs.join(", ")) }
+    if errs.is_empty() {
+        None
+    } else {
+        Some(errs.join(", "))
+    }
 }
 
 fn cond(type_: &str, ok: bool, reason: &str, message: &str) -> NodeCondition {
@@ -272,11 +367,31 @@ fn cond(type_: &str, ok: bool, reason: &str, message: &str) -> NodeCondition {
 /// The node conditions (without times).
 pub fn conditions(runtime_problem: Option<&str>) -> Vec<NodeCondition> {
     vec![
-        cond("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        cond("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        cond("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        cond(
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        cond(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        cond(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
         match runtime_problem {
-            None => cond("Ready", true, "KubeletReady", "kubelet is posting ready status"),
+            None => cond(
+                "Ready",
+                true,
+                "KubeletReady",
+                "kubelet is posting ready status",
+            ),
             Some(p) => cond("Ready", false, "KubeletNotReady", p),
         },
     ]
@@ -288,7 +403,9 @@ pub fn stamp_conditions(new: &mut [NodeCondition], old: &[NodeCondition]) {
     for c in new.iter_mut() {
         c.last_heartbeat_time = Some(now.clone());
         c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
-            Some(o) if o.status == c.status && o.last_transition_time.is_some() => o.last_transition_time.clone(),
+            Some(o) if o.status == c.status && o.last_transition_time.is_some() => {
+                o.last_transition_time.clone()
+            }
             _ => Some(now.clone()),
         };
     }
@@ -306,14 +423,24 @@ pub struct NodeManager {
 }
 
 impl NodeManager {
-    fn base_status(&self, runtime_problem: Option<&str>, images: Vec<ContainerImage>) -> NodeStatus {
+    fn base_status(
+        &self,
+        runtime_problem: Option<&str>,
+        images: Vec<ContainerImage>,
+    ) -> NodeStatus {
         NodeStatus {
             capacity: Some(capacity(&self.info, self.cfg.max_pods)),
-            allocatable: Some(allocatable(&self.info, self.cfg.max_pods, &self.cfg.eviction_hard)),
+            allocatable: Some(allocatable(
+                &self.info,
+                self.cfg.max_pods,
+                &self.cfg.eviction_hard,
+            )),
             conditions: Some(conditions(runtime_problem)),
             addresses: Some(addresses(&self.node_ips, &self.cfg.hostname)),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: self.cfg.port as i32 }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: self.cfg.port as i32,
+                }),
             }),
             node_info: Some(NodeSystemInfo {
                 architecture: self.info.architecture.clone(),
@@ -328,20 +455,27 @@ impl NodeManager {
                 system_uuid: self.info.system_uuid.clone(),
                 swap: None,
             }),
-            images: if images.is_empty() { None } else { Some(images) },
+            images: if images.is_empty() {
+                None
+            } else {
+                Some(images)
+            },
             ..Default::default()
         }
     }
 
     async fn images(&self) -> Vec<ContainerImage> {
         let mut imgs = self.runtime.list_images().await.unwrap_or_default();
-        imgs.sort_by(|a, b| b.size.cmp(&a.size));
+        imgs.sort_by_key(|i| std::cmp::Reverse(i.size));
         imgs.truncate(50);
         imgs.into_iter()
             .map(|i| {
                 let mut names: Vec<String> = i.repo_digests.clone();
                 names.extend(i.repo_tags.clone());
-                ContainerImage { names: Some(names), size_bytes: Some(i.size as i64) }
+                ContainerImage {
+                    names: Some(names),
+                    size_bytes: Some(i.size as i64),
+                }
             })
             .filter(|c| c.names.as_ref().is_some_and(|n| !n.is_empty()))
             .collect()
@@ -353,12 +487,15 @@ impl NodeManager {
     }
 
     /// Creates the Node (or adopts an existing one, updating its labels).
-    /// Returns the node's uid.
-    pub async fn register(&self) -> Result<String> {
+    /// Returns the node's uid and the conditions it had.
+    pub async fn register(&self) -> Result<(String, Vec<NodeCondition>)> {
         let api: Api<Node> = Api::all(self.client.clone());
         let name = &self.cfg.node_name;
         let mut annotations = BTreeMap::new();
-        annotations.insert("volumes.kubernetes.io/controller-managed-attach-detach".to_string(), "true".to_string());
+        annotations.insert(
+            "volumes.kubernetes.io/controller-managed-attach-detach".to_string(),
+            "true".to_string(),
+        );
         let node = Node {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -367,7 +504,11 @@ impl NodeManager {
                 ..Default::default()
             },
             spec: Some(NodeSpec {
-                taints: if self.cfg.register_with_taints.is_empty() { None } else { Some(self.cfg.register_with_taints.clone()) },
+                taints: if self.cfg.register_with_taints.is_empty() {
+                    None
+                } else {
+                    Some(self.cfg.register_with_taints.clone())
+                },
                 ..Default::default()
             }),
             status: None,
@@ -375,7 +516,7 @@ impl NodeManager {
         let uid = match api.create(&PostParams::default(), &node).await {
             Ok(n) => {
                 tracing::info!(node = %name, "successfully registered node");
-                n.metadata.uid.unwrap_or_default()
+                (n.metadata.uid.unwrap_or_default(), vec![])
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let patch = serde_json::json!({"metadata": {"labels": node_labels(&self.cfg)}});
@@ -384,7 +525,8 @@ impl NodeManager {
                     .await
                     .with_context(|| format!("updating existing node {name}"))?;
                 tracing::info!(node = %name, "node already registered");
-                n.metadata.uid.unwrap_or_default()
+                let conds = n.status.and_then(|s| s.conditions).unwrap_or_default();
+                (n.metadata.uid.unwrap_or_default(), conds)
             }
             Err(e) => return Err(e).with_context(|| format!("registering node {name}")),
         };
@@ -394,7 +536,13 @@ impl NodeManager {
     async fn post_status(&self, status: &NodeStatus) -> Result<(), kube::Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let patch = serde_json::json!({"status": status});
-        api.patch_status(&self.cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+        api.patch_status(
+            &self.cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Registers the node and keeps its status current until `shutdown`.
@@ -405,18 +553,25 @@ impl NodeManager {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let nref = node_ref(&self.cfg.node_name);
-        self.recorder.event(&nref, EventType::Normal, "Starting", "Starting kubelet.");
+        self.recorder
+            .event(&nref, EventType::Normal, "Starting", "Starting kubelet.");
         let mut registered = false;
         let mut last_posted: Option<NodeStatus> = None;
         let mut last_post_at = Instant::now();
         let mut lease_task: Option<tokio::task::JoinHandle<()>> = None;
         let mut delay = Duration::from_millis(100);
+        // Conditions as the API has them (transition times survive restarts).
+        let mut api_conds: Vec<NodeCondition> = vec![];
         loop {
             if !registered {
                 match self.register().await {
-                    Ok(uid) => {
+                    Ok((uid, conds)) => {
                         registered = true;
-                        on_registered(uid.clone(), allocatable(&self.info, self.cfg.max_pods, &self.cfg.eviction_hard));
+                        api_conds = conds;
+                        on_registered(
+                            uid.clone(),
+                            allocatable(&self.info, self.cfg.max_pods, &self.cfg.eviction_hard),
+                        );
                         if let Some(t) = lease_task.take() {
                             t.abort();
                         }
@@ -437,7 +592,10 @@ impl NodeManager {
             let problem = self.runtime_problem().await;
             let images = self.images().await;
             let mut status = self.base_status(problem.as_deref(), images);
-            let old_conds = last_posted.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            let old_conds = last_posted
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_else(|| api_conds.clone());
             let mut conds = status.conditions.take().unwrap_or_default();
             stamp_conditions(&mut conds, &old_conds);
             status.conditions = Some(conds);
@@ -464,7 +622,9 @@ impl NodeManager {
                 self.cfg.node_status_update_frequency
             } else {
                 // Until ready, look more often so Ready shows up quickly.
-                self.cfg.node_status_update_frequency.min(Duration::from_secs(1))
+                self.cfg
+                    .node_status_update_frequency
+                    .min(Duration::from_secs(1))
             };
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -481,7 +641,10 @@ impl NodeManager {
         let name = &self.cfg.node_name;
         let old_conds = old.and_then(|s| s.conditions.clone()).unwrap_or_default();
         for c in new.conditions.as_deref().unwrap_or(&[]) {
-            let prev = old_conds.iter().find(|o| o.type_ == c.type_).map(|o| o.status.as_str());
+            let prev = old_conds
+                .iter()
+                .find(|o| o.type_ == c.type_)
+                .map(|o| o.status.as_str());
             if prev == Some(c.status.as_str()) {
                 continue;
             }
@@ -496,10 +659,20 @@ impl NodeManager {
                 ("Ready", _) => "NodeNotReady",
                 _ => continue,
             };
-            self.recorder.event(&nref, EventType::Normal, reason, format!("Node {name} status is now: {reason}"));
+            self.recorder.event(
+                &nref,
+                EventType::Normal,
+                reason,
+                format!("Node {name} status is now: {reason}"),
+            );
         }
         if old.is_none() {
-            self.recorder.event(&nref, EventType::Normal, "NodeAllocatableEnforced", "Updated Node Allocatable limit across pods");
+            self.recorder.event(
+                &nref,
+                EventType::Normal,
+                "NodeAllocatableEnforced",
+                "Updated Node Allocatable limit across pods",
+            );
         }
     }
 
@@ -521,7 +694,10 @@ impl NodeManager {
                 "leaseDurationSeconds": spec.lease_duration_seconds,
                 "renewTime": spec.renew_time,
             }});
-            let retry = match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            let retry = match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => false,
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     let lease = Lease {
@@ -552,7 +728,12 @@ impl NodeManager {
                     true
                 }
             };
-            tokio::time::sleep(if retry { Duration::from_millis(500).max(renew / 8) } else { renew }).await;
+            tokio::time::sleep(if retry {
+                Duration::from_millis(500).max(renew / 8)
+            } else {
+                renew
+            })
+            .await;
         }
     }
 }
@@ -569,7 +750,11 @@ fn strip_heartbeats(s: &NodeStatus) -> NodeStatus {
 }
 
 fn node_ready(s: &NodeStatus) -> bool {
-    s.conditions.as_deref().unwrap_or(&[]).iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    s.conditions
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 #[cfg(test)]
@@ -588,8 +773,14 @@ mod tests {
 
     #[test]
     fn host_parsing() {
-        assert_eq!(parse_meminfo_total("MemTotal:       24684084 kB\nMemFree: 1 kB\n"), 24684084 * 1024);
-        assert_eq!(parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"), "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(
+            parse_meminfo_total("MemTotal:       24684084 kB\nMemFree: 1 kB\n"),
+            24684084 * 1024
+        );
+        assert_eq!(
+            parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            "Debian GNU/Linux 12 (bookworm)"
+        );
     }
 
     #[test]
@@ -599,8 +790,11 @@ mod tests {
         assert_eq!(c["memory"].0, "24684084Ki");
         assert_eq!(c["pods"].0, "110");
         assert_eq!(c["ephemeral-storage"].0, "100Gi");
-        let ev: BTreeMap<String, String> =
-            [("memory.available".to_string(), "100Mi".to_string()), ("nodefs.available".to_string(), "10%".to_string())].into();
+        let ev: BTreeMap<String, String> = [
+            ("memory.available".to_string(), "100Mi".to_string()),
+            ("nodefs.available".to_string(), "10%".to_string()),
+        ]
+        .into();
         let a = allocatable(&info(), 110, &ev);
         assert_eq!(a["memory"].0, "24581684Ki");
         assert_eq!(a["ephemeral-storage"].0, "90Gi");
@@ -612,8 +806,16 @@ mod tests {
         let ok = crirt::StatusResponse {
             status: Some(crirt::RuntimeStatus {
                 conditions: vec![
-                    crirt::RuntimeCondition { r#type: "RuntimeReady".into(), status: true, ..Default::default() },
-                    crirt::RuntimeCondition { r#type: "NetworkReady".into(), status: true, ..Default::default() },
+                    crirt::RuntimeCondition {
+                        r#type: "RuntimeReady".into(),
+                        status: true,
+                        ..Default::default()
+                    },
+                    crirt::RuntimeCondition {
+                        r#type: "NetworkReady".into(),
+                        status: true,
+                        ..Default::default()
+                    },
                 ],
             }),
             ..Default::default()
@@ -621,7 +823,10 @@ mod tests {
         assert_eq!(runtime_problems(&Ok(ok.clone())), None);
         let c = conditions(None);
         assert_eq!(c[3].reason.as_deref(), Some("KubeletReady"));
-        assert_eq!(c[3].message.as_deref(), Some("kubelet is posting ready status"));
+        assert_eq!(
+            c[3].message.as_deref(),
+            Some("kubelet is posting ready status")
+        );
         let mut bad = ok;
         bad.status.as_mut().unwrap().conditions[1] = crirt::RuntimeCondition {
             r#type: "NetworkReady".into(),
@@ -635,7 +840,10 @@ mod tests {
             "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"
         );
         let c = conditions(Some(&p));
-        assert_eq!((c[3].status.as_str(), c[3].reason.as_deref()), ("False", Some("KubeletNotReady")));
+        assert_eq!(
+            (c[3].status.as_str(), c[3].reason.as_deref()),
+            ("False", Some("KubeletNotReady"))
+        );
         assert_eq!(c[0].reason.as_deref(), Some("KubeletHasSufficientMemory"));
     }
 
@@ -647,6 +855,9 @@ mod tests {
         let mut old = a.clone();
         old[3].last_transition_time = Some(crate::pods::time::time_from_nanos(0));
         stamp_conditions(&mut b, &old);
-        assert_eq!(b[3].last_transition_time, Some(crate::pods::time::time_from_nanos(0)));
+        assert_eq!(
+            b[3].last_transition_time,
+            Some(crate::pods::time::time_from_nanos(0))
+        );
     }
 }

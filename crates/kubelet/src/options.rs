@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 
 /// The kubelet's flags.
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "kubelet", about = "The node agent: runs the pods bound to this node in a CRI runtime.")]
+#[command(
+    name = "kubelet",
+    about = "The node agent: runs the pods bound to this node in a CRI runtime."
+)]
 pub struct Options {
     /// Path to a kubeconfig file, specifying how to connect to the API server.
     #[arg(long)]
@@ -216,14 +219,21 @@ impl Options {
         if node_name.is_empty() {
             bail!("cannot determine the node name: set --hostname-override");
         }
-        let hostname = if self.hostname_override.is_some() { node_name.clone() } else { host.to_lowercase() };
+        let hostname = if self.hostname_override.is_some() {
+            node_name.clone()
+        } else {
+            host.to_lowercase()
+        };
 
         let node_ips = match &self.node_ip {
             Some(s) => s
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<IpAddr>().with_context(|| format!("invalid --node-ip {s:?}")))
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .with_context(|| format!("invalid --node-ip {s:?}"))
+                })
                 .collect::<Result<Vec<_>>>()?,
             None => vec![],
         };
@@ -237,7 +247,10 @@ impl Options {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<IpAddr>().with_context(|| format!("invalid cluster DNS address {s:?}")))
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .with_context(|| format!("invalid cluster DNS address {s:?}"))
+            })
             .collect::<Result<Vec<_>>>()?;
 
         let mut node_labels = BTreeMap::new();
@@ -303,13 +316,20 @@ impl Options {
                 .clone()
                 .or(file.container_runtime_endpoint.clone())
                 .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".into()),
-            root_dir: self.root_dir.clone().unwrap_or_else(|| PathBuf::from("/var/lib/kubelet")),
+            root_dir: self
+                .root_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/kubelet")),
             pod_manifest_path: self
                 .pod_manifest_path
                 .clone()
                 .or(file.static_pod_path.clone().map(PathBuf::from))
                 .filter(|p| !p.as_os_str().is_empty()),
-            cgroup_root: self.cgroup_root.clone().or(file.cgroup_root.clone()).unwrap_or_default(),
+            cgroup_root: self
+                .cgroup_root
+                .clone()
+                .or(file.cgroup_root.clone())
+                .unwrap_or_default(),
             max_pods,
             node_labels,
             register_with_taints,
@@ -321,7 +341,11 @@ impl Options {
                 .unwrap_or_default()
                 .trim_end_matches('.')
                 .to_string(),
-            pod_logs_dir: file.pod_logs_dir.clone().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/log/pods")),
+            pod_logs_dir: file
+                .pod_logs_dir
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/log/pods")),
             resolv_conf: match &file.resolv_conf {
                 Some(s) if s.is_empty() => None,
                 Some(s) => Some(PathBuf::from(s)),
@@ -329,7 +353,10 @@ impl Options {
             },
             address,
             port: self.port.or(file.port).unwrap_or(10250),
-            tls_cert_file: self.tls_cert_file.clone().or(file.tls_cert_file.clone().map(PathBuf::from)),
+            tls_cert_file: self
+                .tls_cert_file
+                .clone()
+                .or(file.tls_cert_file.clone().map(PathBuf::from)),
             tls_private_key_file: self
                 .tls_private_key_file
                 .clone()
@@ -353,10 +380,17 @@ impl Options {
                 Duration::from_secs(300),
             )?,
             node_lease_duration_seconds: file.node_lease_duration_seconds.unwrap_or(40).max(1),
-            sync_frequency: dur("syncFrequency", &file.sync_frequency, Duration::from_secs(60))?,
+            sync_frequency: dur(
+                "syncFrequency",
+                &file.sync_frequency,
+                Duration::from_secs(60),
+            )?,
             image_gc_high_threshold_percent: high,
             image_gc_low_threshold_percent: low,
-            eviction_hard: file.eviction_hard.clone().unwrap_or_else(default_eviction_hard),
+            eviction_hard: file
+                .eviction_hard
+                .clone()
+                .unwrap_or_else(default_eviction_hard),
             serialize_image_pulls: file.serialize_image_pulls.unwrap_or(true),
             verbosity: self.verbosity,
         })
@@ -476,7 +510,10 @@ mod tests {
         assert_eq!(t.value, None);
         assert_eq!(t.effect, "NoSchedule");
         let t = parse_taint("a=b:NoExecute").unwrap();
-        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("a", Some("b"), "NoExecute"));
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("a", Some("b"), "NoExecute")
+        );
         assert!(parse_taint("a=b").is_err());
         assert!(parse_taint("a=b:Sometimes").is_err());
     }
@@ -520,7 +557,10 @@ someFieldWeIgnore: true
     #[test]
     fn config_file_and_flag_precedence() {
         let file = KubeletConfiguration::parse(YAML).unwrap();
-        let opts = Options { hostname_override: Some("Node-A".into()), ..Default::default() };
+        let opts = Options {
+            hostname_override: Some("Node-A".into()),
+            ..Default::default()
+        };
         let c = opts.resolve_with(file.clone()).unwrap();
         assert_eq!(c.node_name, "node-a");
         assert_eq!(c.address.to_string(), "10.0.0.1");
@@ -529,7 +569,10 @@ someFieldWeIgnore: true
         assert_eq!(c.cgroup_root, "/ferrokube");
         assert_eq!(c.cluster_dns, vec!["10.96.0.10".parse::<IpAddr>().unwrap()]);
         assert_eq!(c.cluster_domain, "cluster.local");
-        assert_eq!(c.pod_manifest_path, Some(PathBuf::from("/etc/kubernetes/manifests")));
+        assert_eq!(
+            c.pod_manifest_path,
+            Some(PathBuf::from("/etc/kubernetes/manifests"))
+        );
         assert_eq!(c.max_pods, 50);
         assert_eq!(c.pod_logs_dir, PathBuf::from("/tmp/pod-logs"));
         assert_eq!(c.container_runtime_endpoint, "unix:///tmp/ctd.sock");
@@ -540,7 +583,10 @@ someFieldWeIgnore: true
         assert_eq!(c.image_gc_high_threshold_percent, 90);
         assert_eq!(c.healthz_port, 10258);
         assert_eq!(c.sync_frequency, Duration::from_secs(30));
-        assert_eq!(c.eviction_hard.get("memory.available").map(String::as_str), Some("50Mi"));
+        assert_eq!(
+            c.eviction_hard.get("memory.available").map(String::as_str),
+            Some("50Mi")
+        );
 
         // Flags win over the file.
         let opts = Options::try_parse_from([
@@ -575,8 +621,14 @@ someFieldWeIgnore: true
 
     #[test]
     fn defaults_and_json() {
-        let file = KubeletConfiguration::parse(r#"{"kind":"KubeletConfiguration","maxPods":3}"#).unwrap();
-        let c = Options { hostname_override: Some("n".into()), ..Default::default() }.resolve_with(file).unwrap();
+        let file =
+            KubeletConfiguration::parse(r#"{"kind":"KubeletConfiguration","maxPods":3}"#).unwrap();
+        let c = Options {
+            hostname_override: Some("n".into()),
+            ..Default::default()
+        }
+        .resolve_with(file)
+        .unwrap();
         assert_eq!(c.max_pods, 3);
         assert_eq!(c.port, 10250);
         assert_eq!(c.healthz_port, 10248);

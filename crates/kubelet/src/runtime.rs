@@ -23,14 +23,17 @@ pub const CONTAINER_TYPE_LABEL: &str = "io.cri-containerd.kind";
 /// Annotation keys on containers (as upstream).
 pub const CONTAINER_HASH_ANNOTATION: &str = "io.kubernetes.container.hash";
 pub const CONTAINER_RESTART_COUNT_ANNOTATION: &str = "io.kubernetes.container.restartCount";
-pub const CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+pub const CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION: &str =
+    "io.kubernetes.container.terminationMessagePath";
 pub const CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION: &str =
     "io.kubernetes.container.terminationMessagePolicy";
 pub const CONTAINER_PORTS_ANNOTATION: &str = "io.kubernetes.container.ports";
-pub const POD_TERMINATION_GRACE_PERIOD_ANNOTATION: &str = "io.kubernetes.pod.terminationGracePeriod";
+pub const POD_TERMINATION_GRACE_PERIOD_ANNOTATION: &str =
+    "io.kubernetes.pod.terminationGracePeriod";
 pub const POD_DELETION_GRACE_PERIOD_ANNOTATION: &str = "io.kubernetes.pod.deletionGracePeriod";
 /// Our own annotation: the host file backing the container's termination message.
-pub const TERMINATION_MESSAGE_FILE_ANNOTATION: &str = "io.ferrokube.container.terminationMessageFile";
+pub const TERMINATION_MESSAGE_FILE_ANNOTATION: &str =
+    "io.ferrokube.container.terminationMessageFile";
 /// Our own annotation: set on a container killed by the kubelet with its reason.
 pub const KILL_REASON_ANNOTATION: &str = "io.ferrokube.container.killReason";
 
@@ -87,7 +90,9 @@ where
 }
 
 fn labels(sel: &[(&str, &str)]) -> HashMap<String, String> {
-    sel.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    sel.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Runtime {
@@ -107,39 +112,79 @@ impl Runtime {
 
     pub async fn version(&self) -> Result<crirt::VersionResponse, CriError> {
         let mut c = self.rt.clone();
-        call("Version", SHORT_TIMEOUT, c.version(crirt::VersionRequest { version: "v1".into() })).await
+        call(
+            "Version",
+            SHORT_TIMEOUT,
+            c.version(crirt::VersionRequest {
+                version: "v1".into(),
+            }),
+        )
+        .await
     }
 
     pub async fn status(&self) -> Result<crirt::StatusResponse, CriError> {
         let mut c = self.rt.clone();
-        call("Status", SHORT_TIMEOUT, c.status(crirt::StatusRequest { verbose: false })).await
+        call(
+            "Status",
+            SHORT_TIMEOUT,
+            c.status(crirt::StatusRequest { verbose: false }),
+        )
+        .await
     }
 
-    pub async fn run_pod_sandbox(&self, config: crirt::PodSandboxConfig) -> Result<String, CriError> {
+    pub async fn run_pod_sandbox(
+        &self,
+        config: crirt::PodSandboxConfig,
+    ) -> Result<String, CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
-        Ok(call("RunPodSandbox", DEFAULT_TIMEOUT * 2, c.run_pod_sandbox(req)).await?.pod_sandbox_id)
+        let req = crirt::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        Ok(
+            call("RunPodSandbox", DEFAULT_TIMEOUT * 2, c.run_pod_sandbox(req))
+                .await?
+                .pod_sandbox_id,
+        )
     }
 
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::StopPodSandboxRequest { pod_sandbox_id: id.into() };
-        call("StopPodSandbox", DEFAULT_TIMEOUT, c.stop_pod_sandbox(req)).await.map(|_| ())
+        let req = crirt::StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        call("StopPodSandbox", DEFAULT_TIMEOUT, c.stop_pod_sandbox(req))
+            .await
+            .map(|_| ())
     }
 
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::RemovePodSandboxRequest { pod_sandbox_id: id.into() };
-        match call("RemovePodSandbox", DEFAULT_TIMEOUT, c.remove_pod_sandbox(req)).await {
+        let req = crirt::RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        match call(
+            "RemovePodSandbox",
+            DEFAULT_TIMEOUT,
+            c.remove_pod_sandbox(req),
+        )
+        .await
+        {
             Err(e) if e.is_not_found() => Ok(()),
             r => r.map(|_| ()),
         }
     }
 
     /// The sandbox's status, `None` when it does not exist.
-    pub async fn pod_sandbox_status(&self, id: &str) -> Result<Option<crirt::PodSandboxStatus>, CriError> {
+    pub async fn pod_sandbox_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<crirt::PodSandboxStatus>, CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+        let req = crirt::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
         match call("PodSandboxStatus", SHORT_TIMEOUT, c.pod_sandbox_status(req)).await {
             Ok(r) => Ok(r.status),
             Err(e) if e.is_not_found() => Ok(None),
@@ -148,11 +193,23 @@ impl Runtime {
     }
 
     /// Sandboxes matching all the given labels.
-    pub async fn list_pod_sandboxes(&self, sel: &[(&str, &str)]) -> Result<Vec<crirt::PodSandbox>, CriError> {
+    pub async fn list_pod_sandboxes(
+        &self,
+        sel: &[(&str, &str)],
+    ) -> Result<Vec<crirt::PodSandbox>, CriError> {
         let mut c = self.rt.clone();
-        let filter = crirt::PodSandboxFilter { label_selector: labels(sel), ..Default::default() };
-        let req = crirt::ListPodSandboxRequest { filter: Some(filter) };
-        Ok(call("ListPodSandbox", SHORT_TIMEOUT, c.list_pod_sandbox(req)).await?.items)
+        let filter = crirt::PodSandboxFilter {
+            label_selector: labels(sel),
+            ..Default::default()
+        };
+        let req = crirt::ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        Ok(
+            call("ListPodSandbox", SHORT_TIMEOUT, c.list_pod_sandbox(req))
+                .await?
+                .items,
+        )
     }
 
     pub async fn create_container(
@@ -167,13 +224,21 @@ impl Runtime {
             config: Some(config),
             sandbox_config: Some(sandbox_config),
         };
-        Ok(call("CreateContainer", DEFAULT_TIMEOUT, c.create_container(req)).await?.container_id)
+        Ok(
+            call("CreateContainer", DEFAULT_TIMEOUT, c.create_container(req))
+                .await?
+                .container_id,
+        )
     }
 
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::StartContainerRequest { container_id: id.into() };
-        call("StartContainer", DEFAULT_TIMEOUT, c.start_container(req)).await.map(|_| ())
+        let req = crirt::StartContainerRequest {
+            container_id: id.into(),
+        };
+        call("StartContainer", DEFAULT_TIMEOUT, c.start_container(req))
+            .await
+            .map(|_| ())
     }
 
     /// Stops a container: SIGTERM (or the image's stop signal), then SIGKILL
@@ -181,7 +246,10 @@ impl Runtime {
     pub async fn stop_container(&self, id: &str, grace_secs: i64) -> Result<(), CriError> {
         let mut c = self.rt.clone();
         let grace_secs = grace_secs.max(0);
-        let req = crirt::StopContainerRequest { container_id: id.into(), timeout: grace_secs };
+        let req = crirt::StopContainerRequest {
+            container_id: id.into(),
+            timeout: grace_secs,
+        };
         let deadline = DEFAULT_TIMEOUT + Duration::from_secs(grace_secs as u64);
         match call("StopContainer", deadline, c.stop_container(req)).await {
             Err(e) if e.is_not_found() => Ok(()),
@@ -191,7 +259,9 @@ impl Runtime {
 
     pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::RemoveContainerRequest { container_id: id.into() };
+        let req = crirt::RemoveContainerRequest {
+            container_id: id.into(),
+        };
         match call("RemoveContainer", DEFAULT_TIMEOUT, c.remove_container(req)).await {
             Err(e) if e.is_not_found() => Ok(()),
             r => r.map(|_| ()),
@@ -210,14 +280,26 @@ impl Runtime {
             pod_sandbox_id: sandbox_id.unwrap_or_default().into(),
             ..Default::default()
         };
-        let req = crirt::ListContainersRequest { filter: Some(filter) };
-        Ok(call("ListContainers", SHORT_TIMEOUT, c.list_containers(req)).await?.containers)
+        let req = crirt::ListContainersRequest {
+            filter: Some(filter),
+        };
+        Ok(
+            call("ListContainers", SHORT_TIMEOUT, c.list_containers(req))
+                .await?
+                .containers,
+        )
     }
 
     /// The container's status, `None` when it does not exist.
-    pub async fn container_status(&self, id: &str) -> Result<Option<crirt::ContainerStatus>, CriError> {
+    pub async fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<crirt::ContainerStatus>, CriError> {
         let mut c = self.rt.clone();
-        let req = crirt::ContainerStatusRequest { container_id: id.into(), verbose: false };
+        let req = crirt::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
         match call("ContainerStatus", SHORT_TIMEOUT, c.container_status(req)).await {
             Ok(r) => Ok(r.status),
             Err(e) if e.is_not_found() => Ok(None),
@@ -235,8 +317,16 @@ impl Runtime {
     ) -> Result<crirt::ExecSyncResponse, CriError> {
         let mut c = self.rt.clone();
         let secs = timeout.as_secs_f64().ceil() as i64;
-        let req = crirt::ExecSyncRequest { container_id: id.into(), cmd, timeout: secs };
-        let deadline = if secs > 0 { timeout + Duration::from_secs(5) } else { Duration::from_secs(24 * 3600) };
+        let req = crirt::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: secs,
+        };
+        let deadline = if secs > 0 {
+            timeout + Duration::from_secs(5)
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
         call("ExecSync", deadline, c.exec_sync(req)).await
     }
 
@@ -244,7 +334,10 @@ impl Runtime {
     pub async fn image_status(&self, image: &str) -> Result<Option<crirt::Image>, CriError> {
         let mut c = self.img.clone();
         let req = crirt::ImageStatusRequest {
-            image: Some(crirt::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(crirt::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             verbose: false,
         };
         match call("ImageStatus", SHORT_TIMEOUT, c.image_status(req)).await {
@@ -263,22 +356,36 @@ impl Runtime {
     ) -> Result<String, CriError> {
         let mut c = self.img.clone();
         let req = crirt::PullImageRequest {
-            image: Some(crirt::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(crirt::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             auth,
             sandbox_config,
         };
-        Ok(call("PullImage", PULL_TIMEOUT, c.pull_image(req)).await?.image_ref)
+        Ok(call("PullImage", PULL_TIMEOUT, c.pull_image(req))
+            .await?
+            .image_ref)
     }
 
     pub async fn list_images(&self) -> Result<Vec<crirt::Image>, CriError> {
         let mut c = self.img.clone();
-        Ok(call("ListImages", SHORT_TIMEOUT, c.list_images(crirt::ListImagesRequest { filter: None })).await?.images)
+        Ok(call(
+            "ListImages",
+            SHORT_TIMEOUT,
+            c.list_images(crirt::ListImagesRequest { filter: None }),
+        )
+        .await?
+        .images)
     }
 
     pub async fn remove_image(&self, image: &str) -> Result<(), CriError> {
         let mut c = self.img.clone();
         let req = crirt::RemoveImageRequest {
-            image: Some(crirt::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(crirt::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
         };
         match call("RemoveImage", DEFAULT_TIMEOUT, c.remove_image(req)).await {
             Err(e) if e.is_not_found() => Ok(()),
@@ -288,7 +395,12 @@ impl Runtime {
 
     pub async fn image_fs_info(&self) -> Result<crirt::ImageFsInfoResponse, CriError> {
         let mut c = self.img.clone();
-        call("ImageFsInfo", SHORT_TIMEOUT, c.image_fs_info(crirt::ImageFsInfoRequest {})).await
+        call(
+            "ImageFsInfo",
+            SHORT_TIMEOUT,
+            c.image_fs_info(crirt::ImageFsInfoRequest {}),
+        )
+        .await
     }
 }
 
@@ -300,7 +412,12 @@ pub struct CriExecRunner {
 
 impl CriExecRunner {
     /// Exit code and combined stdout+stderr of `cmd` in the container.
-    pub async fn run(&self, container_id: &str, cmd: Vec<String>, timeout: Duration) -> Result<(i32, Vec<u8>)> {
+    pub async fn run(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)> {
         let r = self.runtime.exec_sync(container_id, cmd, timeout).await?;
         let mut out = r.stdout;
         out.extend_from_slice(&r.stderr);
@@ -310,7 +427,12 @@ impl CriExecRunner {
 
 #[async_trait::async_trait]
 impl crate::probes::ExecRunner for CriExecRunner {
-    async fn exec_sync(&self, container_id: &str, cmd: Vec<String>, timeout: Duration) -> Result<(i32, Vec<u8>)> {
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)> {
         self.run(container_id, cmd, timeout).await
     }
 }
@@ -322,7 +444,10 @@ mod tests {
     #[test]
     fn grpc_error_strings() {
         let s = tonic::Status::not_found("image \"x\" not found");
-        assert_eq!(status_string(&s), "rpc error: code = NotFound desc = image \"x\" not found");
+        assert_eq!(
+            status_string(&s),
+            "rpc error: code = NotFound desc = image \"x\" not found"
+        );
         assert!(CriError::Status(s).is_not_found());
     }
 }

@@ -508,6 +508,13 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                     &gvk,
                 ));
             }
+            // Streams relayed to the kubelet: served, but not described
+            // here (kubectl does not read their OpenAPI).
+            Subresource::Log
+            | Subresource::Exec
+            | Subresource::Attach
+            | Subresource::PortForward
+            | Subresource::Proxy => continue,
         }
         out.insert(path, spec);
     }

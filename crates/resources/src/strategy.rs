@@ -28,6 +28,15 @@ pub enum Subresource {
     Eviction,
     /// pods/ephemeralcontainers.
     EphemeralContainers,
+    /// pods/log (streamed from the kubelet).
+    Log,
+    /// pods/exec, pods/attach, pods/portforward: upgraded connections the
+    /// apiserver relays to the kubelet.
+    Exec,
+    Attach,
+    PortForward,
+    /// nodes/proxy: HTTP relayed to the kubelet.
+    Proxy,
 }
 
 impl Subresource {
@@ -39,6 +48,11 @@ impl Subresource {
             Subresource::Finalize => "finalize",
             Subresource::Eviction => "eviction",
             Subresource::EphemeralContainers => "ephemeralcontainers",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+            Subresource::Proxy => "proxy",
         }
     }
 }

@@ -798,19 +798,30 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
             println!("| p50 ms | {} |", ms(p.lat.pct(50.0)));
             println!("| p99 ms | {} |", ms(p.lat.pct(99.0)));
             println!("| max ms | {} |", ms(p.lat.max()));
-            println!("| kubelet RSS with the pods running, MiB | {} |", mib(p.kubelet_rss));
+            println!(
+                "| kubelet RSS with the pods running, MiB | {} |",
+                mib(p.kubelet_rss)
+            );
             println!();
             let p99 = p.lat.pct(99.0);
             println!(
                 "target pod startup p99 ≤ 1.5 s: {} ms {}",
                 ms(p99),
-                if p99 <= Duration::from_millis(1500) { "MET" } else { "NOT MET" }
+                if p99 <= Duration::from_millis(1500) {
+                    "MET"
+                } else {
+                    "NOT MET"
+                }
             );
             println!(
                 "target kubelet RSS with {} pods ≤ 30 MiB: {} MiB {}",
                 p.lat.samples.len(),
                 mib(p.kubelet_rss),
-                if p.kubelet_rss <= 30 * 1024 { "MET" } else { "NOT MET" }
+                if p.kubelet_rss <= 30 * 1024 {
+                    "MET"
+                } else {
+                    "NOT MET"
+                }
             );
             println!();
         }
@@ -889,7 +900,8 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
 
     // Warm the image (and the node) with one pod first.
     let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    pods.create(&PostParams::default(), &bench_pod("warmup", &node)).await?;
+    pods.create(&PostParams::default(), &bench_pod("warmup", &node))
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if running(&pods.get("warmup").await?) {
@@ -911,12 +923,16 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
         tokio::spawn(async move {
             let mut seen: HashMap<String, Duration> = HashMap::new();
             while let Some(ev) = stream.next().await {
-                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev? else { continue };
+                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev? else {
+                    continue;
+                };
                 let name = p.metadata.name.clone().unwrap_or_default();
                 if name == "warmup" || seen.contains_key(&name) || !running(&p) {
                     continue;
                 }
-                let Some(t0) = sent.lock().unwrap().get(&name).copied() else { continue };
+                let Some(t0) = sent.lock().unwrap().get(&name).copied() else {
+                    continue;
+                };
                 seen.insert(name, t0.elapsed());
                 if seen.len() == n {
                     break;
@@ -933,7 +949,10 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
             let node = node.clone();
             async move {
                 sent.lock().unwrap().insert(name.clone(), Instant::now());
-                if let Err(e) = pods.create(&PostParams::default(), &bench_pod(&name, &node)).await {
+                if let Err(e) = pods
+                    .create(&PostParams::default(), &bench_pod(&name, &node))
+                    .await
+                {
                     eprintln!("  create {name}: {e}");
                 }
             }

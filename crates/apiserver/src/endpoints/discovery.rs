@@ -58,6 +58,11 @@ fn sub_verbs(s: Subresource) -> Vec<&'static str> {
         }
         Subresource::Binding | Subresource::Eviction => vec!["create"],
         Subresource::Finalize => vec!["update"],
+        Subresource::Log => vec!["get"],
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+            vec!["create", "get"]
+        }
+        Subresource::Proxy => vec!["create", "delete", "get", "patch", "update"],
     }
 }
 
@@ -66,6 +71,10 @@ fn sub_kind(info: &ResourceInfo, s: Subresource) -> (&'static str, &'static str,
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Exec => ("", "v1", "PodExecOptions"),
+        Subresource::Attach => ("", "v1", "PodAttachOptions"),
+        Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
+        Subresource::Proxy => ("", "v1", "NodeProxyOptions"),
         _ => (info.group, info.version, info.kind),
     }
 }

@@ -53,7 +53,11 @@ fn restart_of(rc: Option<&RuntimeContainer>, killed_now: bool) -> (Option<i32>, 
         None => (None, None, false),
         Some(rc) => (
             Some(rc.restart_count + 1),
-            if killed_now || rc.finished_at <= 0 { None } else { Some(rc.finished_at) },
+            if killed_now || rc.finished_at <= 0 {
+                None
+            } else {
+                Some(rc.finished_at)
+            },
             true,
         ),
     }
@@ -66,7 +70,10 @@ fn check_running(c: &Container, rc: &RuntimeContainer, probes: &dyn Probes) -> O
         return Some(Kill {
             id: rc.id.clone(),
             name: c.name.clone(),
-            message: format!("Container {} failed startup probe, will be restarted", c.name),
+            message: format!(
+                "Container {} failed startup probe, will be restarted",
+                c.name
+            ),
             restart: true,
         });
     }
@@ -74,7 +81,10 @@ fn check_running(c: &Container, rc: &RuntimeContainer, probes: &dyn Probes) -> O
         return Some(Kill {
             id: rc.id.clone(),
             name: c.name.clone(),
-            message: format!("Container {} failed liveness probe, will be restarted", c.name),
+            message: format!(
+                "Container {} failed liveness probe, will be restarted",
+                c.name
+            ),
             restart: true,
         });
     }
@@ -97,7 +107,10 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
 
     // Running containers that are no longer in the spec are stopped.
     for rc in rt.running() {
-        let known = spec::containers(pod).iter().chain(spec::init_containers(pod)).any(|c| c.name == rc.name);
+        let known = spec::containers(pod)
+            .iter()
+            .chain(spec::init_containers(pod))
+            .any(|c| c.name == rc.name);
         if !known && !a.kill.iter().any(|k| k.id == rc.id) {
             a.kill.push(Kill {
                 id: rc.id.clone(),
@@ -133,8 +146,15 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
                     }
                 }
                 other => {
-                    let (restart_count, previous_finished_at, is_restart) = restart_of(other, false);
-                    a.start.push(Start { name: c.name.clone(), init: true, restart_count, previous_finished_at, is_restart });
+                    let (restart_count, previous_finished_at, is_restart) =
+                        restart_of(other, false);
+                    a.start.push(Start {
+                        name: c.name.clone(),
+                        init: true,
+                        restart_count,
+                        previous_finished_at,
+                        is_restart,
+                    });
                     initialized = false;
                     break;
                 }
@@ -143,7 +163,13 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
         }
         match latest {
             None => {
-                a.start.push(Start { name: c.name.clone(), init: true, restart_count: None, previous_finished_at: None, is_restart: false });
+                a.start.push(Start {
+                    name: c.name.clone(),
+                    init: true,
+                    restart_count: None,
+                    previous_finished_at: None,
+                    is_restart: false,
+                });
                 initialized = false;
                 break;
             }
@@ -172,8 +198,16 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
     }
     // Once regular containers have started, a restarting sidecar does not
     // hold them back (upstream: the pod stays initialized).
-    let regular_started = spec::containers(pod).iter().any(|c| rt.latest(&c.name).is_some());
-    a.initialized = initialized || (regular_started && !a.init_failed && !a.start.iter().any(|s| s.init && !is_sidecar_name(pod, &s.name)));
+    let regular_started = spec::containers(pod)
+        .iter()
+        .any(|c| rt.latest(&c.name).is_some());
+    a.initialized = initialized
+        || (regular_started
+            && !a.init_failed
+            && !a
+                .start
+                .iter()
+                .any(|s| s.init && !is_sidecar_name(pod, &s.name)));
     if !a.initialized {
         return a;
     }
@@ -181,7 +215,13 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
     for c in spec::containers(pod) {
         let latest = rt.latest(&c.name);
         match latest {
-            None => a.start.push(Start { name: c.name.clone(), init: false, restart_count: None, previous_finished_at: None, is_restart: false }),
+            None => a.start.push(Start {
+                name: c.name.clone(),
+                init: false,
+                restart_count: None,
+                previous_finished_at: None,
+                is_restart: false,
+            }),
             Some(rc) if rc.state == CState::Running => {
                 if let Some(k) = check_running(c, rc, probes) {
                     let restart = policy != "Never" || k.message.contains("definition changed");
@@ -205,7 +245,13 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
                 };
                 if restart {
                     let (restart_count, previous_finished_at, _) = restart_of(Some(rc), false);
-                    a.start.push(Start { name: c.name.clone(), init: false, restart_count, previous_finished_at, is_restart: true });
+                    a.start.push(Start {
+                        name: c.name.clone(),
+                        init: false,
+                        restart_count,
+                        previous_finished_at,
+                        is_restart: true,
+                    });
                 }
             }
             Some(rc) => {
@@ -224,11 +270,18 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
     // Sidecars stop once the regular containers are done for good.
     if policy != "Always" && !spec::containers(pod).is_empty() {
         let all_done = spec::containers(pod).iter().all(|c| {
-            rt.latest(&c.name).is_some_and(|rc| rc.state == CState::Exited) && !a.start.iter().any(|s| s.name == c.name)
+            rt.latest(&c.name)
+                .is_some_and(|rc| rc.state == CState::Exited)
+                && !a.start.iter().any(|s| s.name == c.name)
         });
         if all_done {
-            a.start.retain(|s| !(s.init && is_sidecar_name(pod, &s.name)));
-            for c in spec::init_containers(pod).iter().rev().filter(|c| spec::is_sidecar(c)) {
+            a.start
+                .retain(|s| !(s.init && is_sidecar_name(pod, &s.name)));
+            for c in spec::init_containers(pod)
+                .iter()
+                .rev()
+                .filter(|c| spec::is_sidecar(c))
+            {
                 if let Some(rc) = rt.latest(&c.name).filter(|rc| rc.state == CState::Running) {
                     if !a.kill.iter().any(|k| k.id == rc.id) {
                         a.kill.push(Kill {
@@ -246,7 +299,9 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, probes: &dyn Probes) -> Actions {
 }
 
 fn is_sidecar_name(pod: &Pod, name: &str) -> bool {
-    spec::init_containers(pod).iter().any(|c| c.name == name && spec::is_sidecar(c))
+    spec::init_containers(pod)
+        .iter()
+        .any(|c| c.name == name && spec::is_sidecar(c))
 }
 
 #[cfg(test)]
@@ -285,15 +340,32 @@ mod tests {
                     })
                     .collect(),
             ),
-            containers: cs.iter().map(|n| Container { name: n.to_string(), ..Default::default() }).collect(),
+            containers: cs
+                .iter()
+                .map(|n| Container {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
             restart_policy: Some(policy.into()),
             ..Default::default()
         });
         p
     }
 
-    fn rc(pod: &Pod, name: &str, id: &str, state: CState, exit: i32, restarts: i32) -> RuntimeContainer {
-        let c = spec::containers(pod).iter().chain(spec::init_containers(pod)).find(|c| c.name == name).unwrap();
+    fn rc(
+        pod: &Pod,
+        name: &str,
+        id: &str,
+        state: CState,
+        exit: i32,
+        restarts: i32,
+    ) -> RuntimeContainer {
+        let c = spec::containers(pod)
+            .iter()
+            .chain(spec::init_containers(pod))
+            .find(|c| c.name == name)
+            .unwrap();
         RuntimeContainer {
             id: id.into(),
             name: name.into(),
@@ -324,10 +396,16 @@ mod tests {
         let a = compute(&p, &PodRuntime::default(), &P::default());
         assert_eq!(names(&a), vec!["i1"]);
         assert!(!a.initialized);
-        let rt = PodRuntime { containers: vec![rc(&p, "i1", "1", CState::Exited, 0, 0)], ..Default::default() };
+        let rt = PodRuntime {
+            containers: vec![rc(&p, "i1", "1", CState::Exited, 0, 0)],
+            ..Default::default()
+        };
         assert_eq!(names(&compute(&p, &rt, &P::default())), vec!["i2"]);
         let rt = PodRuntime {
-            containers: vec![rc(&p, "i2", "2", CState::Exited, 0, 0), rc(&p, "i1", "1", CState::Exited, 0, 0)],
+            containers: vec![
+                rc(&p, "i2", "2", CState::Exited, 0, 0),
+                rc(&p, "i1", "1", CState::Exited, 0, 0),
+            ],
             ..Default::default()
         };
         let a = compute(&p, &rt, &P::default());
@@ -338,21 +416,44 @@ mod tests {
     #[test]
     fn failed_init() {
         let p = pod(&[("i1", false)], &["a"], "Never");
-        let rt = PodRuntime { containers: vec![rc(&p, "i1", "1", CState::Exited, 1, 0)], ..Default::default() };
+        let rt = PodRuntime {
+            containers: vec![rc(&p, "i1", "1", CState::Exited, 1, 0)],
+            ..Default::default()
+        };
         let a = compute(&p, &rt, &P::default());
         assert!(a.init_failed);
         assert!(a.start.is_empty());
         let p = pod(&[("i1", false)], &["a"], "OnFailure");
-        let rt = PodRuntime { containers: vec![rc(&p, "i1", "1", CState::Exited, 1, 0)], ..Default::default() };
+        let rt = PodRuntime {
+            containers: vec![rc(&p, "i1", "1", CState::Exited, 1, 0)],
+            ..Default::default()
+        };
         let a = compute(&p, &rt, &P::default());
-        assert_eq!(a.start, vec![Start { name: "i1".into(), init: true, restart_count: Some(1), previous_finished_at: Some(5), is_restart: true }]);
+        assert_eq!(
+            a.start,
+            vec![Start {
+                name: "i1".into(),
+                init: true,
+                restart_count: Some(1),
+                previous_finished_at: Some(5),
+                is_restart: true
+            }]
+        );
     }
 
     #[test]
     fn restart_policies() {
-        for (policy, exit, restarts) in [("Always", 0, true), ("OnFailure", 0, false), ("OnFailure", 2, true), ("Never", 2, false)] {
+        for (policy, exit, restarts) in [
+            ("Always", 0, true),
+            ("OnFailure", 0, false),
+            ("OnFailure", 2, true),
+            ("Never", 2, false),
+        ] {
             let p = pod(&[], &["a"], policy);
-            let rt = PodRuntime { containers: vec![rc(&p, "a", "1", CState::Exited, exit, 3)], ..Default::default() };
+            let rt = PodRuntime {
+                containers: vec![rc(&p, "a", "1", CState::Exited, exit, 3)],
+                ..Default::default()
+            };
             let a = compute(&p, &rt, &P::default());
             assert_eq!(!a.start.is_empty(), restarts, "{policy} {exit}");
             if restarts {
@@ -364,16 +465,34 @@ mod tests {
     #[test]
     fn liveness_and_hash() {
         let p = pod(&[], &["a"], "Always");
-        let rt = PodRuntime { containers: vec![rc(&p, "a", "1", CState::Running, 0, 0)], ..Default::default() };
-        assert_eq!(compute(&p, &rt, &P::default()), Actions { initialized: true, ..Default::default() });
-        let probes = P { live_failed: ["1".to_string()].into(), ..Default::default() };
+        let rt = PodRuntime {
+            containers: vec![rc(&p, "a", "1", CState::Running, 0, 0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            compute(&p, &rt, &P::default()),
+            Actions {
+                initialized: true,
+                ..Default::default()
+            }
+        );
+        let probes = P {
+            live_failed: ["1".to_string()].into(),
+            ..Default::default()
+        };
         let a = compute(&p, &rt, &probes);
-        assert_eq!(a.kill[0].message, "Container a failed liveness probe, will be restarted");
+        assert_eq!(
+            a.kill[0].message,
+            "Container a failed liveness probe, will be restarted"
+        );
         assert_eq!(a.start[0].restart_count, Some(1));
         let mut rt2 = rt.clone();
         rt2.containers[0].hash = "other".into();
         let a = compute(&p, &rt2, &P::default());
-        assert_eq!(a.kill[0].message, "Container a definition changed, will be restarted");
+        assert_eq!(
+            a.kill[0].message,
+            "Container a definition changed, will be restarted"
+        );
     }
 
     #[test]
@@ -382,8 +501,14 @@ mod tests {
         let a = compute(&p, &PodRuntime::default(), &P::default());
         assert_eq!(names(&a), vec!["side"]);
         // Sidecar running but not started (startup probe pending): wait.
-        let rt = PodRuntime { containers: vec![rc(&p, "side", "1", CState::Running, 0, 0)], ..Default::default() };
-        let probes = P { not_started: ["1".to_string()].into(), ..Default::default() };
+        let rt = PodRuntime {
+            containers: vec![rc(&p, "side", "1", CState::Running, 0, 0)],
+            ..Default::default()
+        };
+        let probes = P {
+            not_started: ["1".to_string()].into(),
+            ..Default::default()
+        };
         assert!(compute(&p, &rt, &probes).start.is_empty());
         assert_eq!(names(&compute(&p, &rt, &P::default())), vec!["i"]);
         // Main container done with Never: the sidecar is stopped.

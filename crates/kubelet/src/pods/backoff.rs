@@ -29,7 +29,11 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max, entries: HashMap::new() }
+        Backoff {
+            initial,
+            max,
+            entries: HashMap::new(),
+        }
     }
 
     fn expired(&self, e: &Entry, now: SystemTime) -> bool {
@@ -38,12 +42,20 @@ impl Backoff {
 
     /// The current delay for `key`, if any.
     pub fn get(&self, key: &str, now: SystemTime) -> Option<Duration> {
-        self.entries.get(key).filter(|e| !self.expired(e, now)).map(|e| e.delay)
+        self.entries
+            .get(key)
+            .filter(|e| !self.expired(e, now))
+            .map(|e| e.delay)
     }
 
     /// If `key` is backing off relative to `since` (e.g. the container's
     /// finish time), the remaining wait and the current delay.
-    pub fn in_backoff_since(&self, key: &str, since: SystemTime, now: SystemTime) -> Option<(Duration, Duration)> {
+    pub fn in_backoff_since(
+        &self,
+        key: &str,
+        since: SystemTime,
+        now: SystemTime,
+    ) -> Option<(Duration, Duration)> {
         let e = self.entries.get(key)?;
         if self.expired(e, now) {
             return None;
@@ -59,7 +71,9 @@ impl Backoff {
     /// Whether `key` is backing off relative to its last recorded attempt.
     pub fn in_backoff_since_update(&self, key: &str, now: SystemTime) -> bool {
         match self.entries.get(key) {
-            Some(e) if !self.expired(e, now) => now.duration_since(e.last_update).unwrap_or_default() < e.delay,
+            Some(e) if !self.expired(e, now) => {
+                now.duration_since(e.last_update).unwrap_or_default() < e.delay
+            }
             _ => false,
         }
     }
@@ -68,8 +82,15 @@ impl Backoff {
     pub fn next(&mut self, key: &str, now: SystemTime) {
         let initial = self.initial;
         let max = self.max;
-        let expired = self.entries.get(key).map(|e| self.expired(e, now)).unwrap_or(true);
-        let e = self.entries.entry(key.to_string()).or_insert(Entry { delay: initial, last_update: now });
+        let expired = self
+            .entries
+            .get(key)
+            .map(|e| self.expired(e, now))
+            .unwrap_or(true);
+        let e = self.entries.entry(key.to_string()).or_insert(Entry {
+            delay: initial,
+            last_update: now,
+        });
         if expired {
             e.delay = initial;
         } else {
@@ -78,11 +99,30 @@ impl Backoff {
         e.last_update = now;
     }
 
-    /// Records the first attempt if there is none yet.
-    pub fn ensure(&mut self, key: &str, now: SystemTime) {
+    /// Sets the delay of `key` if it has none (e.g. from a restart count
+    /// after a kubelet restart).
+    pub fn seed(&mut self, key: &str, delay: Duration, now: SystemTime) {
         if self.get(key, now).is_none() {
-            self.entries.insert(key.to_string(), Entry { delay: self.initial, last_update: now });
+            self.entries.insert(
+                key.to_string(),
+                Entry {
+                    delay: delay.min(self.max),
+                    last_update: now,
+                },
+            );
         }
+    }
+
+    /// The delay after `restarts` restarts: initial × 2^(restarts-1), capped.
+    pub fn delay_for_restarts(&self, restarts: i32) -> Duration {
+        if restarts <= 0 {
+            return Duration::ZERO;
+        }
+        let mut d = self.initial;
+        for _ in 1..restarts.min(16) {
+            d = (d * 2).min(self.max);
+        }
+        d.min(self.max)
     }
 
     pub fn reset(&mut self, key: &str) {
@@ -91,7 +131,8 @@ impl Backoff {
 
     pub fn gc(&mut self, now: SystemTime) {
         let max2 = self.max * 2;
-        self.entries.retain(|_, e| now.duration_since(e.last_update).unwrap_or_default() <= max2);
+        self.entries
+            .retain(|_, e| now.duration_since(e.last_update).unwrap_or_default() <= max2);
     }
 }
 
@@ -108,8 +149,13 @@ mod tests {
         assert_eq!(b.get("c", t0), Some(Duration::from_secs(10)));
         // Finished 3 s ago with a 10 s delay: 7 s left.
         let now = t0 + Duration::from_secs(3);
-        assert_eq!(b.in_backoff_since("c", t0, now), Some((Duration::from_secs(7), Duration::from_secs(10))));
-        assert!(b.in_backoff_since("c", t0, t0 + Duration::from_secs(11)).is_none());
+        assert_eq!(
+            b.in_backoff_since("c", t0, now),
+            Some((Duration::from_secs(7), Duration::from_secs(10)))
+        );
+        assert!(b
+            .in_backoff_since("c", t0, t0 + Duration::from_secs(11))
+            .is_none());
         let mut t = t0;
         let mut seen = vec![];
         for _ in 0..7 {

@@ -12,9 +12,15 @@ use crate::env::expand;
 use crate::runtime::*;
 
 /// Linux resources of a container (upstream generateLinuxContainerResources).
-pub fn linux_resources(pod: &Pod, c: &Container, memory_capacity: u64) -> crirt::LinuxContainerResources {
+pub fn linux_resources(
+    pod: &Pod,
+    c: &Container,
+    memory_capacity: u64,
+) -> crirt::LinuxContainerResources {
     let mut r = crirt::LinuxContainerResources::default();
-    let cpu_req = spec::request(c, "cpu").map(|q| q.milli_value()).unwrap_or(0);
+    let cpu_req = spec::request(c, "cpu")
+        .map(|q| q.milli_value())
+        .unwrap_or(0);
     let cpu_lim = spec::limit(c, "cpu").map(|q| q.milli_value()).unwrap_or(0);
     let mem_lim = spec::limit(c, "memory").map(|q| q.value()).unwrap_or(0);
     r.cpu_shares = if cpu_req == 0 && cpu_lim != 0 {
@@ -37,8 +43,12 @@ pub fn linux_resources(pod: &Pod, c: &Container, memory_capacity: u64) -> crirt:
 pub fn effective_user(pod: &Pod, c: &Container) -> (Option<i64>, Option<i64>, bool) {
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let csc = c.security_context.as_ref();
-    let user = csc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
-    let group = csc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let user = csc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user));
+    let group = csc
+        .and_then(|s| s.run_as_group)
+        .or(psc.and_then(|s| s.run_as_group));
     let non_root = csc
         .and_then(|s| s.run_as_non_root)
         .or(psc.and_then(|s| s.run_as_non_root))
@@ -90,11 +100,13 @@ pub fn security_context(pod: &Pod, c: &Container) -> crirt::LinuxContainerSecuri
     let csc = c.security_context.as_ref();
     let (user, group, _) = effective_user(pod, c);
     let privileged = csc.and_then(|s| s.privileged).unwrap_or(false);
-    let capabilities = csc.and_then(|s| s.capabilities.as_ref()).map(|caps| crirt::Capability {
-        add_capabilities: caps.add.clone().unwrap_or_default(),
-        drop_capabilities: caps.drop.clone().unwrap_or_default(),
-        add_ambient_capabilities: vec![],
-    });
+    let capabilities = csc
+        .and_then(|s| s.capabilities.as_ref())
+        .map(|caps| crirt::Capability {
+            add_capabilities: caps.add.clone().unwrap_or_default(),
+            drop_capabilities: caps.drop.clone().unwrap_or_default(),
+            add_ambient_capabilities: vec![],
+        });
     let seccomp = seccomp_profile(csc.and_then(|s| s.seccomp_profile.as_ref()))
         .or_else(|| seccomp_profile(psc.and_then(|s| s.seccomp_profile.as_ref())))
         .or(Some(crirt::SecurityProfile {
@@ -109,7 +121,9 @@ pub fn security_context(pod: &Pod, c: &Container) -> crirt::LinuxContainerSecuri
         namespace_options: Some(ns),
         run_as_user: user.map(|v| crirt::Int64Value { value: v }),
         run_as_group: group.map(|v| crirt::Int64Value { value: v }),
-        readonly_rootfs: csc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        readonly_rootfs: csc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         supplemental_groups: supplemental_groups(psc),
         no_new_privs: csc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         seccomp,
@@ -127,24 +141,53 @@ pub struct ContainerParams<'a> {
 }
 
 /// The full ContainerConfig.
-pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> crirt::ContainerConfig {
-    let command = c.command.clone().unwrap_or_default().iter().map(|s| expand(s, p.env)).collect();
-    let args = c.args.clone().unwrap_or_default().iter().map(|s| expand(s, p.env)).collect();
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    p: ContainerParams<'_>,
+) -> crirt::ContainerConfig {
+    let command = c
+        .command
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| expand(s, p.env))
+        .collect();
+    let args = c
+        .args
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| expand(s, p.env))
+        .collect();
     let mut labels = HashMap::new();
     labels.insert(POD_NAME_LABEL.to_string(), spec::name(pod).to_string());
-    labels.insert(POD_NAMESPACE_LABEL.to_string(), spec::namespace(pod).to_string());
+    labels.insert(
+        POD_NAMESPACE_LABEL.to_string(),
+        spec::namespace(pod).to_string(),
+    );
     labels.insert(POD_UID_LABEL.to_string(), spec::uid(pod).to_string());
     labels.insert(CONTAINER_NAME_LABEL.to_string(), c.name.clone());
     let mut annotations = HashMap::new();
-    annotations.insert(CONTAINER_HASH_ANNOTATION.to_string(), spec::container_hash(c));
-    annotations.insert(CONTAINER_RESTART_COUNT_ANNOTATION.to_string(), p.restart_count.to_string());
+    annotations.insert(
+        CONTAINER_HASH_ANNOTATION.to_string(),
+        spec::container_hash(c),
+    );
+    annotations.insert(
+        CONTAINER_RESTART_COUNT_ANNOTATION.to_string(),
+        p.restart_count.to_string(),
+    );
     annotations.insert(
         CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION.to_string(),
-        c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+        c.termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into()),
     );
     annotations.insert(
         CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION.to_string(),
-        c.termination_message_policy.clone().unwrap_or_else(|| "File".into()),
+        c.termination_message_policy
+            .clone()
+            .unwrap_or_else(|| "File".into()),
     );
     annotations.insert(
         POD_TERMINATION_GRACE_PERIOD_ANNOTATION.to_string(),
@@ -161,7 +204,10 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> cri
         }
     }
     crirt::ContainerConfig {
-        metadata: Some(crirt::ContainerMetadata { name: c.name.clone(), attempt: p.restart_count }),
+        metadata: Some(crirt::ContainerMetadata {
+            name: c.name.clone(),
+            attempt: p.restart_count,
+        }),
         image: Some(crirt::ImageSpec {
             image: p.image_ref.to_string(),
             user_specified_image: c.image.clone().unwrap_or_default(),
@@ -170,7 +216,14 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> cri
         command,
         args,
         working_dir: c.working_dir.clone().unwrap_or_default(),
-        envs: p.env.iter().map(|(k, v)| crirt::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+        envs: p
+            .env
+            .iter()
+            .map(|(k, v)| crirt::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
         mounts: p.mounts,
         devices: vec![],
         labels,
@@ -190,7 +243,9 @@ pub fn container_config(pod: &Pod, c: &Container, p: ContainerParams<'_>) -> cri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext};
+    use k8s_openapi::api::core::v1::{
+        Capabilities, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn pod_with(c: Container) -> Pod {
@@ -198,7 +253,10 @@ mod tests {
         p.metadata.name = Some("p".into());
         p.metadata.namespace = Some("ns".into());
         p.metadata.uid = Some("uid".into());
-        p.spec = Some(PodSpec { containers: vec![c], ..Default::default() });
+        p.spec = Some(PodSpec {
+            containers: vec![c],
+            ..Default::default()
+        });
         p
     }
 
@@ -209,8 +267,11 @@ mod tests {
             resources: Some(ResourceRequirements {
                 requests: Some([("cpu".to_string(), Quantity("250m".into()))].into()),
                 limits: Some(
-                    [("cpu".to_string(), Quantity("500m".into())), ("memory".to_string(), Quantity("64Mi".into()))]
-                        .into(),
+                    [
+                        ("cpu".to_string(), Quantity("500m".into())),
+                        ("memory".to_string(), Quantity("64Mi".into())),
+                    ]
+                    .into(),
                 ),
                 ..Default::default()
             }),
@@ -224,9 +285,20 @@ mod tests {
         assert_eq!(r.memory_limit_in_bytes, 64 << 20);
         // Burstable, memory request defaults to the limit: 1000 - 1000*64Mi/1Gi.
         assert_eq!(r.oom_score_adj, 938);
-        let be = Container { name: "b".into(), ..Default::default() };
+        let be = Container {
+            name: "b".into(),
+            ..Default::default()
+        };
         let r = linux_resources(&pod_with(be.clone()), &be, 1 << 30);
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes, r.oom_score_adj), (2, 0, 0, 1000));
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.memory_limit_in_bytes,
+                r.oom_score_adj
+            ),
+            (2, 0, 0, 1000)
+        );
     }
 
     #[test]
@@ -237,14 +309,20 @@ mod tests {
                 run_as_user: Some(1000),
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
-                capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: Some(vec!["ALL".into()]) }),
+                capabilities: Some(Capabilities {
+                    add: Some(vec!["NET_ADMIN".into()]),
+                    drop: Some(vec!["ALL".into()]),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         };
         let mut p = pod_with(c.clone());
-        p.spec.as_mut().unwrap().security_context =
-            Some(PodSecurityContext { run_as_group: Some(3000), fs_group: Some(2000), ..Default::default() });
+        p.spec.as_mut().unwrap().security_context = Some(PodSecurityContext {
+            run_as_group: Some(3000),
+            fs_group: Some(2000),
+            ..Default::default()
+        });
         let sc = security_context(&p, &c);
         assert_eq!(sc.run_as_user.map(|v| v.value), Some(1000));
         assert_eq!(sc.run_as_group.map(|v| v.value), Some(3000));
@@ -256,17 +334,27 @@ mod tests {
 
     #[test]
     fn non_root() {
-        let mut c = Container { name: "c".into(), ..Default::default() };
-        c.security_context = Some(SecurityContext { run_as_non_root: Some(true), ..Default::default() });
+        let mut c = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        c.security_context = Some(SecurityContext {
+            run_as_non_root: Some(true),
+            ..Default::default()
+        });
         let p = pod_with(c.clone());
         assert_eq!(
             verify_run_as_non_root(&p, &c, Some(0), "").unwrap_err(),
             "container has runAsNonRoot and image will run as root (pod: \"p_ns(uid)\", container: c)"
         );
         assert!(verify_run_as_non_root(&p, &c, Some(1000), "").is_ok());
-        assert!(verify_run_as_non_root(&p, &c, None, "nobody").unwrap_err().contains("non-numeric user (nobody)"));
+        assert!(verify_run_as_non_root(&p, &c, None, "nobody")
+            .unwrap_err()
+            .contains("non-numeric user (nobody)"));
         c.security_context.as_mut().unwrap().run_as_user = Some(0);
-        assert!(verify_run_as_non_root(&p, &c, Some(1000), "").unwrap_err().starts_with("container's runAsUser breaks non-root policy"));
+        assert!(verify_run_as_non_root(&p, &c, Some(1000), "")
+            .unwrap_err()
+            .starts_with("container's runAsUser breaks non-root policy"));
     }
 
     #[test]
@@ -283,12 +371,23 @@ mod tests {
         let cfg = container_config(
             &p,
             &c,
-            ContainerParams { restart_count: 2, image_ref: "sha256:abc", env: &env, mounts: vec![], memory_capacity: 1 << 30 },
+            ContainerParams {
+                restart_count: 2,
+                image_ref: "sha256:abc",
+                env: &env,
+                mounts: vec![],
+                memory_capacity: 1 << 30,
+            },
         );
         assert_eq!(cfg.args, vec!["echo y"]);
         assert_eq!(cfg.log_path, "c/2.log");
         assert_eq!(cfg.metadata.unwrap().attempt, 2);
-        assert_eq!(cfg.annotations.get(CONTAINER_RESTART_COUNT_ANNOTATION).unwrap(), "2");
+        assert_eq!(
+            cfg.annotations
+                .get(CONTAINER_RESTART_COUNT_ANNOTATION)
+                .unwrap(),
+            "2"
+        );
         assert_eq!(cfg.labels.get(CONTAINER_NAME_LABEL).unwrap(), "c");
         assert_eq!(cfg.image.unwrap().user_specified_image, "busybox");
     }

@@ -57,7 +57,10 @@ pub fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {
 
 /// The field path of a container: `spec.containers{name}` or `spec.initContainers{name}`.
 pub fn container_field_path(pod: &Pod, container: &str) -> String {
-    if spec::init_containers(pod).iter().any(|c| c.name == container) {
+    if spec::init_containers(pod)
+        .iter()
+        .any(|c| c.name == container)
+    {
         format!("spec.initContainers{{{container}}}")
     } else {
         format!("spec.containers{{{container}}}")
@@ -88,11 +91,22 @@ impl Recorder {
         Recorder { tx: None }
     }
 
-    pub fn event(&self, obj: &ObjectReference, type_: EventType, reason: &str, message: impl Into<String>) {
+    pub fn event(
+        &self,
+        obj: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         let message = message.into();
         tracing::debug!(object = ?obj.name, reason, %message, "event");
         if let Some(tx) = &self.tx {
-            let _ = tx.try_send(Pending { obj: obj.clone(), type_, reason: reason.into(), message });
+            let _ = tx.try_send(Pending {
+                obj: obj.clone(),
+                type_,
+                reason: reason.into(),
+                message,
+            });
         }
     }
 
@@ -110,7 +124,12 @@ impl Recorder {
         reason: &str,
         message: impl Into<String>,
     ) {
-        self.event(&pod_ref(pod, Some(container_field_path(pod, container))), type_, reason, message)
+        self.event(
+            &pod_ref(pod, Some(container_field_path(pod, container))),
+            type_,
+            reason,
+            message,
+        )
     }
 }
 
@@ -128,7 +147,12 @@ const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pending>) {
     let mut seen: HashMap<Key, Seen> = HashMap::new();
     while let Some(p) = rx.recv().await {
-        let namespace = p.obj.namespace.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+        let namespace = p
+            .obj
+            .namespace
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
         let key: Key = (
             p.obj.uid.clone().unwrap_or_default(),
             p.obj.name.clone().unwrap_or_default(),
@@ -144,16 +168,26 @@ async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pen
             }
         }
         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        if let Some(s) = seen.get_mut(&key).filter(|s| s.at.elapsed() < AGGREGATE_WINDOW) {
+        if let Some(s) = seen
+            .get_mut(&key)
+            .filter(|s| s.at.elapsed() < AGGREGATE_WINDOW)
+        {
             s.count += 1;
             s.at = Instant::now();
             let patch = serde_json::json!({"count": s.count, "lastTimestamp": now_time()});
-            match api.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => continue,
                 Err(e) => tracing::debug!("updating event {}/{}: {e}", s.namespace, s.name),
             }
         }
-        let name = format!("{}.{:x}", p.obj.name.clone().unwrap_or_default(), unix_nanos());
+        let name = format!(
+            "{}.{:x}",
+            p.obj.name.clone().unwrap_or_default(),
+            unix_nanos()
+        );
         let now = now_time();
         let ev = Event {
             metadata: kube::api::ObjectMeta {
@@ -165,7 +199,10 @@ async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pen
             reason: Some(p.reason.clone()),
             message: Some(p.message.clone()),
             type_: Some(p.type_.as_str().into()),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node_name.clone()) }),
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: Some(node_name.clone()),
+            }),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),
@@ -175,7 +212,15 @@ async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pen
         };
         match api.create(&PostParams::default(), &ev).await {
             Ok(_) => {
-                seen.insert(key, Seen { namespace, name, count: 1, at: Instant::now() });
+                seen.insert(
+                    key,
+                    Seen {
+                        namespace,
+                        name,
+                        count: 1,
+                        at: Instant::now(),
+                    },
+                );
             }
             Err(e) => tracing::debug!("creating event {}: {e}", p.reason),
         }

@@ -22,7 +22,9 @@ pub struct ImageGc {
 
 impl ImageGc {
     pub fn new() -> Self {
-        ImageGc { first_unused: HashMap::new() }
+        ImageGc {
+            first_unused: HashMap::new(),
+        }
     }
 }
 
@@ -36,17 +38,23 @@ impl Default for ImageGc {
 pub fn dead_containers_to_remove(containers: &[crirt::Container]) -> Vec<String> {
     let mut groups: HashMap<(String, String), Vec<&crirt::Container>> = HashMap::new();
     for c in containers {
-        let (Some(uid), Some(name)) = (c.labels.get(POD_UID_LABEL), c.labels.get(CONTAINER_NAME_LABEL)) else {
+        let (Some(uid), Some(name)) = (
+            c.labels.get(POD_UID_LABEL),
+            c.labels.get(CONTAINER_NAME_LABEL),
+        ) else {
             continue;
         };
         if c.state == crirt::ContainerState::ContainerRunning as i32 {
             continue;
         }
-        groups.entry((uid.clone(), name.clone())).or_default().push(c);
+        groups
+            .entry((uid.clone(), name.clone()))
+            .or_default()
+            .push(c);
     }
     let mut out = Vec::new();
     for (_, mut v) in groups {
-        v.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        v.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         out.extend(v.into_iter().skip(1).map(|c| c.id.clone()));
     }
     out
@@ -54,13 +62,14 @@ pub fn dead_containers_to_remove(containers: &[crirt::Container]) -> Vec<String>
 
 pub async fn collect(ctx: &Context, known: &HashSet<String>, image_gc: &mut ImageGc) {
     let rt = &ctx.runtime;
-    let (containers, sandboxes) = match tokio::join!(rt.list_containers(&[], None), rt.list_pod_sandboxes(&[])) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::debug!("garbage collection: listing the runtime: {e}");
-            return;
-        }
-    };
+    let (containers, sandboxes) =
+        match tokio::join!(rt.list_containers(&[], None), rt.list_pod_sandboxes(&[])) {
+            (Ok(c), Ok(s)) => (c, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!("garbage collection: listing the runtime: {e}");
+                return;
+            }
+        };
 
     // Orphaned pods.
     let mut orphans: HashSet<String> = HashSet::new();
@@ -76,6 +85,7 @@ pub async fn collect(ctx: &Context, known: &HashSet<String>, image_gc: &mut Imag
                 if let Err(e) = rt.remove_pod_sandbox(&s.id).await {
                     tracing::warn!("removing orphaned sandbox {}: {e}", s.id);
                 }
+                remove_pod_cgroups(&ctx.cfg.cgroup_root, uid);
             }
         }
     }
@@ -105,7 +115,9 @@ pub async fn collect(ctx: &Context, known: &HashSet<String>, image_gc: &mut Imag
     let mut newest: HashMap<&str, (i64, &str)> = HashMap::new();
     for s in &sandboxes {
         if let Some(uid) = s.labels.get(POD_UID_LABEL) {
-            let e = newest.entry(uid.as_str()).or_insert((s.created_at, s.id.as_str()));
+            let e = newest
+                .entry(uid.as_str())
+                .or_insert((s.created_at, s.id.as_str()));
             if s.created_at > e.0 {
                 *e = (s.created_at, s.id.as_str());
             }
@@ -113,7 +125,9 @@ pub async fn collect(ctx: &Context, known: &HashSet<String>, image_gc: &mut Imag
     }
     let remaining = rt.list_containers(&[], None).await.unwrap_or_default();
     for s in &sandboxes {
-        let Some(uid) = s.labels.get(POD_UID_LABEL) else { continue };
+        let Some(uid) = s.labels.get(POD_UID_LABEL) else {
+            continue;
+        };
         if orphans.contains(uid) || s.state == crirt::PodSandboxState::SandboxReady as i32 {
             continue;
         }
@@ -131,6 +145,31 @@ pub async fn collect(ctx: &Context, known: &HashSet<String>, image_gc: &mut Imag
     image_gc_run(ctx, &remaining, image_gc).await;
 }
 
+/// Removes a pod's (now empty) cgroups in every hierarchy, whatever its QoS class.
+pub fn remove_pod_cgroups(cgroup_root: &str, pod_uid: &str) {
+    if pod_uid.is_empty() || pod_uid.contains('/') {
+        return;
+    }
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let mut roots = vec![];
+    if base.join("cgroup.controllers").exists() {
+        roots.push(base.to_path_buf());
+    } else if let Ok(rd) = std::fs::read_dir(base) {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for qos in ["Guaranteed", "Burstable", "BestEffort"] {
+        let parent = super::spec::cgroup_parent(cgroup_root, qos, pod_uid);
+        for r in &roots {
+            let dir = r.join(parent.trim_start_matches('/'));
+            if dir.is_dir() {
+                if let Err(e) = std::fs::remove_dir(&dir) {
+                    tracing::debug!("removing cgroup {}: {e}", dir.display());
+                }
+            }
+        }
+    }
+}
+
 fn statvfs(path: &str) -> Option<(u64, u64)> {
     let c = std::ffi::CString::new(path).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -144,10 +183,20 @@ fn statvfs(path: &str) -> Option<(u64, u64)> {
 
 async fn image_gc_run(ctx: &Context, containers: &[crirt::Container], state: &mut ImageGc) {
     let rt = &ctx.runtime;
-    let Ok(info) = rt.image_fs_info().await else { return };
-    let Some(fs) = info.image_filesystems.first() else { return };
-    let mountpoint = fs.fs_id.as_ref().map(|f| f.mountpoint.clone()).unwrap_or_default();
-    let Some((capacity, available)) = statvfs(&mountpoint) else { return };
+    let Ok(info) = rt.image_fs_info().await else {
+        return;
+    };
+    let Some(fs) = info.image_filesystems.first() else {
+        return;
+    };
+    let mountpoint = fs
+        .fs_id
+        .as_ref()
+        .map(|f| f.mountpoint.clone())
+        .unwrap_or_default();
+    let Some((capacity, available)) = statvfs(&mountpoint) else {
+        return;
+    };
     if capacity == 0 {
         return;
     }
@@ -157,7 +206,16 @@ async fn image_gc_run(ctx: &Context, containers: &[crirt::Container], state: &mu
     };
     let in_use: HashSet<String> = containers
         .iter()
-        .flat_map(|c| [c.image_ref.clone(), c.image_id.clone(), c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default()])
+        .flat_map(|c| {
+            [
+                c.image_ref.clone(),
+                c.image_id.clone(),
+                c.image
+                    .as_ref()
+                    .map(|i| i.image.clone())
+                    .unwrap_or_default(),
+            ]
+        })
         .filter(|s| !s.is_empty())
         .collect();
     let now = Instant::now();
@@ -166,11 +224,16 @@ async fn image_gc_run(ctx: &Context, containers: &[crirt::Container], state: &mu
         .filter(|i| {
             !i.pinned
                 && !in_use.contains(&i.id)
-                && !i.repo_tags.iter().any(|t| in_use.contains(t) || t.contains("/pause:"))
+                && !i
+                    .repo_tags
+                    .iter()
+                    .any(|t| in_use.contains(t) || t.contains("/pause:"))
                 && !i.repo_digests.iter().any(|d| in_use.contains(d))
         })
         .collect();
-    state.first_unused.retain(|id, _| unused.iter().any(|i| &i.id == id));
+    state
+        .first_unused
+        .retain(|id, _| unused.iter().any(|i| &i.id == id));
     for i in &unused {
         state.first_unused.entry(i.id.clone()).or_insert(now);
     }
@@ -180,7 +243,11 @@ async fn image_gc_run(ctx: &Context, containers: &[crirt::Container], state: &mu
     }
     let target = capacity * ctx.cfg.image_gc_low_threshold_percent.max(0) as u64 / 100;
     let mut to_free = (capacity - available).saturating_sub(target);
-    tracing::info!(usage_pct, to_free, "image filesystem above the high threshold; removing unused images");
+    tracing::info!(
+        usage_pct,
+        to_free,
+        "image filesystem above the high threshold; removing unused images"
+    );
     let mut candidates = unused;
     candidates.sort_by_key(|i| state.first_unused.get(&i.id).copied().unwrap_or(now));
     for img in candidates {
@@ -188,7 +255,11 @@ async fn image_gc_run(ctx: &Context, containers: &[crirt::Container], state: &mu
             break;
         }
         // Images unused for less than a minute may be about to be used.
-        if state.first_unused.get(&img.id).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)) {
+        if state
+            .first_unused
+            .get(&img.id)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        {
             continue;
         }
         match rt.remove_image(&img.id).await {
@@ -208,9 +279,17 @@ mod tests {
     fn c(id: &str, uid: &str, name: &str, running: bool, created: i64) -> crirt::Container {
         crirt::Container {
             id: id.into(),
-            state: if running { crirt::ContainerState::ContainerRunning as i32 } else { crirt::ContainerState::ContainerExited as i32 },
+            state: if running {
+                crirt::ContainerState::ContainerRunning as i32
+            } else {
+                crirt::ContainerState::ContainerExited as i32
+            },
             created_at: created,
-            labels: [(POD_UID_LABEL.to_string(), uid.to_string()), (CONTAINER_NAME_LABEL.to_string(), name.to_string())].into(),
+            labels: [
+                (POD_UID_LABEL.to_string(), uid.to_string()),
+                (CONTAINER_NAME_LABEL.to_string(), name.to_string()),
+            ]
+            .into(),
             ..Default::default()
         }
     }

@@ -13,7 +13,10 @@ use crate::runtime::Runtime;
 /// Resolves a named or numeric port against the container's ports.
 pub fn resolve_port(port: &IntOrString, c: &Container) -> Result<u16, String> {
     match port {
-        IntOrString::Int(p) => u16::try_from(*p).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port number: {p}")),
+        IntOrString::Int(p) => u16::try_from(*p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("invalid port number: {p}")),
         IntOrString::String(name) => {
             if let Ok(p) = name.parse::<u16>() {
                 return Ok(p);
@@ -66,7 +69,11 @@ pub async fn run(
     }
     if let Some(http) = &handler.http_get {
         let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let path = if path.starts_with('/') { path } else { format!("/{path}") };
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
         let fail = |e: String| {
             format!(
                 "HTTP lifecycle hook ({path}) for Container {:?} in Pod {:?} failed - error: {e}",
@@ -74,14 +81,26 @@ pub async fn run(
             )
         };
         let port = resolve_port(&http.port, c).map_err(fail)?;
-        let host = http.host.clone().filter(|h| !h.is_empty()).or_else(|| pod_ip.map(String::from)).unwrap_or_default();
-        if http.scheme.as_deref().unwrap_or("HTTP").eq_ignore_ascii_case("HTTPS") {
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or_else(|| pod_ip.map(String::from))
+            .unwrap_or_default();
+        if http
+            .scheme
+            .as_deref()
+            .unwrap_or("HTTP")
+            .eq_ignore_ascii_case("HTTPS")
+        {
             return Err(fail("HTTPS lifecycle hooks are not supported".into()));
         }
         let addr: SocketAddr = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, port),
             Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(mut it) => it.next().ok_or_else(|| fail(format!("no address for host {host:?}")))?,
+                Ok(mut it) => it
+                    .next()
+                    .ok_or_else(|| fail(format!("no address for host {host:?}")))?,
                 Err(e) => return Err(fail(e.to_string())),
             },
         };
@@ -103,7 +122,12 @@ pub async fn run(
     if let Some(tcp) = &handler.tcp_socket {
         // Deprecated; upstream only checks it can connect.
         let port = resolve_port(&tcp.port, c)?;
-        let host = tcp.host.clone().filter(|h| !h.is_empty()).or_else(|| pod_ip.map(String::from)).unwrap_or_default();
+        let host = tcp
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or_else(|| pod_ip.map(String::from))
+            .unwrap_or_default();
         let fut = tokio::net::TcpStream::connect((host.as_str(), port));
         return match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(_)) => Ok(()),
@@ -123,11 +147,18 @@ mod tests {
     fn ports() {
         let c = Container {
             name: "c".into(),
-            ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
         assert!(resolve_port(&IntOrString::String("x".into()), &c).is_err());
         assert!(resolve_port(&IntOrString::Int(0), &c).is_err());
     }

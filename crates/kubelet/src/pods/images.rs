@@ -65,10 +65,15 @@ pub fn registry_host(image: &str) -> String {
 
 fn normalize_registry_key(key: &str) -> String {
     let k = key.trim();
-    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
     let host = k.split('/').next().unwrap_or(k);
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".into()
+        }
         h => h.to_string(),
     }
 }
@@ -89,7 +94,11 @@ pub fn valid_image_name(image: &str) -> bool {
     }
     let name = image.split('@').next().unwrap_or(image);
     let (host, rest) = match name.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => (first, rest),
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first, rest)
+        }
         _ => ("", name),
     };
     let _ = host;
@@ -97,7 +106,10 @@ pub fn valid_image_name(image: &str) -> bool {
         Some((r, tag)) if !tag.contains('/') => r,
         _ => rest,
     };
-    !repo.is_empty() && !repo.chars().any(|c| c.is_ascii_uppercase()) && !repo.starts_with('/') && !repo.ends_with('/')
+    !repo.is_empty()
+        && !repo.chars().any(|c| c.is_ascii_uppercase())
+        && !repo.starts_with('/')
+        && !repo.ends_with('/')
 }
 
 /// Credentials for `image` from dockerconfigjson / dockercfg secrets.
@@ -112,7 +124,9 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> Vec<crirt::AuthConfig
                     .ok()
                     .and_then(|v| v.get("auths").and_then(|a| a.as_object().cloned()))
             } else if let Some(b) = data.get(".dockercfg") {
-                serde_json::from_slice::<serde_json::Value>(&b.0).ok().and_then(|v| v.as_object().cloned())
+                serde_json::from_slice::<serde_json::Value>(&b.0)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
             } else {
                 None
             };
@@ -120,7 +134,12 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> Vec<crirt::AuthConfig
             if !host_matches(&normalize_registry_key(&key), &host) {
                 continue;
             }
-            let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let get = |k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let mut username = get("username");
             let mut password = get("password");
             let auth = get("auth");
@@ -146,7 +165,12 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> Vec<crirt::AuthConfig
 }
 
 impl ImageManager {
-    pub fn new(runtime: Runtime, client: kube::Client, recorder: Recorder, serialize: bool) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        client: kube::Client,
+        recorder: Recorder,
+        serialize: bool,
+    ) -> Self {
         ImageManager {
             runtime,
             client,
@@ -201,7 +225,9 @@ impl ImageManager {
         sandbox_config: &crirt::PodSandboxConfig,
     ) -> Result<String, ImageError> {
         let raw = c.image.clone().unwrap_or_default();
-        let ev = |t: EventType, reason: &str, msg: String| self.recorder.container_event(pod, &c.name, t, reason, msg);
+        let ev = |t: EventType, reason: &str, msg: String| {
+            self.recorder.container_event(pod, &c.name, t, reason, msg)
+        };
         if !valid_image_name(&raw) {
             let msg = format!("Failed to apply default image tag {raw:?}: couldn't parse image name {raw:?}: invalid reference format");
             ev(EventType::Warning, "InspectFailed", msg.clone());
@@ -225,11 +251,16 @@ impl ImageManager {
         if !should_pull {
             return match present {
                 Some(img) => {
-                    ev(EventType::Normal, "Pulled", format!("Container image {raw:?} already present on machine"));
+                    ev(
+                        EventType::Normal,
+                        "Pulled",
+                        format!("Container image {raw:?} already present on machine"),
+                    );
                     Ok(img.id)
                 }
                 None => {
-                    let msg = format!("Container image {raw:?} is not present with pull policy of Never");
+                    let msg =
+                        format!("Container image {raw:?} is not present with pull policy of Never");
                     ev(EventType::Warning, "ErrImageNeverPull", msg.clone());
                     Err(ImageError::ErrImageNeverPull(msg))
                 }
@@ -241,8 +272,17 @@ impl ImageManager {
             let b = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
             if b.in_backoff_since_update(&key, now) {
                 drop(b);
-                ev(EventType::Normal, "BackOff", format!("Back-off pulling image {raw:?}"));
-                let prev = self.last_error.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+                ev(
+                    EventType::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image {raw:?}"),
+                );
+                let prev = self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .cloned();
                 let msg = match prev {
                     Some(p) => format!("Back-off pulling image {raw:?}: ErrImagePull: {p}"),
                     None => format!("Back-off pulling image {raw:?}"),
@@ -254,16 +294,26 @@ impl ImageManager {
             Some(m) => Some(m.lock().await),
             None => None,
         };
-        ev(EventType::Normal, "Pulling", format!("Pulling image {raw:?}"));
+        ev(
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {raw:?}"),
+        );
         let start = Instant::now();
         let secrets = self.pull_secrets(pod).await;
         let creds = credentials_for(&image, &secrets);
         let mut result = if creds.is_empty() {
-            self.runtime.pull_image(&image, None, Some(sandbox_config.clone())).await
+            self.runtime
+                .pull_image(&image, None, Some(sandbox_config.clone()))
+                .await
         } else {
             let mut last = None;
             for cred in creds {
-                match self.runtime.pull_image(&image, Some(cred), Some(sandbox_config.clone())).await {
+                match self
+                    .runtime
+                    .pull_image(&image, Some(cred), Some(sandbox_config.clone()))
+                    .await
+                {
                     Ok(r) => {
                         last = Some(Ok(r));
                         break;
@@ -271,7 +321,12 @@ impl ImageManager {
                     Err(e) => last = Some(Err(e)),
                 }
             }
-            last.unwrap_or_else(|| Err(crate::runtime::CriError::Timeout("PullImage", std::time::Duration::ZERO)))
+            last.unwrap_or_else(|| {
+                Err(crate::runtime::CriError::Timeout(
+                    "PullImage",
+                    std::time::Duration::ZERO,
+                ))
+            })
         };
         // Some runtimes return an empty reference; look the image up then.
         if let Ok(r) = &result {
@@ -295,14 +350,27 @@ impl ImageManager {
                     "Pulled",
                     format!("Successfully pulled image {raw:?} in {secs} ({secs} including waiting). Image size: {size} bytes."),
                 );
-                self.backoff.lock().unwrap_or_else(|e| e.into_inner()).reset(&key);
-                self.last_error.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .reset(&key);
+                self.last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
                 Ok(image_ref)
             }
             Err(e) => {
                 let msg = e.to_string();
-                ev(EventType::Warning, "Failed", format!("Failed to pull image {raw:?}: {msg}"));
-                self.backoff.lock().unwrap_or_else(|e| e.into_inner()).next(&key, SystemTime::now());
+                ev(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {raw:?}: {msg}"),
+                );
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next(&key, SystemTime::now());
                 let mut le = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
                 if le.len() > 4096 {
                     le.clear();
@@ -316,8 +384,14 @@ impl ImageManager {
     /// Forgets a pod's back-off state.
     pub fn forget_pod(&self, pod_uid: &str) {
         let prefix = format!("{pod_uid}_");
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
-        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).gc(SystemTime::now());
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
+        self.backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gc(SystemTime::now());
     }
 }
 
@@ -339,9 +413,15 @@ mod tests {
     fn hosts() {
         assert_eq!(registry_host("busybox"), "docker.io");
         assert_eq!(registry_host("library/busybox:1"), "docker.io");
-        assert_eq!(registry_host("registry.k8s.io/pause:3.10"), "registry.k8s.io");
+        assert_eq!(
+            registry_host("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io"
+        );
         assert_eq!(registry_host("localhost:5000/x"), "localhost:5000");
-        assert_eq!(normalize_registry_key("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(
+            normalize_registry_key("https://index.docker.io/v1/"),
+            "docker.io"
+        );
     }
 
     #[test]
@@ -352,13 +432,19 @@ mod tests {
         }});
         let s = Secret {
             type_: Some("kubernetes.io/dockerconfigjson".into()),
-            data: Some([(".dockerconfigjson".to_string(), ByteString(serde_json::to_vec(&cfg).unwrap()))].into()),
+            data: Some(
+                [(
+                    ".dockerconfigjson".to_string(),
+                    ByteString(serde_json::to_vec(&cfg).unwrap()),
+                )]
+                .into(),
+            ),
             ..Default::default()
         };
         let c = credentials_for("busybox", std::slice::from_ref(&s));
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].username.as_str(), c[0].password.as_str()), ("u", "p"));
-        let c = credentials_for("quay.io/x/y", &[s.clone()]);
+        let c = credentials_for("quay.io/x/y", std::slice::from_ref(&s));
         assert_eq!(c[0].username, "q");
         assert!(credentials_for("ghcr.io/x", &[s]).is_empty());
     }

@@ -93,7 +93,12 @@ impl Context {
             cluster_domain: cfg.cluster_domain.clone(),
             host: sandbox::ResolvConf::load(cfg.resolv_conf.as_deref()),
         };
-        let images = ImageManager::new(runtime.clone(), client.clone(), recorder.clone(), cfg.serialize_image_pulls);
+        let images = ImageManager::new(
+            runtime.clone(),
+            client.clone(),
+            recorder.clone(),
+            cfg.serialize_image_pulls,
+        );
         Context {
             node_name: cfg.node_name.clone(),
             cfg,
@@ -115,7 +120,10 @@ impl Context {
     }
 
     pub fn node_allocatable(&self) -> BTreeMap<String, ApiQuantity> {
-        self.allocatable.read().map(|a| a.clone()).unwrap_or_default()
+        self.allocatable
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     pub fn set_node_allocatable(&self, a: BTreeMap<String, ApiQuantity>) {
@@ -173,8 +181,14 @@ impl Context {
 
     /// The pods this kubelet runs.
     pub fn pods(&self) -> Vec<Pod> {
-        let mut v: Vec<Pod> = self.view.read().map(|v| v.values().cloned().collect()).unwrap_or_default();
-        v.sort_by(|a, b| (spec::namespace(a), spec::name(a)).cmp(&(spec::namespace(b), spec::name(b))));
+        let mut v: Vec<Pod> = self
+            .view
+            .read()
+            .map(|v| v.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| {
+            (spec::namespace(a), spec::name(a)).cmp(&(spec::namespace(b), spec::name(b)))
+        });
         v
     }
 }
@@ -229,10 +243,11 @@ impl PodManager {
     fn dispatch(&mut self, uid: &str, last: Option<Arc<Pod>>) {
         let update = if let Some(p) = self.static_pods.get(uid).cloned() {
             Some(PodUpdate::Present(p.clone(), self.mirror_of(&p)))
-        } else if let Some(p) = self.api_pods.get(uid).filter(|p| !spec::is_mirror(p)) {
-            Some(PodUpdate::Present(p.clone(), None))
         } else {
-            None
+            self.api_pods
+                .get(uid)
+                .filter(|p| !spec::is_mirror(p))
+                .map(|p| PodUpdate::Present(p.clone(), None))
         };
         match update {
             Some(u) => {
@@ -246,9 +261,15 @@ impl PodManager {
                     _ => {
                         let (tx, rx) = watch::channel(u);
                         let kick = Arc::new(Notify::new());
-                        let worker = worker::Worker::new(self.ctx.clone(), uid.to_string(), rx, kick.clone());
+                        let worker = worker::Worker::new(
+                            self.ctx.clone(),
+                            uid.to_string(),
+                            rx,
+                            kick.clone(),
+                        );
                         let join = tokio::spawn(worker.run());
-                        self.workers.insert(uid.to_string(), WorkerHandle { tx, kick, join });
+                        self.workers
+                            .insert(uid.to_string(), WorkerHandle { tx, kick, join });
                     }
                 }
             }
@@ -270,7 +291,8 @@ impl PodManager {
     /// Runs until `shutdown` resolves. Containers keep running afterwards.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let api: Api<Pod> = Api::all(self.ctx.client.clone());
-        let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", self.ctx.node_name));
+        let wc =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.ctx.node_name));
         let mut stream = watcher(api, wc).default_backoff().boxed();
         let mut init_buf: Option<HashMap<String, Arc<Pod>>> = None;
 
@@ -278,9 +300,12 @@ impl PodManager {
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut statics = tokio::time::interval(Duration::from_secs(5));
         statics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut gc_tick = tokio::time::interval(Duration::from_secs(60));
+        // First collection shortly after start (orphans of a kubelet restart), then every minute.
+        let mut gc_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
         gc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        gc_tick.tick().await;
         let mut image_gc = gc::ImageGc::new();
         tokio::pin!(shutdown);
 
@@ -325,13 +350,27 @@ impl PodManager {
 
     fn known_uids(&self) -> HashSet<String> {
         let mut known: HashSet<String> = self.static_pods.keys().cloned().collect();
-        known.extend(self.api_pods.iter().filter(|(_, p)| !spec::is_mirror(p)).map(|(k, _)| k.clone()));
+        known.extend(
+            self.api_pods
+                .iter()
+                .filter(|(_, p)| !spec::is_mirror(p))
+                .map(|(k, _)| k.clone()),
+        );
         // Pods whose workers are still cleaning up are not orphans yet.
-        known.extend(self.workers.iter().filter(|(_, w)| !w.join.is_finished()).map(|(k, _)| k.clone()));
+        known.extend(
+            self.workers
+                .iter()
+                .filter(|(_, w)| !w.join.is_finished())
+                .map(|(k, _)| k.clone()),
+        );
         known
     }
 
-    async fn on_watch_event(&mut self, ev: watcher::Event<Pod>, init_buf: &mut Option<HashMap<String, Arc<Pod>>>) {
+    async fn on_watch_event(
+        &mut self,
+        ev: watcher::Event<Pod>,
+        init_buf: &mut Option<HashMap<String, Arc<Pod>>>,
+    ) {
         match ev {
             watcher::Event::Init => *init_buf = Some(HashMap::new()),
             watcher::Event::InitApply(p) => {
@@ -358,7 +397,9 @@ impl PodManager {
                 self.reconcile_mirrors().await;
             }
             watcher::Event::Apply(p) => {
-                let Some(uid) = p.metadata.uid.clone() else { return };
+                let Some(uid) = p.metadata.uid.clone() else {
+                    return;
+                };
                 let mirror = spec::is_mirror(&p);
                 self.api_pods.insert(uid.clone(), Arc::new(p));
                 self.on_api_change(&uid, None);
@@ -367,7 +408,9 @@ impl PodManager {
                 }
             }
             watcher::Event::Delete(p) => {
-                let Some(uid) = p.metadata.uid.clone() else { return };
+                let Some(uid) = p.metadata.uid.clone() else {
+                    return;
+                };
                 let mirror = spec::is_mirror(&p);
                 self.api_pods.remove(&uid);
                 self.on_api_change(&uid, Some(Arc::new(p)));
@@ -393,12 +436,19 @@ impl PodManager {
     }
 
     fn sync_static_pods(&mut self) {
-        let Some(dir) = self.ctx.cfg.pod_manifest_path.clone() else { return };
+        let Some(dir) = self.ctx.cfg.pod_manifest_path.clone() else {
+            return;
+        };
         let new = static_pods::read_dir(&dir, &self.ctx.node_name, &mut self.static_seen);
         let old_uids: Vec<String> = self.static_pods.keys().cloned().collect();
         let changed: Vec<String> = new
             .iter()
-            .filter(|(uid, p)| self.static_pods.get(*uid).map(|o| o.as_ref() != *p).unwrap_or(true))
+            .filter(|(uid, p)| {
+                self.static_pods
+                    .get(*uid)
+                    .map(|o| o.as_ref() != *p)
+                    .unwrap_or(true)
+            })
             .map(|(uid, _)| uid.clone())
             .collect();
         let removed: Vec<(String, Arc<Pod>)> = old_uids
@@ -425,7 +475,8 @@ impl PodManager {
     async fn reconcile_mirrors(&mut self) {
         let node_uid = self.ctx.node_uid();
         let now = Instant::now();
-        self.mirror_ops.retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
+        self.mirror_ops
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
         // Stale mirrors: no static pod with that hash, or being deleted.
         let stale: Vec<Arc<Pod>> = self
             .api_pods
@@ -446,7 +497,10 @@ impl PodManager {
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(&m));
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: m.metadata.uid.clone(), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: m.metadata.uid.clone(),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             match api.delete(spec::name(&m), &dp).await {
@@ -462,7 +516,9 @@ impl PodManager {
                 continue;
             }
             let clash = self.api_pods.values().any(|p| {
-                p.metadata.name == sp.metadata.name && spec::namespace(p) == spec::namespace(&sp) && !spec::is_mirror(p)
+                p.metadata.name == sp.metadata.name
+                    && spec::namespace(p) == spec::namespace(&sp)
+                    && !spec::is_mirror(p)
             });
             if clash {
                 continue;
@@ -471,13 +527,16 @@ impl PodManager {
             if self.mirror_ops.contains_key(&key) {
                 continue;
             }
-            self.mirror_ops.insert(key, now);
             let m = static_pods::mirror_pod(&sp, &self.ctx.node_name, node_uid.as_deref());
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(&sp));
             match api.create(&PostParams::default(), &m).await {
                 Ok(_) => tracing::info!(pod = %spec::full_name(&sp), "created mirror pod"),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => tracing::warn!(pod = %spec::full_name(&sp), "creating mirror pod: {e}"),
+                Err(e) => {
+                    // Back off a little before trying again.
+                    self.mirror_ops.insert(key, now);
+                    tracing::warn!(pod = %spec::full_name(&sp), "creating mirror pod: {e}");
+                }
             }
         }
     }
@@ -485,13 +544,14 @@ impl PodManager {
     /// Relists the runtime and kicks the workers of pods whose containers changed.
     async fn relist(&mut self) {
         let rt = &self.ctx.runtime;
-        let (containers, sandboxes) = match tokio::join!(rt.list_containers(&[], None), rt.list_pod_sandboxes(&[])) {
-            (Ok(c), Ok(s)) => (c, s),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!("relisting the runtime: {e}");
-                return;
-            }
-        };
+        let (containers, sandboxes) =
+            match tokio::join!(rt.list_containers(&[], None), rt.list_pod_sandboxes(&[])) {
+                (Ok(c), Ok(s)) => (c, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!("relisting the runtime: {e}");
+                    return;
+                }
+            };
         let mut fp: HashMap<String, std::collections::hash_map::DefaultHasher> = HashMap::new();
         for s in &sandboxes {
             if let Some(uid) = s.labels.get(POD_UID_LABEL) {
@@ -533,7 +593,13 @@ impl PodManager {
                 .or_else(|| self.static_pods.get(&ev.pod_uid))
                 .cloned();
             let Some(pod) = pod else { continue };
-            self.ctx.recorder.container_event(&pod, &ev.container_name, EventType::Warning, ev.reason, ev.message);
+            self.ctx.recorder.container_event(
+                &pod,
+                &ev.container_name,
+                EventType::Warning,
+                ev.reason,
+                ev.message,
+            );
         }
     }
 
@@ -542,7 +608,11 @@ impl PodManager {
         let done: Vec<String> = self
             .workers
             .iter()
-            .filter(|(uid, w)| w.join.is_finished() && !self.api_pods.contains_key(*uid) && !self.static_pods.contains_key(*uid))
+            .filter(|(uid, w)| {
+                w.join.is_finished()
+                    && !self.api_pods.contains_key(*uid)
+                    && !self.static_pods.contains_key(*uid)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for uid in done {

@@ -10,7 +10,7 @@ use cri::runtime::v1 as crirt;
 use k8s_openapi::api::core::v1::{Pod, PodSecurityContext, SeccompProfile};
 
 use super::spec;
-use crate::runtime::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
+use crate::runtime::{POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL};
 
 /// Host resolver settings (from --resolv-conf).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +38,9 @@ impl ResolvConf {
 
     pub fn load(path: Option<&Path>) -> ResolvConf {
         match path {
-            Some(p) => std::fs::read_to_string(p).map(|t| Self::parse(&t)).unwrap_or_default(),
+            Some(p) => std::fs::read_to_string(p)
+                .map(|t| Self::parse(&t))
+                .unwrap_or_default(),
             None => ResolvConf::default(),
         }
     }
@@ -77,12 +79,21 @@ fn merge_options(existing: Vec<String>, extra: &[(String, Option<String>)]) -> V
             out.push((n.clone(), v.clone()));
         }
     }
-    out.into_iter().map(|(n, v)| match v { Some(v) => format!("{n}:{v}"), None => n }).collect()
+    out.into_iter()
+        .map(|(n, v)| match v {
+            Some(v) => format!("{n}:{v}"),
+            None => n,
+        })
+        .collect()
 }
 
 /// Which DNS policy applies, and whether ClusterFirst fell back for lack of cluster DNS.
 pub fn effective_dns_policy(pod: &Pod, dns: &DnsSettings) -> (&'static str, bool) {
-    let policy = pod.spec.as_ref().and_then(|s| s.dns_policy.as_deref()).unwrap_or("ClusterFirst");
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
     let host_net = spec::host_network(pod);
     let p = match policy {
         "None" => "None",
@@ -177,12 +188,18 @@ pub fn seccomp_profile(p: Option<&SeccompProfile>) -> Option<crirt::SecurityProf
     use crirt::security_profile::ProfileType;
     let p = p?;
     Some(match p.type_.as_str() {
-        "RuntimeDefault" => crirt::SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() },
+        "RuntimeDefault" => crirt::SecurityProfile {
+            profile_type: ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
+        },
         "Localhost" => crirt::SecurityProfile {
             profile_type: ProfileType::Localhost as i32,
             localhost_ref: p.localhost_profile.clone().unwrap_or_default(),
         },
-        _ => crirt::SecurityProfile { profile_type: ProfileType::Unconfined as i32, localhost_ref: String::new() },
+        _ => crirt::SecurityProfile {
+            profile_type: ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        },
     })
 }
 
@@ -192,7 +209,11 @@ pub fn namespace_options(pod: &Pod) -> crirt::NamespaceOption {
     let node = crirt::NamespaceMode::Node as i32;
     let podns = crirt::NamespaceMode::Pod as i32;
     crirt::NamespaceOption {
-        network: if s.and_then(|s| s.host_network).unwrap_or(false) { node } else { podns },
+        network: if s.and_then(|s| s.host_network).unwrap_or(false) {
+            node
+        } else {
+            podns
+        },
         pid: if s.and_then(|s| s.host_pid).unwrap_or(false) {
             node
         } else if s.and_then(|s| s.share_process_namespace).unwrap_or(false) {
@@ -200,7 +221,11 @@ pub fn namespace_options(pod: &Pod) -> crirt::NamespaceOption {
         } else {
             crirt::NamespaceMode::Container as i32
         },
-        ipc: if s.and_then(|s| s.host_ipc).unwrap_or(false) { node } else { podns },
+        ipc: if s.and_then(|s| s.host_ipc).unwrap_or(false) {
+            node
+        } else {
+            podns
+        },
         target_id: String::new(),
         userns_options: None,
     }
@@ -219,7 +244,12 @@ pub fn supplemental_groups(psc: Option<&PodSecurityContext>) -> Vec<i64> {
 
 /// The pod's log directory: `<podLogsDir>/<namespace>_<name>_<uid>`.
 pub fn log_directory(pod_logs_dir: &Path, pod: &Pod) -> std::path::PathBuf {
-    pod_logs_dir.join(format!("{}_{}_{}", spec::namespace(pod), spec::name(pod), spec::uid(pod)))
+    pod_logs_dir.join(format!(
+        "{}_{}_{}",
+        spec::namespace(pod),
+        spec::name(pod),
+        spec::uid(pod)
+    ))
 }
 
 /// Inputs of [`sandbox_config`] from the kubelet's configuration.
@@ -232,20 +262,34 @@ pub struct SandboxParams<'a> {
 
 /// The full PodSandboxConfig for a pod.
 pub fn sandbox_config(pod: &Pod, p: &SandboxParams<'_>) -> crirt::PodSandboxConfig {
-    let mut labels: HashMap<String, String> =
-        pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     labels.insert(POD_NAME_LABEL.into(), spec::name(pod).into());
     labels.insert(POD_NAMESPACE_LABEL.into(), spec::namespace(pod).into());
     labels.insert(POD_UID_LABEL.into(), spec::uid(pod).into());
-    let annotations: HashMap<String, String> =
-        pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect();
+    let annotations: HashMap<String, String> = pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
 
     let host_net = spec::host_network(pod);
     let hostname = if host_net {
         String::new()
     } else {
         let (h, domain) = spec::pod_hostname_and_domain(pod, &p.dns.cluster_domain);
-        let fqdn = pod.spec.as_ref().and_then(|s| s.set_hostname_as_fqdn).unwrap_or(false);
+        let fqdn = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.set_hostname_as_fqdn)
+            .unwrap_or(false);
         match domain {
             Some(d) if fqdn => format!("{h}.{d}"),
             _ => h,
@@ -255,11 +299,18 @@ pub fn sandbox_config(pod: &Pod, p: &SandboxParams<'_>) -> crirt::PodSandboxConf
     let privileged = spec::containers(pod)
         .iter()
         .chain(spec::init_containers(pod))
-        .any(|c| c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false));
-    let seccomp = seccomp_profile(psc.and_then(|s| s.seccomp_profile.as_ref())).or(Some(crirt::SecurityProfile {
-        profile_type: crirt::security_profile::ProfileType::Unconfined as i32,
-        localhost_ref: String::new(),
-    }));
+        .any(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false)
+        });
+    let seccomp = seccomp_profile(psc.and_then(|s| s.seccomp_profile.as_ref())).or(Some(
+        crirt::SecurityProfile {
+            profile_type: crirt::security_profile::ProfileType::Unconfined as i32,
+            localhost_ref: String::new(),
+        },
+    ));
     let sysctls: HashMap<String, String> = psc
         .and_then(|s| s.sysctls.clone())
         .unwrap_or_default()
@@ -268,8 +319,12 @@ pub fn sandbox_config(pod: &Pod, p: &SandboxParams<'_>) -> crirt::PodSandboxConf
         .collect();
     let security_context = crirt::LinuxSandboxSecurityContext {
         namespace_options: Some(namespace_options(pod)),
-        run_as_user: psc.and_then(|s| s.run_as_user).map(|v| crirt::Int64Value { value: v }),
-        run_as_group: psc.and_then(|s| s.run_as_group).map(|v| crirt::Int64Value { value: v }),
+        run_as_user: psc
+            .and_then(|s| s.run_as_user)
+            .map(|v| crirt::Int64Value { value: v }),
+        run_as_group: psc
+            .and_then(|s| s.run_as_group)
+            .map(|v| crirt::Int64Value { value: v }),
         supplemental_groups: supplemental_groups(psc),
         privileged,
         seccomp,
@@ -284,7 +339,9 @@ pub fn sandbox_config(pod: &Pod, p: &SandboxParams<'_>) -> crirt::PodSandboxConf
             attempt: p.attempt,
         }),
         hostname,
-        log_directory: log_directory(p.pod_logs_dir, pod).to_string_lossy().into_owned(),
+        log_directory: log_directory(p.pod_logs_dir, pod)
+            .to_string_lossy()
+            .into_owned(),
         dns_config: Some(dns_config(pod, p.dns)),
         port_mappings: port_mappings(pod),
         labels,
@@ -302,14 +359,22 @@ pub fn sandbox_config(pod: &Pod, p: &SandboxParams<'_>) -> crirt::PodSandboxConf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodDNSConfig, PodDNSConfigOption, PodSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, PodDNSConfig, PodDNSConfigOption, PodSpec,
+    };
 
     fn pod() -> Pod {
         let mut p = Pod::default();
         p.metadata.name = Some("web".into());
         p.metadata.namespace = Some("team".into());
         p.metadata.uid = Some("u-1".into());
-        p.spec = Some(PodSpec { containers: vec![Container { name: "c".into(), ..Default::default() }], ..Default::default() });
+        p.spec = Some(PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
         p
     }
 
@@ -323,7 +388,9 @@ mod tests {
 
     #[test]
     fn resolv_conf() {
-        let rc = ResolvConf::parse("# c\nnameserver 8.8.8.8\nnameserver 8.8.4.4 ; x\nsearch a b\noptions ndots:2 rotate\n");
+        let rc = ResolvConf::parse(
+            "# c\nnameserver 8.8.8.8\nnameserver 8.8.4.4 ; x\nsearch a b\noptions ndots:2 rotate\n",
+        );
         assert_eq!(rc.servers, vec!["8.8.8.8", "8.8.4.4"]);
         assert_eq!(rc.searches, vec!["a", "b"]);
         assert_eq!(rc.options, vec!["ndots:2", "rotate"]);
@@ -335,7 +402,12 @@ mod tests {
         assert_eq!(c.servers, vec!["10.96.0.10"]);
         assert_eq!(
             c.searches,
-            vec!["team.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.com"]
+            vec![
+                "team.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "example.com"
+            ]
         );
         assert_eq!(c.options, vec!["ndots:5"]);
     }
@@ -364,8 +436,14 @@ mod tests {
             nameservers: Some(vec!["9.9.9.9".into()]),
             searches: Some(vec!["x.y".into()]),
             options: Some(vec![
-                PodDNSConfigOption { name: Some("ndots".into()), value: Some("2".into()) },
-                PodDNSConfigOption { name: Some("edns0".into()), value: None },
+                PodDNSConfigOption {
+                    name: Some("ndots".into()),
+                    value: Some("2".into()),
+                },
+                PodDNSConfigOption {
+                    name: Some("edns0".into()),
+                    value: None,
+                },
             ]),
         });
         let c = dns_config(&p, &settings());
@@ -383,19 +461,35 @@ mod tests {
     fn sandbox() {
         let mut p = pod();
         p.spec.as_mut().unwrap().containers[0].ports = Some(vec![
-            ContainerPort { container_port: 80, host_port: Some(8080), ..Default::default() },
-            ContainerPort { container_port: 53, protocol: Some("UDP".into()), ..Default::default() },
+            ContainerPort {
+                container_port: 80,
+                host_port: Some(8080),
+                ..Default::default()
+            },
+            ContainerPort {
+                container_port: 53,
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            },
         ]);
         let s = settings();
         let cfg = sandbox_config(
             &p,
-            &SandboxParams { pod_logs_dir: Path::new("/var/log/pods"), cgroup_root: "", dns: &s, attempt: 1 },
+            &SandboxParams {
+                pod_logs_dir: Path::new("/var/log/pods"),
+                cgroup_root: "",
+                dns: &s,
+                attempt: 1,
+            },
         );
         assert_eq!(cfg.hostname, "web");
         assert_eq!(cfg.log_directory, "/var/log/pods/team_web_u-1");
         assert_eq!(cfg.port_mappings.len(), 1);
         assert_eq!(cfg.port_mappings[0].host_port, 8080);
-        assert_eq!(cfg.labels.get(POD_UID_LABEL).map(String::as_str), Some("u-1"));
+        assert_eq!(
+            cfg.labels.get(POD_UID_LABEL).map(String::as_str),
+            Some("u-1")
+        );
         let linux = cfg.linux.unwrap();
         assert_eq!(linux.cgroup_parent, "/kubepods/besteffort/podu-1");
         let ns = linux.security_context.unwrap().namespace_options.unwrap();

@@ -31,7 +31,11 @@ pub fn full_name(pod: &Pod) -> String {
 }
 
 pub fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
 }
 
 /// A static pod (from a manifest file) as opposed to one from the API.
@@ -45,20 +49,32 @@ pub fn is_mirror(pod: &Pod) -> bool {
 }
 
 pub fn host_network(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 /// The pod's restart policy, defaulting to Always.
 pub fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 pub fn containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[])
 }
 
 pub fn init_containers(pod: &Pod) -> &[Container] {
-    pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[])
 }
 
 /// A restartable init container ("sidecar").
@@ -118,13 +134,18 @@ pub fn pull_policy(c: &Container) -> &str {
 
 fn quantity(r: Option<&ResourceRequirements>, limits: bool, name: &str) -> Option<Quantity> {
     let r = r?;
-    let map = if limits { r.limits.as_ref()? } else { r.requests.as_ref()? };
+    let map = if limits {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
     Quantity::parse(&map.get(name)?.0).ok()
 }
 
 /// A container's request for a resource, defaulting to its limit (as the apiserver does).
 pub fn request(c: &Container, name: &str) -> Option<Quantity> {
-    quantity(c.resources.as_ref(), false, name).or_else(|| quantity(c.resources.as_ref(), true, name))
+    quantity(c.resources.as_ref(), false, name)
+        .or_else(|| quantity(c.resources.as_ref(), true, name))
 }
 
 pub fn limit(c: &Container, name: &str) -> Option<Quantity> {
@@ -221,7 +242,7 @@ pub fn oom_score_adj(qos: &str, c: &Container, memory_capacity: u64) -> i64 {
         "Guaranteed" => -997,
         "BestEffort" => 1000,
         _ => {
-            let req = request(c, "memory").map(|q| q.value()).unwrap_or(0).max(0) as i128;
+            let req = request(c, "memory").map(|q| q.value()).unwrap_or(0).max(0);
             if memory_capacity == 0 {
                 return 999;
             }
@@ -273,7 +294,11 @@ pub fn go_duration(d: Duration) -> String {
     let total = d.as_secs();
     let ms = d.subsec_millis();
     let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    let secs = if ms > 0 { format!("{s}.{ms:03}").trim_end_matches('0').to_string() } else { s.to_string() };
+    let secs = if ms > 0 {
+        format!("{s}.{ms:03}").trim_end_matches('0').to_string()
+    } else {
+        s.to_string()
+    };
     if h > 0 {
         format!("{h}h{m}m{secs}s")
     } else if m > 0 {
@@ -316,25 +341,45 @@ mod tests {
             if v.is_empty() {
                 None
             } else {
-                Some(v.iter().map(|(k, v)| (k.to_string(), Q(v.to_string()))).collect())
+                Some(
+                    v.iter()
+                        .map(|(k, v)| (k.to_string(), Q(v.to_string())))
+                        .collect(),
+                )
             }
         };
         Container {
             name: "c".into(),
-            resources: Some(ResourceRequirements { requests: m(req), limits: m(lim), ..Default::default() }),
+            resources: Some(ResourceRequirements {
+                requests: m(req),
+                limits: m(lim),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     fn pod(cs: Vec<Container>) -> Pod {
-        Pod { spec: Some(PodSpec { containers: cs, ..Default::default() }), ..Default::default() }
+        Pod {
+            spec: Some(PodSpec {
+                containers: cs,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn qos() {
-        assert_eq!(compute_qos_class(&pod(vec![container(&[], &[])])), "BestEffort");
         assert_eq!(
-            compute_qos_class(&pod(vec![container(&[], &[("cpu", "1"), ("memory", "1Gi")])])),
+            compute_qos_class(&pod(vec![container(&[], &[])])),
+            "BestEffort"
+        );
+        assert_eq!(
+            compute_qos_class(&pod(vec![container(
+                &[],
+                &[("cpu", "1"), ("memory", "1Gi")]
+            )])),
             "Guaranteed"
         );
         assert_eq!(
@@ -344,7 +389,10 @@ mod tests {
             )])),
             "Guaranteed"
         );
-        assert_eq!(compute_qos_class(&pod(vec![container(&[("cpu", "100m")], &[])])), "Burstable");
+        assert_eq!(
+            compute_qos_class(&pod(vec![container(&[("cpu", "100m")], &[])])),
+            "Burstable"
+        );
         assert_eq!(
             compute_qos_class(&pod(vec![
                 container(&[], &[("cpu", "1"), ("memory", "1Gi")]),
@@ -352,9 +400,18 @@ mod tests {
             ])),
             "Burstable"
         );
-        assert_eq!(cgroup_parent("", "Burstable", "u1"), "/kubepods/burstable/podu1");
-        assert_eq!(cgroup_parent("/fk/", "Guaranteed", "u1"), "/fk/kubepods/podu1");
-        assert_eq!(cgroup_parent("/", "BestEffort", "u1"), "/kubepods/besteffort/podu1");
+        assert_eq!(
+            cgroup_parent("", "Burstable", "u1"),
+            "/kubepods/burstable/podu1"
+        );
+        assert_eq!(
+            cgroup_parent("/fk/", "Guaranteed", "u1"),
+            "/fk/kubepods/podu1"
+        );
+        assert_eq!(
+            cgroup_parent("/", "BestEffort", "u1"),
+            "/kubepods/besteffort/podu1"
+        );
     }
 
     #[test]
@@ -368,17 +425,32 @@ mod tests {
         assert_eq!(oom_score_adj("Guaranteed", &c, 4 << 30), -997);
         assert_eq!(oom_score_adj("BestEffort", &c, 4 << 30), 1000);
         assert_eq!(oom_score_adj("Burstable", &c, 4 << 30), 750);
-        assert_eq!(oom_score_adj("Burstable", &container(&[], &[]), 4 << 30), 999);
-        assert_eq!(oom_score_adj("Burstable", &container(&[("memory", "8Gi")], &[]), 4 << 30), 3);
+        assert_eq!(
+            oom_score_adj("Burstable", &container(&[], &[]), 4 << 30),
+            999
+        );
+        assert_eq!(
+            oom_score_adj("Burstable", &container(&[("memory", "8Gi")], &[]), 4 << 30),
+            3
+        );
     }
 
     #[test]
     fn images_and_policies() {
         assert_eq!(default_image_tag("busybox"), "busybox:latest");
         assert_eq!(default_image_tag("busybox:1.36"), "busybox:1.36");
-        assert_eq!(default_image_tag("localhost:5000/busybox"), "localhost:5000/busybox:latest");
-        assert_eq!(default_image_tag("busybox@sha256:abc"), "busybox@sha256:abc");
-        let mut c = Container { image: Some("busybox".into()), ..Default::default() };
+        assert_eq!(
+            default_image_tag("localhost:5000/busybox"),
+            "localhost:5000/busybox:latest"
+        );
+        assert_eq!(
+            default_image_tag("busybox@sha256:abc"),
+            "busybox@sha256:abc"
+        );
+        let mut c = Container {
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
         assert_eq!(pull_policy(&c), "Always");
         c.image = Some("busybox:1.0".into());
         assert_eq!(pull_policy(&c), "IfNotPresent");
@@ -394,7 +466,11 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(fnv1a32(b""), 0x811c9dc5);
         assert_eq!(fnv1a128_hex(b"").len(), 32);
-        let a = Container { name: "a".into(), image: Some("x".into()), ..Default::default() };
+        let a = Container {
+            name: "a".into(),
+            image: Some("x".into()),
+            ..Default::default()
+        };
         let mut b = a.clone();
         assert_eq!(container_hash(&a), container_hash(&b));
         b.image = Some("y".into());
@@ -406,7 +482,10 @@ mod tests {
         let mut p = pod(vec![]);
         p.metadata.name = Some("web-0".into());
         p.metadata.namespace = Some("ns".into());
-        assert_eq!(pod_hostname_and_domain(&p, "cluster.local"), ("web-0".into(), None));
+        assert_eq!(
+            pod_hostname_and_domain(&p, "cluster.local"),
+            ("web-0".into(), None)
+        );
         p.spec.as_mut().unwrap().subdomain = Some("web".into());
         p.spec.as_mut().unwrap().hostname = Some("h".into());
         assert_eq!(

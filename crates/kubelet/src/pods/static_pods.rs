@@ -7,7 +7,10 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::spec::{self, CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SEEN_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
+use super::spec::{
+    self, CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SEEN_ANNOTATION,
+    CONFIG_SOURCE_ANNOTATION,
+};
 
 /// Parses one manifest into a static pod for `node`. `seen` is the
 /// config.seen timestamp to record.
@@ -22,7 +25,12 @@ pub fn parse_manifest(text: &str, source: &str, node: &str, seen: &str) -> Resul
         return Err("manifest is not a Pod".into());
     }
     let mut pod: Pod = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    let name = pod.metadata.name.clone().filter(|n| !n.is_empty()).ok_or("pod has no name")?;
+    let name = pod
+        .metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or("pod has no name")?;
     if pod.spec.is_none() {
         return Err("pod has no spec".into());
     }
@@ -40,21 +48,31 @@ pub fn parse_manifest(text: &str, source: &str, node: &str, seen: &str) -> Resul
     pod.metadata.uid = Some(uid.clone());
     pod.metadata.resource_version = None;
     pod.metadata.creation_timestamp = None;
-    let ann = pod.metadata.annotations.get_or_insert_with(Default::default);
+    let ann = pod
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
     ann.insert(CONFIG_HASH_ANNOTATION.into(), uid);
     ann.insert(CONFIG_SOURCE_ANNOTATION.into(), "file".into());
     ann.insert(CONFIG_SEEN_ANNOTATION.into(), seen.into());
     if let Some(s) = pod.spec.as_mut() {
         s.node_name = Some(node.into());
     }
-    pod.status = Some(PodStatus { phase: Some("Pending".into()), ..Default::default() });
+    pod.status = Some(PodStatus {
+        phase: Some("Pending".into()),
+        ..Default::default()
+    });
     Ok(pod)
 }
 
 /// Reads every manifest in `dir` (hidden files skipped). Unreadable or
 /// invalid files are logged and skipped. `seen` maps uid → first-seen time
 /// (kept stable across polls).
-pub fn read_dir(dir: &Path, node: &str, seen: &mut HashMap<String, String>) -> HashMap<String, Pod> {
+pub fn read_dir(
+    dir: &Path,
+    node: &str,
+    seen: &mut HashMap<String, String>,
+) -> HashMap<String, Pod> {
     let mut out = HashMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -68,21 +86,38 @@ pub fn read_dir(dir: &Path, node: &str, seen: &mut HashMap<String, String>) -> H
     let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     paths.sort();
     let now = super::time::now_time();
-    let now_s = serde_json::to_value(&now).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let now_s = serde_json::to_value(&now)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
     for p in paths {
         let fname = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
         if fname.starts_with('.') || !p.is_file() {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
         let source = p.to_string_lossy().into_owned();
         match parse_manifest(&text, &source, node, "") {
             Ok(mut pod) => {
                 let uid = spec::uid(&pod).to_string();
-                let s = seen.entry(uid.clone()).or_insert_with(|| now_s.clone()).clone();
-                pod.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_SEEN_ANNOTATION.into(), s);
-                if out.values().any(|o: &Pod| o.metadata.name == pod.metadata.name && o.metadata.namespace == pod.metadata.namespace) {
-                    tracing::warn!("static pod {fname}: duplicate pod name {:?}, ignored", pod.metadata.name);
+                let s = seen
+                    .entry(uid.clone())
+                    .or_insert_with(|| now_s.clone())
+                    .clone();
+                pod.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(CONFIG_SEEN_ANNOTATION.into(), s);
+                if out.values().any(|o: &Pod| {
+                    o.metadata.name == pod.metadata.name
+                        && o.metadata.namespace == pod.metadata.namespace
+                }) {
+                    tracing::warn!(
+                        "static pod {fname}: duplicate pod name {:?}, ignored",
+                        pod.metadata.name
+                    );
                     continue;
                 }
                 out.insert(uid, pod);
@@ -102,7 +137,10 @@ pub fn mirror_pod(static_pod: &Pod, node_name: &str, node_uid: Option<&str>) -> 
     m.metadata.creation_timestamp = None;
     m.metadata.managed_fields = None;
     let hash = spec::uid(static_pod).to_string();
-    m.metadata.annotations.get_or_insert_with(Default::default).insert(CONFIG_MIRROR_ANNOTATION.into(), hash);
+    m.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(CONFIG_MIRROR_ANNOTATION.into(), hash);
     if let Some(uid) = node_uid {
         m.metadata.owner_references = Some(vec![OwnerReference {
             api_version: "v1".into(),
@@ -134,11 +172,20 @@ mod tests {
         assert_eq!(p.metadata.name.as_deref(), Some("web-node1"));
         assert_eq!(p.metadata.namespace.as_deref(), Some("default"));
         assert!(spec::is_static(&p));
-        assert_eq!(spec::annotation(&p, CONFIG_HASH_ANNOTATION), p.metadata.uid.as_deref());
+        assert_eq!(
+            spec::annotation(&p, CONFIG_HASH_ANNOTATION),
+            p.metadata.uid.as_deref()
+        );
         assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("node1"));
         let again = parse_manifest(M, "/m/web.yaml", "node1", "t2").unwrap();
         assert_eq!(p.metadata.uid, again.metadata.uid);
-        let other = parse_manifest(&M.replace("busybox", "busybox:1"), "/m/web.yaml", "node1", "t").unwrap();
+        let other = parse_manifest(
+            &M.replace("busybox", "busybox:1"),
+            "/m/web.yaml",
+            "node1",
+            "t",
+        )
+        .unwrap();
         assert_ne!(p.metadata.uid, other.metadata.uid);
         assert!(parse_manifest("kind: Service\n", "x", "n", "t").is_err());
 
@@ -146,7 +193,10 @@ mod tests {
         assert!(m.metadata.uid.is_none());
         assert_eq!(mirror_hash(&m), p.metadata.uid.as_deref());
         assert!(spec::is_mirror(&m));
-        assert_eq!(m.metadata.owner_references.as_ref().unwrap()[0].kind, "Node");
+        assert_eq!(
+            m.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "Node"
+        );
     }
 
     #[test]

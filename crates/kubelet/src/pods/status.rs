@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, VolumeMountStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    VolumeMountStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -73,7 +74,9 @@ impl PodRuntime {
         self.containers.iter().filter(|c| c.name == name).nth(1)
     }
     pub fn running(&self) -> impl Iterator<Item = &RuntimeContainer> {
-        self.containers.iter().filter(|c| c.state == CState::Running)
+        self.containers
+            .iter()
+            .filter(|c| c.state == CState::Running)
     }
 }
 
@@ -115,7 +118,9 @@ fn waiting(reason: &str, message: &str) -> ContainerState {
 fn convert_state(rc: &RuntimeContainer, cid: &str) -> ContainerState {
     match rc.state {
         CState::Running => ContainerState {
-            running: Some(ContainerStateRunning { started_at: Some(time_from_nanos(rc.started_at)) }),
+            running: Some(ContainerStateRunning {
+                started_at: Some(time_from_nanos(rc.started_at)),
+            }),
             ..Default::default()
         },
         CState::Exited => ContainerState {
@@ -123,7 +128,11 @@ fn convert_state(rc: &RuntimeContainer, cid: &str) -> ContainerState {
                 container_id: Some(cid.to_string()),
                 exit_code: rc.exit_code,
                 reason: Some(if rc.reason.is_empty() {
-                    if rc.exit_code == 0 { "Completed".into() } else { "Error".into() }
+                    if rc.exit_code == 0 {
+                        "Completed".into()
+                    } else {
+                        "Error".into()
+                    }
                 } else {
                     rc.reason.clone()
                 }),
@@ -139,7 +148,12 @@ fn convert_state(rc: &RuntimeContainer, cid: &str) -> ContainerState {
 }
 
 /// Whether a container that is not running will be (re)started (upstream ShouldContainerBeRestarted).
-pub fn should_restart(pod: &Pod, c: &Container, latest: Option<&RuntimeContainer>, pod_is_terminal: bool) -> bool {
+pub fn should_restart(
+    pod: &Pod,
+    c: &Container,
+    latest: Option<&RuntimeContainer>,
+    pod_is_terminal: bool,
+) -> bool {
     if pod_is_terminal || pod.metadata.deletion_timestamp.is_some() {
         return false;
     }
@@ -181,16 +195,30 @@ fn volume_mount_statuses(c: &Container) -> Option<Vec<VolumeMountStatus>> {
     )
 }
 
-fn container_statuses(input: &StatusInput<'_>, specs: &[Container], is_init: bool) -> Vec<ContainerStatus> {
+fn container_statuses(
+    input: &StatusInput<'_>,
+    specs: &[Container],
+    is_init: bool,
+) -> Vec<ContainerStatus> {
     let pod = input.pod;
     let has_init = !spec::init_containers(pod).is_empty();
     let old: HashMap<&str, &ContainerStatus> = pod
         .status
         .as_ref()
-        .and_then(|s| if is_init { s.init_container_statuses.as_ref() } else { s.container_statuses.as_ref() })
+        .and_then(|s| {
+            if is_init {
+                s.init_container_statuses.as_ref()
+            } else {
+                s.container_statuses.as_ref()
+            }
+        })
         .map(|v| v.iter().map(|s| (s.name.as_str(), s)).collect())
         .unwrap_or_default();
-    let default_reason = if has_init { "PodInitializing" } else { "ContainerCreating" };
+    let default_reason = if has_init {
+        "PodInitializing"
+    } else {
+        "ContainerCreating"
+    };
     let mut out = Vec::with_capacity(specs.len());
     for c in specs {
         let image = c.image.clone().unwrap_or_default();
@@ -205,7 +233,11 @@ fn container_statuses(input: &StatusInput<'_>, specs: &[Container], is_init: boo
         match latest {
             None => {
                 if let Some(o) = old.get(c.name.as_str()) {
-                    if o.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+                    if o.state
+                        .as_ref()
+                        .and_then(|s| s.terminated.as_ref())
+                        .is_some()
+                    {
                         st = (*o).clone();
                     } else {
                         st.restart_count = o.restart_count;
@@ -242,7 +274,12 @@ fn container_statuses(input: &StatusInput<'_>, specs: &[Container], is_init: boo
             && latest.is_some_and(|rc| rc.state == CState::Exited && rc.exit_code == 0);
         if !exited_ok_init && should_restart(pod, c, latest, input.pod_is_terminal) {
             if let Some((reason, message)) = input.waiting.get(&c.name) {
-                if st.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some() {
+                if st
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some()
+                {
                     st.last_state = st.state.take();
                 }
                 st.state = Some(waiting(reason, message));
@@ -276,14 +313,23 @@ fn last_terminated(s: &ContainerStatus) -> Option<&ContainerStateTerminated> {
 fn any_regular_started(pod: &Pod, statuses: &[ContainerStatus]) -> bool {
     spec::containers(pod).iter().any(|c| {
         statuses.iter().any(|s| {
-            s.name == c.name && (state_running(s) || state_terminated(s).is_some() || last_terminated(s).is_some())
+            s.name == c.name
+                && (state_running(s)
+                    || state_terminated(s).is_some()
+                    || last_terminated(s).is_some())
         })
     })
 }
 
 /// Upstream getPhase.
-pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus], pod_is_terminal: bool) -> &'static str {
-    let find = |list: &'_ [ContainerStatus], name: &str| list.iter().find(|s| s.name == name).cloned();
+pub fn phase(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    regular: &[ContainerStatus],
+    pod_is_terminal: bool,
+) -> &'static str {
+    let find =
+        |list: &'_ [ContainerStatus], name: &str| list.iter().find(|s| s.name == name).cloned();
     let mut pending_init = 0;
     let mut failed_init = 0;
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
@@ -364,7 +410,11 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus], p
     }
     if running == 0 && stopped > 0 && unknown == 0 {
         if pod_is_terminal && !spec::is_static(pod) {
-            return if stopped == succeeded { "Succeeded" } else { "Failed" };
+            return if stopped == succeeded {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
         }
         if policy == "Always" {
             return "Running";
@@ -391,7 +441,12 @@ fn condition(type_: &str, ok: bool, reason: Option<&str>, message: Option<String
 }
 
 /// The Initialized condition (upstream GeneratePodInitializedCondition).
-fn initialized_condition(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus], phase: &str) -> PodCondition {
+fn initialized_condition(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    regular: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
     let mut incomplete = Vec::new();
     for c in spec::init_containers(pod) {
         let s = init.iter().find(|s| s.name == c.name);
@@ -414,15 +469,26 @@ fn initialized_condition(pod: &Pod, init: &[ContainerStatus], regular: &[Contain
         "Initialized",
         false,
         Some("ContainersNotInitialized"),
-        Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+        Some(format!(
+            "containers with incomplete status: [{}]",
+            incomplete.join(" ")
+        )),
     )
 }
 
 /// The ContainersReady condition (upstream GenerateContainersReadyCondition).
-fn containers_ready_condition(pod: &Pod, init: &[ContainerStatus], regular: &[ContainerStatus], phase: &str) -> PodCondition {
+fn containers_ready_condition(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    regular: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
     let mut unknown = Vec::new();
     let mut unready = Vec::new();
-    for c in spec::init_containers(pod).iter().filter(|c| spec::is_sidecar(c)) {
+    for c in spec::init_containers(pod)
+        .iter()
+        .filter(|c| spec::is_sidecar(c))
+    {
         match init.iter().find(|s| s.name == c.name) {
             Some(s) if s.ready => {}
             Some(_) => unready.push(c.name.clone()),
@@ -441,29 +507,52 @@ fn containers_ready_condition(pod: &Pod, init: &[ContainerStatus], regular: &[Co
     }
     let mut msgs = Vec::new();
     if !unknown.is_empty() {
-        msgs.push(format!("containers with unknown status: [{}]", unknown.join(" ")));
+        msgs.push(format!(
+            "containers with unknown status: [{}]",
+            unknown.join(" ")
+        ));
     }
     if !unready.is_empty() {
-        msgs.push(format!("containers with unready status: [{}]", unready.join(" ")));
+        msgs.push(format!(
+            "containers with unready status: [{}]",
+            unready.join(" ")
+        ));
     }
     if msgs.is_empty() {
         condition("ContainersReady", true, None, None)
     } else {
-        condition("ContainersReady", false, Some("ContainersNotReady"), Some(msgs.join(", ")))
+        condition(
+            "ContainersReady",
+            false,
+            Some("ContainersNotReady"),
+            Some(msgs.join(", ")),
+        )
     }
 }
 
 /// The Ready condition (upstream GeneratePodReadyCondition), honouring readiness gates.
-fn ready_condition(pod: &Pod, containers_ready: &PodCondition, conditions: &[PodCondition]) -> PodCondition {
+fn ready_condition(
+    pod: &Pod,
+    containers_ready: &PodCondition,
+    conditions: &[PodCondition],
+) -> PodCondition {
     if containers_ready.status != "True" {
         let mut c = containers_ready.clone();
         c.type_ = "Ready".into();
         return c;
     }
     let mut unready = Vec::new();
-    for g in pod.spec.as_ref().and_then(|s| s.readiness_gates.as_deref()).unwrap_or(&[]) {
+    for g in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or(&[])
+    {
         match conditions.iter().find(|c| c.type_ == g.condition_type) {
-            None => unready.push(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", g.condition_type)),
+            None => unready.push(format!(
+                "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                g.condition_type
+            )),
             Some(c) if c.status != "True" => unready.push(format!(
                 "the status of pod readiness gate \"{}\" is not \"True\", but {}",
                 g.condition_type, c.status
@@ -474,11 +563,22 @@ fn ready_condition(pod: &Pod, containers_ready: &PodCondition, conditions: &[Pod
     if unready.is_empty() {
         condition("Ready", true, None, None)
     } else {
-        condition("Ready", false, Some("ReadinessGatesNotReady"), Some(unready.join(", ")))
+        condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(unready.join(", ")),
+        )
     }
 }
 
-const KUBELET_CONDITIONS: [&str; 5] = ["PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers"];
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    "PodReadyToStartContainers",
+];
 
 /// Computes the pod's status.
 pub fn compute(input: &StatusInput<'_>) -> PodStatus {
@@ -513,7 +613,12 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
         .collect();
     let sandbox_ok = input.runtime.sandbox_ready && !(phase == "Succeeded" || phase == "Failed");
-    conditions.push(condition("PodReadyToStartContainers", sandbox_ok, None, None));
+    conditions.push(condition(
+        "PodReadyToStartContainers",
+        sandbox_ok,
+        None,
+        None,
+    ));
     conditions.push(initialized_condition(pod, &init, &regular, &phase));
     let cr = containers_ready_condition(pod, &init, &regular, &phase);
     let ready = ready_condition(pod, &cr, &conditions);
@@ -525,9 +630,14 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         if c.last_transition_time.is_some() && !KUBELET_CONDITIONS.contains(&c.type_.as_str()) {
             continue;
         }
-        let prev = old.conditions.as_ref().and_then(|v| v.iter().find(|o| o.type_ == c.type_));
+        let prev = old
+            .conditions
+            .as_ref()
+            .and_then(|v| v.iter().find(|o| o.type_ == c.type_));
         c.last_transition_time = match prev {
-            Some(p) if p.status == c.status && p.last_transition_time.is_some() => p.last_transition_time.clone(),
+            Some(p) if p.status == c.status && p.last_transition_time.is_some() => {
+                p.last_transition_time.clone()
+            }
             _ => Some(input.now.clone()),
         };
     }
@@ -537,7 +647,13 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         pod_ips = input.host_ips.to_vec();
     }
     if pod_ips.is_empty() {
-        pod_ips = old.pod_ips.clone().unwrap_or_default().into_iter().map(|p| p.ip).collect();
+        pod_ips = old
+            .pod_ips
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.ip)
+            .collect();
     }
 
     PodStatus {
@@ -546,15 +662,29 @@ pub fn compute(input: &StatusInput<'_>) -> PodStatus {
         message,
         conditions: Some(conditions),
         container_statuses: Some(regular),
-        init_container_statuses: if spec::init_containers(pod).is_empty() { None } else { Some(init) },
+        init_container_statuses: if spec::init_containers(pod).is_empty() {
+            None
+        } else {
+            Some(init)
+        },
         host_ip: input.host_ips.first().cloned(),
         host_ips: if input.host_ips.is_empty() {
             None
         } else {
-            Some(input.host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect())
+            Some(
+                input
+                    .host_ips
+                    .iter()
+                    .map(|ip| HostIP { ip: ip.clone() })
+                    .collect(),
+            )
         },
         pod_ip: pod_ips.first().cloned(),
-        pod_ips: if pod_ips.is_empty() { None } else { Some(pod_ips.into_iter().map(|ip| PodIP { ip }).collect()) },
+        pod_ips: if pod_ips.is_empty() {
+            None
+        } else {
+            Some(pod_ips.into_iter().map(|ip| PodIP { ip }).collect())
+        },
         start_time: old.start_time.clone().or_else(|| Some(input.now.clone())),
         qos_class: Some(spec::qos_class(pod).to_string()),
         nominated_node_name: old.nominated_node_name.clone(),
@@ -574,13 +704,21 @@ mod tests {
     }
 
     fn pod(init: &[&str], containers: &[&str], policy: &str) -> Pod {
-        let mk = |n: &&str| Container { name: n.to_string(), image: Some("busybox".into()), ..Default::default() };
+        let mk = |n: &&str| Container {
+            name: n.to_string(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
         let mut p = Pod::default();
         p.metadata.name = Some("p".into());
         p.metadata.namespace = Some("default".into());
         p.metadata.uid = Some("u".into());
         p.spec = Some(PodSpec {
-            init_containers: if init.is_empty() { None } else { Some(init.iter().map(mk).collect()) },
+            init_containers: if init.is_empty() {
+                None
+            } else {
+                Some(init.iter().map(mk).collect())
+            },
             containers: containers.iter().map(mk).collect(),
             restart_policy: Some(policy.into()),
             ..Default::default()
@@ -588,7 +726,14 @@ mod tests {
         p
     }
 
-    fn rc(name: &str, id: &str, state: CState, exit: i32, created: i64, restarts: i32) -> RuntimeContainer {
+    fn rc(
+        name: &str,
+        id: &str,
+        state: CState,
+        exit: i32,
+        created: i64,
+        restarts: i32,
+    ) -> RuntimeContainer {
         RuntimeContainer {
             id: id.into(),
             name: name.into(),
@@ -596,7 +741,11 @@ mod tests {
             state,
             created_at: created,
             started_at: created * 1_000_000_000 + 1,
-            finished_at: if state == CState::Exited { created * 1_000_000_000 + 2_000_000_000 } else { 0 },
+            finished_at: if state == CState::Exited {
+                created * 1_000_000_000 + 2_000_000_000
+            } else {
+                0
+            },
             exit_code: exit,
             reason: String::new(),
             message: String::new(),
@@ -609,7 +758,12 @@ mod tests {
         }
     }
 
-    fn run(pod: &Pod, rt: &PodRuntime, waiting: &HashMap<String, (String, String)>, ready: bool) -> PodStatus {
+    fn run(
+        pod: &Pod,
+        rt: &PodRuntime,
+        waiting: &HashMap<String, (String, String)>,
+        ready: bool,
+    ) -> PodStatus {
         let r = move |_: &str| ready;
         let s = |_: &str| true;
         compute(&StatusInput {
@@ -627,7 +781,12 @@ mod tests {
     }
 
     fn cond<'a>(s: &'a PodStatus, ty: &str) -> &'a PodCondition {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == ty).unwrap()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == ty)
+            .unwrap()
     }
 
     #[test]
@@ -636,16 +795,47 @@ mod tests {
         let s = run(&p, &PodRuntime::default(), &HashMap::new(), false);
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let cs = &s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("ContainerCreating"));
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("ContainerCreating")
+        );
         assert_eq!(cs.started, Some(false));
         assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False");
-        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(cond(&s, "Ready").message.as_deref(), Some("containers with unready status: [a]"));
+        assert_eq!(
+            cond(&s, "Ready").reason.as_deref(),
+            Some("ContainersNotReady")
+        );
+        assert_eq!(
+            cond(&s, "Ready").message.as_deref(),
+            Some("containers with unready status: [a]")
+        );
         assert_eq!(cond(&s, "PodScheduled").status, "True");
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
         assert_eq!(s.host_ip.as_deref(), Some("10.200.0.10"));
-        let order: Vec<_> = s.conditions.as_ref().unwrap().iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(order, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
+        let order: Vec<_> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
     }
 
     #[test]
@@ -655,7 +845,10 @@ mod tests {
             sandbox_ids: vec!["s".into()],
             sandbox_ready: true,
             pod_ips: vec!["10.128.0.5".into()],
-            containers: vec![rc("a", "1", CState::Running, 0, 1, 0), rc("b", "2", CState::Running, 0, 1, 0)],
+            containers: vec![
+                rc("a", "1", CState::Running, 0, 1, 0),
+                rc("b", "2", CState::Running, 0, 1, 0),
+            ],
             ..Default::default()
         };
         let s = run(&p, &rt, &HashMap::new(), true);
@@ -676,11 +869,20 @@ mod tests {
         let rt = PodRuntime {
             sandbox_ids: vec!["s".into()],
             sandbox_ready: true,
-            containers: vec![rc("a", "2", CState::Exited, 1, 2, 1), rc("a", "1", CState::Exited, 1, 1, 0)],
+            containers: vec![
+                rc("a", "2", CState::Exited, 1, 2, 1),
+                rc("a", "1", CState::Exited, 1, 1, 0),
+            ],
             ..Default::default()
         };
         let mut w = HashMap::new();
-        w.insert("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s restarting failed container=a pod=p_default(u)".to_string()));
+        w.insert(
+            "a".to_string(),
+            (
+                "CrashLoopBackOff".to_string(),
+                "back-off 10s restarting failed container=a pod=p_default(u)".to_string(),
+            ),
+        );
         let s = run(&p, &rt, &w, false);
         assert_eq!(s.phase.as_deref(), Some("Running"));
         let cs = &s.container_statuses.as_ref().unwrap()[0];
@@ -695,17 +897,59 @@ mod tests {
 
     #[test]
     fn completion_phases() {
-        let rt = |exit| PodRuntime { containers: vec![rc("a", "1", CState::Exited, exit, 1, 0)], ..Default::default() };
+        let rt = |exit| PodRuntime {
+            containers: vec![rc("a", "1", CState::Exited, exit, 1, 0)],
+            ..Default::default()
+        };
         let s = run(&pod(&[], &["a"], "Never"), &rt(0), &HashMap::new(), false);
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
         assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
-        assert_eq!(cond(&s, "Initialized").reason.as_deref(), Some("PodCompleted"));
-        let term = s.container_statuses.as_ref().unwrap()[0].state.as_ref().unwrap().terminated.clone().unwrap();
+        assert_eq!(
+            cond(&s, "Initialized").reason.as_deref(),
+            Some("PodCompleted")
+        );
+        let term = s.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .clone()
+            .unwrap();
         assert_eq!(term.reason.as_deref(), Some("Completed"));
-        assert_eq!(run(&pod(&[], &["a"], "Never"), &rt(2), &HashMap::new(), false).phase.as_deref(), Some("Failed"));
-        assert_eq!(run(&pod(&[], &["a"], "OnFailure"), &rt(2), &HashMap::new(), false).phase.as_deref(), Some("Running"));
-        assert_eq!(run(&pod(&[], &["a"], "OnFailure"), &rt(0), &HashMap::new(), false).phase.as_deref(), Some("Succeeded"));
-        assert_eq!(run(&pod(&[], &["a"], "Always"), &rt(0), &HashMap::new(), false).phase.as_deref(), Some("Running"));
+        assert_eq!(
+            run(&pod(&[], &["a"], "Never"), &rt(2), &HashMap::new(), false)
+                .phase
+                .as_deref(),
+            Some("Failed")
+        );
+        assert_eq!(
+            run(
+                &pod(&[], &["a"], "OnFailure"),
+                &rt(2),
+                &HashMap::new(),
+                false
+            )
+            .phase
+            .as_deref(),
+            Some("Running")
+        );
+        assert_eq!(
+            run(
+                &pod(&[], &["a"], "OnFailure"),
+                &rt(0),
+                &HashMap::new(),
+                false
+            )
+            .phase
+            .as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            run(&pod(&[], &["a"], "Always"), &rt(0), &HashMap::new(), false)
+                .phase
+                .as_deref(),
+            Some("Running")
+        );
     }
 
     #[test]
@@ -721,22 +965,55 @@ mod tests {
         let ic = cond(&s, "Initialized");
         assert_eq!(ic.status, "False");
         assert_eq!(ic.reason.as_deref(), Some("ContainersNotInitialized"));
-        assert_eq!(ic.message.as_deref(), Some("containers with incomplete status: [i1 i2]"));
+        assert_eq!(
+            ic.message.as_deref(),
+            Some("containers with incomplete status: [i1 i2]")
+        );
         let ics = s.init_container_statuses.as_ref().unwrap();
         assert_eq!(ics[0].name, "i1");
-        assert_eq!(ics[1].state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(
+            ics[1]
+                .state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
         let cs = &s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
 
         // A failed init container with restartPolicy Never fails the pod.
         let p = pod(&["i1"], &["a"], "Never");
-        let rt = PodRuntime { containers: vec![rc("i1", "1", CState::Exited, 3, 1, 0)], ..Default::default() };
-        assert_eq!(run(&p, &rt, &HashMap::new(), false).phase.as_deref(), Some("Failed"));
+        let rt = PodRuntime {
+            containers: vec![rc("i1", "1", CState::Exited, 3, 1, 0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&p, &rt, &HashMap::new(), false).phase.as_deref(),
+            Some("Failed")
+        );
         // All init done: initialized.
         let p = pod(&["i1"], &["a"], "Always");
         let rt = PodRuntime {
             sandbox_ready: true,
-            containers: vec![rc("a", "2", CState::Running, 0, 2, 0), rc("i1", "1", CState::Exited, 0, 1, 0)],
+            containers: vec![
+                rc("a", "2", CState::Running, 0, 2, 0),
+                rc("i1", "1", CState::Exited, 0, 1, 0),
+            ],
             ..Default::default()
         };
         let s = run(&p, &rt, &HashMap::new(), true);
@@ -748,7 +1025,11 @@ mod tests {
     #[test]
     fn transition_times_kept() {
         let p0 = pod(&[], &["a"], "Always");
-        let rt = PodRuntime { sandbox_ready: true, containers: vec![rc("a", "1", CState::Running, 0, 1, 0)], ..Default::default() };
+        let rt = PodRuntime {
+            sandbox_ready: true,
+            containers: vec![rc("a", "1", CState::Running, 0, 1, 0)],
+            ..Default::default()
+        };
         let s1 = run(&p0, &rt, &HashMap::new(), true);
         let mut p1 = p0.clone();
         p1.status = Some(s1.clone());
@@ -771,7 +1052,11 @@ mod tests {
     #[test]
     fn api_terminal_phase_sticks() {
         let mut p = pod(&[], &["a"], "Always");
-        p.status = Some(PodStatus { phase: Some("Failed".into()), reason: Some("DeadlineExceeded".into()), ..Default::default() });
+        p.status = Some(PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some("DeadlineExceeded".into()),
+            ..Default::default()
+        });
         let s = run(&p, &PodRuntime::default(), &HashMap::new(), false);
         assert_eq!(s.phase.as_deref(), Some("Failed"));
         assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));

@@ -33,16 +33,31 @@ pub fn from_services(services: &[Service]) -> Vec<(String, String)> {
         out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
         for p in &ports {
             if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
-                out.push((format!("{name}_SERVICE_PORT_{}", env_name(pn)), p.port.to_string()));
+                out.push((
+                    format!("{name}_SERVICE_PORT_{}", env_name(pn)),
+                    p.port.to_string(),
+                ));
             }
         }
-        let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-        let proto_of = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
-        out.push((format!("{name}_PORT"), format!("{}://{host}:{}", proto_of(first).to_lowercase(), first.port)));
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.clone()
+        };
+        let proto_of = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        out.push((
+            format!("{name}_PORT"),
+            format!("{}://{host}:{}", proto_of(first).to_lowercase(), first.port),
+        ));
         for p in &ports {
             let proto = proto_of(p);
             let prefix = format!("{name}_PORT_{}_{}", p.port, proto.to_uppercase());
-            out.push((prefix.clone(), format!("{}://{host}:{}", proto.to_lowercase(), p.port)));
+            out.push((
+                prefix.clone(),
+                format!("{}://{host}:{}", proto.to_lowercase(), p.port),
+            ));
             out.push((format!("{prefix}_PROTO"), proto.to_lowercase()));
             out.push((format!("{prefix}_PORT"), p.port.to_string()));
             out.push((format!("{prefix}_ADDR"), ip.clone()));
@@ -79,7 +94,11 @@ async fn list(ctx: &Context, ns: &str) -> Vec<Service> {
 /// The service variables for a pod's containers.
 pub async fn service_env(ctx: &Context, pod: &Pod) -> Vec<(String, String)> {
     let ns = spec::namespace(pod);
-    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
     let mut by_name: BTreeMap<String, Service> = BTreeMap::new();
     if links {
         for s in list(ctx, ns).await {
@@ -88,7 +107,11 @@ pub async fn service_env(ctx: &Context, pod: &Pod) -> Vec<(String, String)> {
     }
     // The apiserver's service is always there (from the default namespace).
     if ns != "default" || !links {
-        if let Some(k) = list(ctx, "default").await.into_iter().find(|s| s.metadata.name.as_deref() == Some("kubernetes")) {
+        if let Some(k) = list(ctx, "default")
+            .await
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some("kubernetes"))
+        {
             by_name.insert("kubernetes".into(), k);
         }
     }
@@ -104,10 +127,17 @@ mod tests {
     #[test]
     fn variables() {
         let svc = Service {
-            metadata: kube::api::ObjectMeta { name: Some("my-svc".into()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some("my-svc".into()),
+                ..Default::default()
+            },
             spec: Some(ServiceSpec {
                 cluster_ip: Some("10.96.0.20".into()),
-                ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..Default::default() }]),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()

@@ -21,7 +21,7 @@ use super::events::EventType;
 use super::sandbox::{effective_dns_policy, log_directory, sandbox_config, SandboxParams};
 use super::spec;
 use super::status::{self, CState, ForcedPhase, PodRuntime, RuntimeContainer, StatusInput};
-use super::time::{now_secs, now_time, system_time};
+use super::time::{now_secs, now_time};
 use super::{Context, PodUpdate};
 use crate::runtime::*;
 use cri::runtime::v1 as crirt;
@@ -44,8 +44,9 @@ pub(crate) struct Worker {
     probed: HashSet<String>,
     /// Termination messages of exited containers, by id.
     term_messages: HashMap<String, String>,
-    /// The status last posted (or read back).
+    /// The status last posted (or read back), and the uid of the object it went to.
     last_status: Option<PodStatus>,
+    last_target: Option<String>,
     forced: Option<ForcedPhase>,
     /// Throttle for repeated warnings (FailedMount...): key → last time.
     warned: HashMap<String, std::time::Instant>,
@@ -71,7 +72,22 @@ fn has_probes(pod: &Pod) -> bool {
     spec::containers(pod)
         .iter()
         .chain(spec::init_containers(pod))
-        .any(|c| c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some())
+        .any(|c| {
+            c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some()
+        })
+}
+
+/// How often pods with configMap/secret/projected volumes are re-synced.
+const API_VOLUME_REFRESH: Duration = Duration::from_secs(20);
+
+fn has_api_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|v| {
+            v.iter()
+                .any(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some())
+        })
 }
 
 fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a Container, bool)> {
@@ -79,7 +95,12 @@ fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<(&'a Container, bool)>
         .iter()
         .find(|c| c.name == name)
         .map(|c| (c, true))
-        .or_else(|| spec::containers(pod).iter().find(|c| c.name == name).map(|c| (c, false)))
+        .or_else(|| {
+            spec::containers(pod)
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (c, false))
+        })
 }
 
 fn nanos_to_system_time(n: i64) -> SystemTime {
@@ -91,7 +112,12 @@ fn nanos_to_system_time(n: i64) -> SystemTime {
 }
 
 impl Worker {
-    pub(crate) fn new(ctx: Arc<Context>, uid: String, rx: watch::Receiver<PodUpdate>, kick: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        uid: String,
+        rx: watch::Receiver<PodUpdate>,
+        kick: Arc<Notify>,
+    ) -> Self {
         Worker {
             ctx,
             uid,
@@ -103,6 +129,7 @@ impl Worker {
             probed: HashSet::new(),
             term_messages: HashMap::new(),
             last_status: None,
+            last_target: None,
             forced: None,
             warned: HashMap::new(),
             finished: false,
@@ -137,7 +164,9 @@ impl Worker {
             let update = self.rx.borrow_and_update().clone();
             match update {
                 PodUpdate::Removed(pod) => {
-                    let res = std::panic::AssertUnwindSafe(self.terminate_removed(&pod)).catch_unwind().await;
+                    let res = std::panic::AssertUnwindSafe(self.terminate_removed(&pod))
+                        .catch_unwind()
+                        .await;
                     match res {
                         Ok(Ok(())) => return,
                         Ok(Err(e)) => {
@@ -151,7 +180,9 @@ impl Worker {
                     }
                 }
                 PodUpdate::Present(pod, mirror) => {
-                    let res = std::panic::AssertUnwindSafe(self.sync(&pod, mirror.as_ref())).catch_unwind().await;
+                    let res = std::panic::AssertUnwindSafe(self.sync(&pod, mirror.as_ref()))
+                        .catch_unwind()
+                        .await;
                     next = match res {
                         Ok(Ok(d)) => d,
                         Ok(Err(e)) => {
@@ -188,7 +219,7 @@ impl Worker {
         let uid = self.uid.clone();
         let sel = [(POD_UID_LABEL, uid.as_str())];
         let mut sandboxes = rt.list_pod_sandboxes(&sel).await?;
-        sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let mut out = PodRuntime {
             sandbox_ids: sandboxes.iter().map(|s| s.id.clone()).collect(),
             ..Default::default()
@@ -202,25 +233,39 @@ impl Worker {
                         if !net.ip.is_empty() {
                             out.pod_ips.push(net.ip);
                         }
-                        out.pod_ips.extend(net.additional_ips.into_iter().map(|p| p.ip).filter(|ip| !ip.is_empty()));
+                        out.pod_ips.extend(
+                            net.additional_ips
+                                .into_iter()
+                                .map(|p| p.ip)
+                                .filter(|ip| !ip.is_empty()),
+                        );
                     }
                 }
             }
         }
         let mut containers = rt.list_containers(&sel, None).await?;
-        containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         let mut per_name: HashMap<String, usize> = HashMap::new();
         for c in containers {
-            let name = c.labels.get(CONTAINER_NAME_LABEL).cloned().unwrap_or_else(|| {
-                c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()
-            });
+            let name = c
+                .labels
+                .get(CONTAINER_NAME_LABEL)
+                .cloned()
+                .unwrap_or_else(|| {
+                    c.metadata
+                        .as_ref()
+                        .map(|m| m.name.clone())
+                        .unwrap_or_default()
+                });
             let n = per_name.entry(name.clone()).or_default();
             *n += 1;
             // Only the two newest instances of a name matter (current and last).
             if *n > 2 && c.state != crirt::ContainerState::ContainerRunning as i32 {
                 continue;
             }
-            let Some(st) = rt.container_status(&c.id).await? else { continue };
+            let Some(st) = rt.container_status(&c.id).await? else {
+                continue;
+            };
             let state = match crirt::ContainerState::try_from(st.state) {
                 Ok(crirt::ContainerState::ContainerCreated) => CState::Created,
                 Ok(crirt::ContainerState::ContainerRunning) => CState::Running,
@@ -264,9 +309,21 @@ impl Worker {
                 reason: st.reason.clone(),
                 message,
                 restart_count,
-                hash: st.annotations.get(CONTAINER_HASH_ANNOTATION).cloned().unwrap_or_default(),
-                image: st.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
-                image_ref: if st.image_ref.is_empty() { st.image_id.clone() } else { st.image_ref.clone() },
+                hash: st
+                    .annotations
+                    .get(CONTAINER_HASH_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default(),
+                image: st
+                    .image
+                    .as_ref()
+                    .map(|i| i.image.clone())
+                    .unwrap_or_default(),
+                image_ref: if st.image_ref.is_empty() {
+                    st.image_id.clone()
+                } else {
+                    st.image_ref.clone()
+                },
                 log_path: st.log_path.clone(),
                 annotations: st.annotations.clone(),
             });
@@ -284,24 +341,33 @@ impl Worker {
                 continue;
             }
             if let Some((c, _)) = find_container(pod, &rc.name) {
-                self.ctx.probes.add_container_started_at(pod, c, &rc.id, pod_ip.clone(), nanos_to_system_time(rc.started_at));
+                self.ctx.probes.add_container_started_at(
+                    pod,
+                    c,
+                    &rc.id,
+                    pod_ip.clone(),
+                    nanos_to_system_time(rc.started_at),
+                );
                 self.probed.insert(rc.id.clone());
             }
         }
-        let dead: Vec<String> = self.probed.iter().filter(|id| !running.contains(*id)).cloned().collect();
+        let dead: Vec<String> = self
+            .probed
+            .iter()
+            .filter(|id| !running.contains(*id))
+            .cloned()
+            .collect();
         for id in dead {
             self.ctx.probes.remove_container(&id);
             self.probed.remove(&id);
         }
     }
 
-    fn emit_probe_events(&self, pod: &Pod) {
-        // The probe manager queues events for all pods; the manager task
-        // drains them (see PodManager). Nothing to do per worker.
-        let _ = pod;
-    }
-
-    async fn sync(&mut self, pod: &Arc<Pod>, mirror: Option<&Arc<Pod>>) -> anyhow::Result<Duration> {
+    async fn sync(
+        &mut self,
+        pod: &Arc<Pod>,
+        mirror: Option<&Arc<Pod>>,
+    ) -> anyhow::Result<Duration> {
         if pod.metadata.deletion_timestamp.is_some() {
             return self.sync_terminating(pod, mirror).await;
         }
@@ -310,13 +376,16 @@ impl Worker {
         }
         let mut rt = self.observe().await?;
         self.register_probes(pod, &rt);
-        self.emit_probe_events(pod);
-        let api_phase = status_source(pod, mirror).status.as_ref().and_then(|s| s.phase.clone());
+        let api_phase = status_source(pod, mirror)
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone());
         let api_terminal = matches!(api_phase.as_deref(), Some("Succeeded") | Some("Failed"));
 
         // Terminal pods: make sure nothing runs any more.
         if api_terminal || self.forced.is_some() {
-            self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None).await;
+            self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None)
+                .await;
             let rt = self.observe().await?;
             self.post_status(pod, mirror, &rt, true).await;
             return Ok(self.ctx.cfg.sync_frequency);
@@ -333,10 +402,21 @@ impl Worker {
                 .unwrap_or_else(now_secs);
             let remaining = start + ads - now_secs();
             if remaining <= 0 {
-                let msg = "Pod was active on the node longer than the specified deadline".to_string();
-                self.ctx.recorder.pod_event(pod, EventType::Warning, "DeadlineExceeded", msg.clone());
-                self.forced = Some(ForcedPhase { phase: "Failed".into(), reason: "DeadlineExceeded".into(), message: msg });
-                self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None).await;
+                let msg =
+                    "Pod was active on the node longer than the specified deadline".to_string();
+                self.ctx.recorder.pod_event(
+                    pod,
+                    EventType::Warning,
+                    "DeadlineExceeded",
+                    msg.clone(),
+                );
+                self.forced = Some(ForcedPhase {
+                    phase: "Failed".into(),
+                    reason: "DeadlineExceeded".into(),
+                    message: msg,
+                });
+                self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None)
+                    .await;
                 let rt = self.observe().await?;
                 self.post_status(pod, mirror, &rt, true).await;
                 return Ok(self.ctx.cfg.sync_frequency);
@@ -348,7 +428,9 @@ impl Worker {
         if let Err(e) = self.ctx.volumes.setup_pod(pod).await {
             let msg = e.to_string();
             if self.warn_throttled(&format!("mount:{msg}"), Duration::from_secs(30)) {
-                self.ctx.recorder.pod_event(pod, EventType::Warning, "FailedMount", msg.clone());
+                self.ctx
+                    .recorder
+                    .pod_event(pod, EventType::Warning, "FailedMount", msg.clone());
             }
             if !rt.sandbox_ready {
                 tracing::info!(pod = %spec::full_name(pod), "volumes not ready: {msg}");
@@ -365,7 +447,10 @@ impl Worker {
                 // pod whose containers all ran to completion is not restarted.
                 let done = spec::restart_policy(pod) != "Always"
                     && !spec::containers(pod).is_empty()
-                    && spec::containers(pod).iter().all(|c| rt.latest(&c.name).is_some_and(|r| r.state == CState::Exited));
+                    && spec::containers(pod).iter().all(|c| {
+                        rt.latest(&c.name)
+                            .is_some_and(|r| r.state == CState::Exited)
+                    });
                 if done {
                     self.post_status(pod, mirror, &rt, false).await;
                     return Ok(self.ctx.cfg.sync_frequency);
@@ -379,14 +464,19 @@ impl Worker {
                         "Pod sandbox changed, it will be killed and re-created.",
                     );
                 }
-                self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None).await;
+                self.stop_everything(pod, &rt, spec::termination_grace_seconds(pod), None)
+                    .await;
             }
             let now = SystemTime::now();
             if self.sandbox_backoff.in_backoff_since_update("sandbox", now) {
                 self.post_status(pod, mirror, &rt, false).await;
                 return Ok(RETRY);
             }
-            sandbox_params_attempt = if rt.sandbox_ids.is_empty() { 0 } else { rt.sandbox_attempt + 1 };
+            sandbox_params_attempt = if rt.sandbox_ids.is_empty() {
+                0
+            } else {
+                rt.sandbox_attempt + 1
+            };
             let cfg = self.sandbox_config(pod, sandbox_params_attempt);
             let log_dir = log_directory(&self.ctx.cfg.pod_logs_dir, pod);
             if let Err(e) = std::fs::create_dir_all(&log_dir) {
@@ -433,7 +523,11 @@ impl Worker {
         let hosts = if spec::host_network(pod) {
             None
         } else {
-            match self.ctx.volumes.write_etc_hosts(pod, &rt.pod_ips, &self.ctx.dns.cluster_domain) {
+            match self
+                .ctx
+                .volumes
+                .write_etc_hosts(pod, &rt.pod_ips, &self.ctx.dns.cluster_domain)
+            {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(pod = %spec::full_name(pod), "writing etc-hosts: {e}");
@@ -444,6 +538,10 @@ impl Worker {
 
         // Containers.
         let acts = actions::compute(pod, &rt, &ProbeView(&self.ctx.probes));
+        if !acts.kill.is_empty() {
+            // Kills can take the whole grace period: report readiness first.
+            self.post_status(pod, mirror, &rt, false).await;
+        }
         let mut changed = false;
         for k in &acts.kill {
             let grace = find_container(pod, &k.name)
@@ -465,11 +563,23 @@ impl Worker {
         }
         let now = SystemTime::now();
         for s in &acts.start {
-            let Some((c, _)) = find_container(pod, &s.name) else { continue };
+            let Some((c, _)) = find_container(pod, &s.name) else {
+                continue;
+            };
             let c = c.clone();
             if s.is_restart {
-                let finished = s.previous_finished_at.map(nanos_to_system_time).unwrap_or(now);
-                if let Some((remaining, delay)) = self.backoff.in_backoff_since(&s.name, finished, now) {
+                let finished = s
+                    .previous_finished_at
+                    .map(nanos_to_system_time)
+                    .unwrap_or(now);
+                // After a kubelet restart, resume the back-off where the restart count says.
+                if let Some(rc) = s.restart_count.filter(|rc| *rc > 1) {
+                    let d = self.backoff.delay_for_restarts(rc - 1);
+                    self.backoff.seed(&s.name, d, now);
+                }
+                if let Some((remaining, delay)) =
+                    self.backoff.in_backoff_since(&s.name, finished, now)
+                {
                     let msg = format!(
                         "back-off {} restarting failed container={} pod={}",
                         spec::go_duration(delay),
@@ -481,9 +591,14 @@ impl Worker {
                         &s.name,
                         EventType::Warning,
                         "BackOff",
-                        format!("Back-off restarting failed container {} in pod {}", s.name, spec::full_name(pod)),
+                        format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            s.name,
+                            spec::full_name(pod)
+                        ),
                     );
-                    self.reasons.insert(s.name.clone(), ("CrashLoopBackOff".into(), msg));
+                    self.reasons
+                        .insert(s.name.clone(), ("CrashLoopBackOff".into(), msg));
                     next = next.min(remaining + Duration::from_millis(100));
                     if s.init {
                         break;
@@ -492,15 +607,27 @@ impl Worker {
                 }
                 self.backoff.next(&s.name, now);
             }
-            let restart_count = s.restart_count.unwrap_or_else(|| self.restart_count_from_logs(pod, &s.name));
-            let started = self.start_container(pod, &c, &sandbox_id, &sandbox_cfg, &rt, restart_count, hosts.as_deref()).await;
+            let restart_count = s
+                .restart_count
+                .unwrap_or_else(|| self.restart_count_from_logs(pod, &s.name));
+            let started = self
+                .start_container(
+                    pod,
+                    &c,
+                    &sandbox_id,
+                    &sandbox_cfg,
+                    &rt,
+                    restart_count,
+                    hosts.as_deref(),
+                )
+                .await;
             changed = true;
             if !started {
-                next = next.min(if s.is_restart { Duration::from_secs(1) } else { RETRY });
-                if !self.backoff.get(&s.name, now).is_some() {
-                    // First failure of a container that never ran: back off too.
-                    self.backoff.ensure(&s.name, now);
-                }
+                next = next.min(if s.is_restart {
+                    Duration::from_secs(1)
+                } else {
+                    RETRY
+                });
             }
             if s.init && !spec::is_sidecar(&c) {
                 break;
@@ -509,6 +636,11 @@ impl Worker {
         if changed {
             rt = self.observe().await?;
             self.register_probes(pod, &rt);
+        }
+        // ConfigMap/Secret contents are refreshed on every sync: sync often
+        // enough for changes to reach the volumes within a minute.
+        if has_api_volumes(pod) {
+            next = next.min(API_VOLUME_REFRESH);
         }
         // Containers still waiting (image pull back-off etc.) need retries.
         if !self.reasons.is_empty() {
@@ -534,7 +666,11 @@ impl Worker {
     /// one past the newest log file (so logs are not overwritten).
     fn restart_count_from_logs(&self, pod: &Pod, name: &str) -> i32 {
         let dir = log_directory(&self.ctx.cfg.pod_logs_dir, pod);
-        crate::logs::container_attempts(&dir, name).into_iter().max().map(|m| m as i32 + 1).unwrap_or(0)
+        crate::logs::container_attempts(&dir, name)
+            .into_iter()
+            .max()
+            .map(|m| m as i32 + 1)
+            .unwrap_or(0)
     }
 
     /// Pulls, creates and starts one container; records the failure reason
@@ -555,7 +691,8 @@ impl Worker {
             if let Some(ev) = event {
                 rec.container_event(pod, &c.name, EventType::Warning, "Failed", ev);
             }
-            this.reasons.insert(c.name.clone(), (reason.to_string(), msg));
+            this.reasons
+                .insert(c.name.clone(), (reason.to_string(), msg));
             false
         };
 
@@ -564,7 +701,12 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 let reason = e.reason();
-                return fail(self, reason, e.message().to_string(), Some(format!("Error: {reason}")));
+                return fail(
+                    self,
+                    reason,
+                    e.message().to_string(),
+                    Some(format!("Error: {reason}")),
+                );
             }
         };
 
@@ -575,8 +717,16 @@ impl Worker {
             node_name: self.ctx.node_name.clone(),
             host_ip: host_ips.first().cloned().unwrap_or_default(),
             host_ips: host_ips.clone(),
-            pod_ip: if spec::host_network(pod) { host_ips.first().cloned().unwrap_or_default() } else { pod_ips.first().cloned().unwrap_or_default() },
-            pod_ips: if spec::host_network(pod) { host_ips.clone() } else { pod_ips.clone() },
+            pod_ip: if spec::host_network(pod) {
+                host_ips.first().cloned().unwrap_or_default()
+            } else {
+                pod_ips.first().cloned().unwrap_or_default()
+            },
+            pod_ips: if spec::host_network(pod) {
+                host_ips.clone()
+            } else {
+                pod_ips.clone()
+            },
             node_allocatable: self.ctx.node_allocatable(),
             service_env: super::svcenv::service_env(&self.ctx, pod).await,
         };
@@ -588,7 +738,12 @@ impl Worker {
             }
         };
         if let Err(msg) = self.check_non_root(pod, c, &image_ref).await {
-            return fail(self, "CreateContainerConfigError", msg.clone(), Some(format!("Error: {msg}")));
+            return fail(
+                self,
+                "CreateContainerConfigError",
+                msg.clone(),
+                Some(format!("Error: {msg}")),
+            );
         }
         let mounts = match self.ctx.volumes.container_mounts_with_env(pod, c, &env) {
             Ok(m) => m,
@@ -617,7 +772,10 @@ impl Worker {
                 });
             }
         }
-        let tmp = c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        let tmp = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
         if !tmp.is_empty() {
             if let Ok(dir) = self.ctx.volumes.container_dir(&self.uid, &c.name) {
                 let file = dir.join(format!("{:08x}", rand_u32()));
@@ -634,8 +792,16 @@ impl Worker {
         }
         let log_dir = log_directory(&self.ctx.cfg.pod_logs_dir, pod).join(&c.name);
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            let msg = format!("create container log directory for container {} failed: {e}", c.name);
-            return fail(self, "CreateContainerConfigError", msg.clone(), Some(format!("Error: {msg}")));
+            let msg = format!(
+                "create container log directory for container {} failed: {e}",
+                c.name
+            );
+            return fail(
+                self,
+                "CreateContainerConfigError",
+                msg.clone(),
+                Some(format!("Error: {msg}")),
+            );
         }
         let restart_count = restart_count.max(0) as u32;
         // Do not overwrite a previous attempt's log.
@@ -653,30 +819,79 @@ impl Worker {
         );
 
         // 3. Create and start.
-        let id = match self.ctx.runtime.create_container(sandbox_id, cfg, sandbox_cfg.clone()).await {
+        let id = match self
+            .ctx
+            .runtime
+            .create_container(sandbox_id, cfg, sandbox_cfg.clone())
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 let msg = e.message();
-                return fail(self, "CreateContainerError", msg.clone(), Some(format!("Error: {msg}")));
+                return fail(
+                    self,
+                    "CreateContainerError",
+                    msg.clone(),
+                    Some(format!("Error: {msg}")),
+                );
             }
         };
-        rec.container_event(pod, &c.name, EventType::Normal, "Created", format!("Created container: {}", c.name));
+        rec.container_event(
+            pod,
+            &c.name,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         if let Err(e) = self.ctx.runtime.start_container(&id).await {
             let msg = e.message();
             let _ = self.ctx.runtime.remove_container(&id).await;
-            return fail(self, "RunContainerError", msg.clone(), Some(format!("Error: {msg}")));
+            return fail(
+                self,
+                "RunContainerError",
+                msg.clone(),
+                Some(format!("Error: {msg}")),
+            );
         }
-        rec.container_event(pod, &c.name, EventType::Normal, "Started", format!("Started container {}", c.name));
+        rec.container_event(
+            pod,
+            &c.name,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         self.reasons.remove(&c.name);
 
         // 4. postStart hook.
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let pod_ip = pod_ips.first().cloned().or_else(|| host_ips.first().cloned());
+            let pod_ip = pod_ips
+                .first()
+                .cloned()
+                .or_else(|| host_ips.first().cloned());
             let timeout = Duration::from_secs(spec::termination_grace_seconds(pod).max(30) as u64);
-            if let Err(msg) = super::hooks::run(&self.ctx.runtime, pod, c, &id, pod_ip.as_deref(), h, timeout).await {
+            if let Err(msg) = super::hooks::run(
+                &self.ctx.runtime,
+                pod,
+                c,
+                &id,
+                pod_ip.as_deref(),
+                h,
+                timeout,
+            )
+            .await
+            {
                 tracing::info!(pod = %spec::full_name(pod), container = %c.name, "postStart hook failed: {msg}");
-                rec.container_event(pod, &c.name, EventType::Warning, "FailedPostStartHook", "PostStartHook failed");
-                let now_ns = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()) as i64;
+                rec.container_event(
+                    pod,
+                    &c.name,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    "PostStartHook failed",
+                );
+                let now_ns = (SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()) as i64;
                 let fake = RuntimeContainer {
                     id: id.clone(),
                     name: c.name.clone(),
@@ -695,8 +910,15 @@ impl Worker {
                     log_path: String::new(),
                     annotations: HashMap::new(),
                 };
-                self.kill_container(pod, &fake, spec::termination_grace_seconds(pod), Some("FailedPostStartHook")).await;
-                self.reasons.insert(c.name.clone(), ("PostStartHookError".into(), msg));
+                self.kill_container(
+                    pod,
+                    &fake,
+                    spec::termination_grace_seconds(pod),
+                    Some("FailedPostStartHook"),
+                )
+                .await;
+                self.reasons
+                    .insert(c.name.clone(), ("PostStartHookError".into(), msg));
                 return false;
             }
         }
@@ -706,7 +928,12 @@ impl Worker {
         true
     }
 
-    async fn check_non_root(&self, pod: &Pod, c: &Container, image_ref: &str) -> Result<(), String> {
+    async fn check_non_root(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image_ref: &str,
+    ) -> Result<(), String> {
         let (user, _, non_root) = super::container::effective_user(pod, c);
         if !non_root || user.is_some() {
             return verify_run_as_non_root(pod, c, None, "");
@@ -725,9 +952,19 @@ impl Worker {
 
     /// Stops one container: Killing event, preStop hook, then StopContainer
     /// with what is left of the grace period (at least 2 s).
-    async fn kill_container(&mut self, pod: &Pod, rc: &RuntimeContainer, grace: i64, message: Option<&str>) {
-        let msg = message.map(String::from).unwrap_or_else(|| format!("Stopping container {}", rc.name));
-        self.ctx.recorder.container_event(pod, &rc.name, EventType::Normal, "Killing", msg);
+    async fn kill_container(
+        &mut self,
+        pod: &Pod,
+        rc: &RuntimeContainer,
+        grace: i64,
+        message: Option<&str>,
+    ) {
+        let msg = message
+            .map(String::from)
+            .unwrap_or_else(|| format!("Stopping container {}", rc.name));
+        self.ctx
+            .recorder
+            .container_event(pod, &rc.name, EventType::Normal, "Killing", msg);
         kill_container(&self.ctx, pod, rc, grace).await;
         self.ctx.probes.remove_container(&rc.id);
         self.probed.remove(&rc.id);
@@ -735,24 +972,50 @@ impl Worker {
 
     /// Stops all running containers (regular ones in parallel, then
     /// sidecars in reverse order) and the sandboxes.
-    async fn stop_everything(&mut self, pod: &Pod, rt: &PodRuntime, grace: i64, _reason: Option<&str>) {
+    async fn stop_everything(
+        &mut self,
+        pod: &Pod,
+        rt: &PodRuntime,
+        grace: i64,
+        _reason: Option<&str>,
+    ) {
         let running: Vec<RuntimeContainer> = rt.running().cloned().collect();
         if running.is_empty() && !rt.sandbox_ready {
             return;
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
-        let sidecars: Vec<&str> = spec::init_containers(pod).iter().filter(|c| spec::is_sidecar(c)).map(|c| c.name.as_str()).collect();
-        let (side, main): (Vec<_>, Vec<_>) = running.into_iter().partition(|rc| sidecars.contains(&rc.name.as_str()));
+        let sidecars: Vec<&str> = spec::init_containers(pod)
+            .iter()
+            .filter(|c| spec::is_sidecar(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        let (side, main): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|rc| sidecars.contains(&rc.name.as_str()));
         for rc in &main {
-            self.ctx.recorder.container_event(pod, &rc.name, EventType::Normal, "Killing", format!("Stopping container {}", rc.name));
+            self.ctx.recorder.container_event(
+                pod,
+                &rc.name,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {}", rc.name),
+            );
         }
         let ctx = self.ctx.clone();
         futures::future::join_all(main.iter().map(|rc| kill_container(&ctx, pod, rc, grace))).await;
         let mut side = side;
         side.sort_by_key(|rc| std::cmp::Reverse(sidecars.iter().position(|n| *n == rc.name)));
         for rc in &side {
-            let left = deadline.saturating_duration_since(std::time::Instant::now()).as_secs() as i64;
-            self.ctx.recorder.container_event(pod, &rc.name, EventType::Normal, "Killing", format!("Stopping container {}", rc.name));
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs() as i64;
+            self.ctx.recorder.container_event(
+                pod,
+                &rc.name,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {}", rc.name),
+            );
             kill_container(&ctx, pod, rc, left).await;
         }
         for rc in main.iter().chain(side.iter()) {
@@ -768,7 +1031,11 @@ impl Worker {
 
     /// Deletion requested: stop everything within the grace period, report
     /// the final status, clean up and complete the deletion in the API.
-    async fn sync_terminating(&mut self, pod: &Arc<Pod>, mirror: Option<&Arc<Pod>>) -> anyhow::Result<Duration> {
+    async fn sync_terminating(
+        &mut self,
+        pod: &Arc<Pod>,
+        mirror: Option<&Arc<Pod>>,
+    ) -> anyhow::Result<Duration> {
         if self.finished {
             return Ok(Duration::from_secs(30));
         }
@@ -783,6 +1050,7 @@ impl Worker {
                 tracing::warn!(pod = %spec::full_name(pod), "removing sandbox {id}: {e}");
             }
         }
+        super::gc::remove_pod_cgroups(&self.ctx.cfg.cgroup_root, &self.uid);
         if let Err(e) = self.ctx.volumes.teardown_pod(&self.uid).await {
             tracing::warn!(pod = %spec::full_name(pod), "tearing down volumes: {e:#}");
             return Ok(RETRY);
@@ -792,7 +1060,10 @@ impl Worker {
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(pod));
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             match api.delete(spec::name(pod), &dp).await {
@@ -818,6 +1089,7 @@ impl Worker {
         for id in &rt.sandbox_ids {
             self.ctx.runtime.remove_pod_sandbox(id).await?;
         }
+        super::gc::remove_pod_cgroups(&self.ctx.cfg.cgroup_root, &self.uid);
         self.ctx.volumes.teardown_pod(&self.uid).await?;
         self.ctx.images.forget_pod(&self.uid);
         tracing::info!(pod = %spec::full_name(pod), "pod removed");
@@ -825,7 +1097,13 @@ impl Worker {
     }
 
     /// Computes the status and patches it when it changed.
-    async fn post_status(&mut self, pod: &Pod, mirror: Option<&Arc<Pod>>, rt: &PodRuntime, terminal: bool) {
+    async fn post_status(
+        &mut self,
+        pod: &Pod,
+        mirror: Option<&Arc<Pod>>,
+        rt: &PodRuntime,
+        terminal: bool,
+    ) {
         let src = status_source(pod, mirror);
         // Base on what we posted last (the watch may lag), keeping conditions
         // written by others from the API copy.
@@ -839,13 +1117,34 @@ impl Worker {
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|c| !matches!(c.type_.as_str(), "PodScheduled" | "Ready" | "Initialized" | "ContainersReady" | "PodReadyToStartContainers"))
+                .filter(|c| {
+                    !matches!(
+                        c.type_.as_str(),
+                        "PodScheduled"
+                            | "Ready"
+                            | "Initialized"
+                            | "ContainersReady"
+                            | "PodReadyToStartContainers"
+                    )
+                })
                 .collect();
             let mut conds: Vec<_> = merged.conditions.take().unwrap_or_default();
-            conds.retain(|c| matches!(c.type_.as_str(), "PodScheduled" | "Ready" | "Initialized" | "ContainersReady" | "PodReadyToStartContainers"));
+            conds.retain(|c| {
+                matches!(
+                    c.type_.as_str(),
+                    "PodScheduled"
+                        | "Ready"
+                        | "Initialized"
+                        | "ContainersReady"
+                        | "PodReadyToStartContainers"
+                )
+            });
             conds.extend(foreign);
             merged.conditions = Some(conds);
-            if matches!(api_status.phase.as_deref(), Some("Succeeded") | Some("Failed")) {
+            if matches!(
+                api_status.phase.as_deref(),
+                Some("Succeeded") | Some("Failed")
+            ) {
                 merged.phase = api_status.phase.clone();
             }
             base.status = Some(merged);
@@ -868,20 +1167,23 @@ impl Worker {
             };
             status::compute(&input)
         };
-        let old = base.status.clone().unwrap_or_default();
+        let old = src.status.clone().unwrap_or_default();
         self.ctx.publish(pod, &new);
-        if self.last_status.as_ref() == Some(&new) || (self.last_status.is_none() && old == new) {
-            self.last_status = Some(new);
-            return;
-        }
         let Some(target) = status_target(pod, mirror) else {
             // A static pod without its mirror yet: nothing to patch.
             return;
         };
+        let same_target = self.last_target.as_deref() == Some(target.1.as_str());
+        if (same_target && self.last_status.as_ref() == Some(&new)) || old == new {
+            self.last_status = Some(new);
+            self.last_target = Some(target.1);
+            return;
+        }
         let mut status_json = serde_json::to_value(&new).unwrap_or_default();
-        if let (Some(obj), Ok(serde_json::Value::Object(oldj))) =
-            (status_json.as_object_mut(), serde_json::to_value(src.status.clone().unwrap_or_default()))
-        {
+        if let (Some(obj), Ok(serde_json::Value::Object(oldj))) = (
+            status_json.as_object_mut(),
+            serde_json::to_value(src.status.clone().unwrap_or_default()),
+        ) {
             for k in oldj.keys() {
                 if !obj.contains_key(k) {
                     obj.insert(k.clone(), serde_json::Value::Null);
@@ -890,10 +1192,18 @@ impl Worker {
         }
         let patch = serde_json::json!({"metadata": {"uid": target.1}, "status": status_json});
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(pod));
-        match api.patch_status(spec::name(pod), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(
+                spec::name(pod),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {
                 tracing::debug!(pod = %spec::full_name(pod), phase = ?new.phase, "status updated");
                 self.last_status = Some(new);
+                self.last_target = Some(target.1);
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
@@ -930,14 +1240,30 @@ async fn kill_container(ctx: &Context, pod: &Pod, rc: &RuntimeContainer, grace: 
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
             if grace > 0 {
                 let start = std::time::Instant::now();
-                let fut = super::hooks::run(&ctx.runtime, pod, c, &rc.id, None, h, Duration::from_secs(grace as u64));
+                let fut = super::hooks::run(
+                    &ctx.runtime,
+                    pod,
+                    c,
+                    &rc.id,
+                    None,
+                    h,
+                    Duration::from_secs(grace as u64),
+                );
                 match tokio::time::timeout(Duration::from_secs(grace as u64), fut).await {
                     Ok(Err(msg)) => {
                         tracing::info!(pod = %spec::full_name(pod), container = %rc.name, "preStop hook failed: {msg}");
-                        ctx.recorder.container_event(pod, &rc.name, EventType::Warning, "FailedPreStopHook", "PreStopHook failed");
+                        ctx.recorder.container_event(
+                            pod,
+                            &rc.name,
+                            EventType::Warning,
+                            "FailedPreStopHook",
+                            "PreStopHook failed",
+                        );
                     }
                     Ok(Ok(())) => {}
-                    Err(_) => tracing::info!(pod = %spec::full_name(pod), container = %rc.name, "preStop hook did not complete in the grace period"),
+                    Err(_) => {
+                        tracing::info!(pod = %spec::full_name(pod), container = %rc.name, "preStop hook did not complete in the grace period")
+                    }
                 }
                 grace -= start.elapsed().as_secs() as i64;
             }
@@ -958,8 +1284,13 @@ fn termination_message(st: &crirt::ContainerStatus) -> String {
         .get(CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION)
         .cloned()
         .unwrap_or_else(|| "/dev/termination-log".into());
-    let policy = st.annotations.get(CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION).cloned().unwrap_or_default();
-    let fallback = policy == "FallbackToLogsOnError" && st.exit_code != 0 && st.reason != "ContainerCannotRun";
+    let policy = st
+        .annotations
+        .get(CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let fallback =
+        policy == "FallbackToLogsOnError" && st.exit_code != 0 && st.reason != "ContainerCannotRun";
     let mut msg = String::new();
     if let Some(m) = st.mounts.iter().find(|m| m.container_path == path) {
         if let Ok(data) = read_at_most(std::path::Path::new(&m.host_path), MAX) {
@@ -986,7 +1317,9 @@ fn read_at_most(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
 
 /// The last `lines` log lines (at most `max` bytes) of a CRI log file, without the CRI prefixes.
 fn log_tail(path: &std::path::Path, lines: usize, max: usize) -> String {
-    let Ok(data) = read_at_most(path, 64 * 1024) else { return String::new() };
+    let Ok(data) = read_at_most(path, 64 * 1024) else {
+        return String::new();
+    };
     let mut out: Vec<String> = Vec::new();
     let mut partial = String::new();
     for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -996,7 +1329,11 @@ fn log_tail(path: &std::path::Path, lines: usize, max: usize) -> String {
                 if e.partial {
                     continue;
                 }
-                out.push(std::mem::take(&mut partial).trim_end_matches('\n').to_string());
+                out.push(
+                    std::mem::take(&mut partial)
+                        .trim_end_matches('\n')
+                        .to_string(),
+                );
             }
             Err(_) => continue,
         }
@@ -1017,14 +1354,10 @@ fn log_tail(path: &std::path::Path, lines: usize, max: usize) -> String {
 }
 
 fn rand_u32() -> u32 {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let x = (n as u64) ^ ((std::process::id() as u64) << 32);
     spec::fnv1a32(&x.to_le_bytes())
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>(_: T) {}
-    let _ = |w: Worker| is_send(w.run());
-    let _ = system_time;
 }

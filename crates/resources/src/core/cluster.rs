@@ -200,7 +200,7 @@ impl NodeStrategy {
                 &["no"],
                 &[],
                 false,
-                &[Subresource::Status],
+                &[Subresource::Status, Subresource::Proxy],
                 "minions",
             ),
         }
