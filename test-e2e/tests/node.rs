@@ -157,6 +157,30 @@ fn logs_exec_attach_cp_port_forward() {
 "#,
     );
 
+    t.check("kubectl run (as in the README) starts a pod", || {
+        let overrides = format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, node_name(&c));
+        let out = c.kubectl_ok(&[
+            "run",
+            "readme",
+            "--image=busybox",
+            &format!("--overrides={overrides}"),
+            "--",
+            "sh",
+            "-c",
+            "while true; do echo hello; sleep 5; done",
+        ]);
+        assert_eq!(out.trim(), "pod/readme created");
+        wait_ready(&c, "readme");
+        eventually("readme logs", Duration::from_secs(20), || {
+            let out = logs(&c, &["readme"]);
+            if out.starts_with("hello\n") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
+    });
+
     t.check("busybox pod becomes Running and Ready", || {
         let p = wait_ready(&c, "hello");
         assert_eq!(phase(&p), "Running");
@@ -903,6 +927,43 @@ fn node_volumes_env_and_kubelet_restart() {
         let out = c.kubectl_ok(&["exec", "consumer", "--", "echo", "still here"]);
         assert_eq!(out, "still here\n");
     });
+
+    t.check(
+        "images resolve through the cluster's registry mirror",
+        || {
+            // As on an air-gapped cluster with a mirror: imagePullPolicy Always
+            // pulls docker.io and registry.k8s.io names from the local registry.
+            apply_pod(
+                &c,
+                "mirrored",
+                r#"  containers:
+  - name: stable
+    image: busybox:stable
+    imagePullPolicy: Always
+    command: ["sleep", "3600"]
+  - name: pause
+    image: registry.k8s.io/pause:3.9
+    imagePullPolicy: Always
+"#,
+            );
+            let p = wait_ready(&c, "mirrored");
+            for name in ["stable", "pause"] {
+                let cs = container_status(&p, name);
+                assert!(cs["state"]["running"].is_object(), "{cs}");
+                assert!(
+                    cs["imageID"].as_str().unwrap_or("").contains("sha256:"),
+                    "{cs}"
+                );
+            }
+            let events = c.kubectl_ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=mirrored",
+            ]);
+            assert_contains(&events, "Successfully pulled image");
+        },
+    );
 
     t.check("deleting a pod removes its containers", || {
         c.kubectl_ok(&[

@@ -4,23 +4,5 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let opts = apiserver::Options::parse();
-    component_base::logging::init(opts.verbosity);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kube-apiserver: starting runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(apiserver::run(opts)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("kube-apiserver: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    component_base::daemon::run("kube-apiserver", opts.verbosity, apiserver::run(opts))
 }

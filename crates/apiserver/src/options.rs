@@ -1,6 +1,7 @@
 //! Command-line flags, named as upstream kube-apiserver names them.
 
 use clap::Parser;
+use component_base::duration::parse as parse_duration;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -97,60 +98,26 @@ pub struct Options {
     pub verbosity: u8,
 }
 
-/// Parses Go-style durations: "90s", "5m", "1h30m", "250ms", "0".
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        num.clear();
-        let mult = match unit.as_str() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-        };
-        total += v * mult;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(format!("missing unit in duration {s:?}"));
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
-        assert!(parse_duration("5").is_err());
+    fn duration_flags_are_go_durations() {
+        let etcd = "--etcd-servers=http://a:1";
+        let o = Options::parse_from(["x", etcd]);
+        assert_eq!(o.request_timeout.as_secs(), 60);
+        assert_eq!(o.etcd_compaction_interval.as_secs(), 300);
+        assert_eq!(o.kubelet_timeout.as_secs(), 5);
+        let o = Options::parse_from(["x", etcd, "--request-timeout=1h30m"]);
+        assert_eq!(o.request_timeout.as_secs(), 5400);
+        let o = Options::parse_from(["x", etcd, "--kubelet-timeout=250ms"]);
+        assert_eq!(o.kubelet_timeout.as_millis(), 250);
+        let e = Options::try_parse_from(["x", etcd, "--request-timeout=5"]).unwrap_err();
+        assert!(
+            e.to_string().contains(r#"missing unit in duration "5""#),
+            "{e}"
+        );
     }
 
     #[test]

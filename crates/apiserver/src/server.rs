@@ -3,13 +3,13 @@
 //! graceful shutdown.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apimachinery::errors::ApiError;
 use bytes::Bytes;
+use component_base::accept;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -417,29 +417,15 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(opts.tls.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => { tracing::warn!(error = %e, "accept failed"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, remote)) = accept::next_connection(&listener, &mut shutdown).await {
         let acceptor = acceptor.clone();
         let state = state.clone();
         let opts = opts.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let Some(tls) = accept::tls_handshake(&acceptor, tcp, remote).await else {
+                return;
+            };
             let peer = tls
                 .get_ref()
                 .1

@@ -9,9 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WantsClientCert;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 pub use rustls;
 pub use tokio_rustls;
@@ -132,6 +137,69 @@ pub fn client_config_from(
     Ok(cfg)
 }
 
+/// Accepts any server certificate; the handshake's signatures are still
+/// checked.
+#[derive(Debug)]
+struct AcceptAnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client config builder that does not verify the server's certificate
+/// (as upstream talks to kubelets without `--kubelet-certificate-authority`,
+/// and HTTPS probes); finish it with `with_client_auth_cert` or
+/// `with_no_client_auth`. ALPN is left to the caller.
+pub fn insecure_client_builder() -> Result<ConfigBuilder<ClientConfig, WantsClientCert>> {
+    let provider = provider();
+    Ok(ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("selecting TLS protocol versions")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(provider))))
+}
+
 /// The Kubernetes identity in a client certificate: the subject CommonName is
 /// the user name, each Organization is a group. `None` when the certificate
 /// does not parse or has no usable CommonName.
@@ -196,5 +264,43 @@ mod tests {
         let (_, other_key) = certs::generate_ca("other").unwrap();
         std::fs::write(dir.path().join("o.key"), &other_key).unwrap();
         assert!(server_config(dir.path().join("s.crt"), dir.path().join("o.key"), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn insecure_client_accepts_an_untrusted_server() {
+        let (ca, ca_key) = certs::generate_ca("untrusted-ca").unwrap();
+        let (crt, key) =
+            certs::generate_serving_cert(&ca, &ca_key, "srv", &["srv.example".into()], &[])
+                .unwrap();
+        let server = server_config_from(
+            parse_certs(crt.as_bytes()).unwrap(),
+            parse_key(key.as_bytes()).unwrap(),
+            None,
+        )
+        .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                let _ = acceptor.accept(tcp).await;
+            }
+        });
+        let connect = |cfg: ClientConfig| async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // A name the certificate does not hold either.
+            let name = ServerName::try_from("other.example").unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+        };
+        let insecure = insecure_client_builder().unwrap().with_no_client_auth();
+        assert!(connect(insecure).await.is_ok());
+        // A verifying client refuses the same server.
+        let (other_ca, _) = certs::generate_ca("other").unwrap();
+        let verifying =
+            client_config_from(&parse_certs(other_ca.as_bytes()).unwrap(), None).unwrap();
+        assert!(connect(verifying).await.is_err());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use component_base::{http_client, tls};
+use component_base::{http_client, mounts, tls};
 
 use crate::apiclient;
 use crate::images::{self, Archive};
@@ -469,7 +469,7 @@ pub fn teardown(layout: &Layout) -> Result<Vec<String>> {
             }
         }
     }
-    for m in teardown::mounts_under(&teardown::mounts(), &roots) {
+    for m in mounts::mounts_under(&mounts::mounts(), &roots) {
         if m.fs_type == "nsfs" {
             if let Some(id) = teardown::ns_id(&m.mount_point) {
                 leftovers.netns.insert(id);
@@ -483,7 +483,7 @@ pub fn teardown(layout: &Layout) -> Result<Vec<String>> {
         tracing::debug!("killed {killed} leftover container processes");
     }
     let mut errors = Vec::new();
-    let stuck = teardown::unmount_under(&roots);
+    let stuck = mounts::unmount_under(&roots);
     if !stuck.is_empty() {
         errors.push(format!("could not unmount {stuck:?}"));
     }
@@ -793,7 +793,7 @@ async fn create_in(
             for (nd, c, p) in &kubelets {
                 out.begin(&format!(
                     "Waiting ≤ {} for node {} to be Ready",
-                    crate::duration::format(opts.wait),
+                    component_base::duration::format(opts.wait),
                     nd.name
                 ));
                 let r = wait_node(nd, c, p, &client, ports.apiserver, true, deadline).await;
@@ -805,7 +805,7 @@ async fn create_in(
     if !opts.wait.is_zero() {
         out.status(&format!(
             " • Ready after {}",
-            crate::duration::format(Duration::from_secs(started.elapsed().as_secs()))
+            component_base::duration::format(Duration::from_secs(started.elapsed().as_secs()))
         ));
     }
 

@@ -8,7 +8,6 @@
 
 pub mod apiclient;
 pub mod cluster;
-pub mod duration;
 pub mod images;
 pub mod kubeconfig;
 pub mod net;
@@ -224,8 +223,14 @@ pub enum ExportCommand {
     },
 }
 
+/// `--wait`: a Go duration (`90s`, `5m`, `1h30m`, `1.5m`, `250ms`, `0`), as
+/// kind's flag takes it; a negative one is refused.
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    duration::parse(s)
+    use component_base::duration::{parse, ParseError};
+    parse(s).map_err(|e| match e {
+        ParseError::Negative(_) => format!("invalid duration {s:?}: must not be negative"),
+        _ => format!("invalid duration {s:?} (examples: 30s, 5m, 1h30m)"),
+    })
 }
 
 /// `ferrokube version` output.
@@ -409,6 +414,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["create", "cluster", "--wait", "soon"]).is_err());
+        assert_eq!(parse_wait("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_wait("5"),
+            Err(r#"invalid duration "5" (examples: 30s, 5m, 1h30m)"#.into())
+        );
+        assert_eq!(
+            parse_wait("-1s"),
+            Err(r#"invalid duration "-1s": must not be negative"#.into())
+        );
         assert!(matches!(
             parse(&["-v", "3", "get", "clusters"]).unwrap().verbosity,
             3

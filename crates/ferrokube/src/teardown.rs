@@ -6,122 +6,14 @@
 //! after a crash that lost the cluster's state file.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use component_base::mounts::{mounts, MountInfo};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// One line of /proc/self/mountinfo (the parts we need).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    pub id: u32,
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-}
-
-/// Undo mountinfo's octal escapes (`\040` for space, ...).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            let oct = &b[i + 1..i + 4];
-            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = oct
-                    .iter()
-                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-                if let Ok(v) = u8::try_from(v) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse /proc/self/mountinfo text.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let id = fields.first()?.parse().ok()?;
-            let mount_point = PathBuf::from(unescape(fields.get(4)?));
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let fs_type = fields.get(sep + 1)?.to_string();
-            Some(MountInfo {
-                id,
-                mount_point,
-                fs_type,
-            })
-        })
-        .collect()
-}
-
-pub fn mounts() -> Vec<MountInfo> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| parse_mountinfo(&t))
-        .unwrap_or_default()
-}
-
-/// Mounts at or below any of `roots`, deepest (and newest) first.
-pub fn mounts_under(all: &[MountInfo], roots: &[PathBuf]) -> Vec<MountInfo> {
-    let mut out: Vec<MountInfo> = all
-        .iter()
-        .filter(|m| roots.iter().any(|r| m.mount_point.starts_with(r)))
-        .cloned()
-        .collect();
-    out.sort_by(|a, b| {
-        let da = a.mount_point.components().count();
-        let db = b.mount_point.components().count();
-        db.cmp(&da).then(b.id.cmp(&a.id))
-    });
-    out
-}
-
-/// Unmount everything at or below `roots` (lazily, deepest first), until
-/// nothing is left or no progress is made. Returns what could not be
-/// unmounted.
-pub fn unmount_under(roots: &[PathBuf]) -> Vec<PathBuf> {
-    for _ in 0..10 {
-        let left = mounts_under(&mounts(), roots);
-        if left.is_empty() {
-            return vec![];
-        }
-        let mut progress = false;
-        for m in &left {
-            let Ok(c) = CString::new(m.mount_point.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            // SAFETY: umount2 with a valid NUL-terminated path.
-            let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            if rc == 0 {
-                progress = true;
-            } else {
-                tracing::debug!(
-                    "unmounting {}: {}",
-                    m.mount_point.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-        if !progress {
-            break;
-        }
-    }
-    mounts_under(&mounts(), roots)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .collect()
-}
 
 /// `(dev, inode)` of a namespace file (nsfs bind mount or /proc/<pid>/ns/*).
 pub fn ns_id(path: &Path) -> Option<(u64, u64)> {
@@ -373,31 +265,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_parsing_and_order() {
-        let text = "\
+    fn cgroup_hierarchies() {
+        let all = component_base::mounts::parse_mountinfo(
+            "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
-30 22 0:40 / /h/c/nodes/n/containerd/state/a rw - overlay overlay rw,lowerdir=x
-31 30 0:41 / /h/c/nodes/n/containerd/state/a/dev/shm rw - tmpfs shm rw
-32 22 0:42 / /h/c\\040d/x rw shared:5 master:2 - tmpfs tmpfs rw
 33 22 0:43 / /h/cc rw - tmpfs tmpfs rw
 34 22 0:44 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-";
-        let all = parse_mountinfo(text);
-        assert_eq!(all.len(), 6);
-        assert_eq!(all[3].mount_point, PathBuf::from("/h/c d/x"));
-        assert_eq!(all[3].fs_type, "tmpfs");
-        let under = mounts_under(&all, &[PathBuf::from("/h/c")]);
-        assert_eq!(
-            under.iter().map(|m| m.id).collect::<Vec<_>>(),
-            [31, 30],
-            "deepest first, /h/cc and '/h/c d' excluded"
+35 22 0:45 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+36 22 0:44 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+",
         );
         assert_eq!(
             cgroup_mounts(&all),
-            [PathBuf::from("/sys/fs/cgroup/memory")]
+            [
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                PathBuf::from("/sys/fs/cgroup/unified")
+            ]
         );
-        assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
-        assert_eq!(unescape("trailing\\"), "trailing\\");
     }
 
     #[test]

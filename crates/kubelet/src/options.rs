@@ -275,7 +275,9 @@ impl Options {
 
         let dur = |flag: &str, v: &Option<String>, default: Duration| -> Result<Duration> {
             match v {
-                Some(s) => parse_duration(s).map_err(|e| anyhow::anyhow!("{flag}: {e}")),
+                Some(s) => {
+                    component_base::duration::parse(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+                }
                 None => Ok(default),
             }
         };
@@ -444,64 +446,9 @@ pub fn parse_taint(s: &str) -> Result<Taint> {
     })
 }
 
-/// Parses Go-style durations: "90s", "5m0s", "1h30m", "250ms", "0".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        num.clear();
-        let mult = match unit.as_str() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-        };
-        total += v * mult;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(format!("missing unit in duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("5m0s").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("10x").is_err());
-    }
 
     #[test]
     fn taints() {

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apimachinery::errors::ApiError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -21,68 +19,15 @@ use crate::options::Options;
 /// Upstream's default kubelet port.
 pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
-/// Accepts any server certificate (no `--kubelet-certificate-authority`, or a
-/// request with `insecureSkipTLSVerifyBackend`); signatures are still checked.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 type ClientCert = (
     Vec<CertificateDer<'static>>,
     rustls::pki_types::PrivateKeyDer<'static>,
 );
 
 fn insecure_config(client: Option<ClientCert>) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = component_base::tls::provider();
-    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("selecting TLS protocol versions")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)));
+    // No `--kubelet-certificate-authority` (or `insecureSkipTLSVerifyBackend`):
+    // any kubelet certificate is accepted; signatures are still checked.
+    let b = component_base::tls::insecure_client_builder()?;
     let mut cfg = match client {
         Some((chain, key)) => b
             .with_client_auth_cert(chain, key)

@@ -32,8 +32,9 @@ use serde_json::{json, Value};
 use crate::endpoints::request_info::RequestInfo;
 use crate::endpoints::{error_response, ResBody};
 use crate::server::ApiState;
+use component_base::upgrade::{forward_request, is_upgrade_request, is_websocket, send};
 use kubelet::KubeletClient;
-use upgrade::{is_upgrade_request, is_websocket, EndOnError};
+use upgrade::EndOnError;
 
 /// Whether a request is one of the connect subresources served here.
 pub fn handles(info: &RequestInfo) -> bool {
@@ -403,7 +404,7 @@ async fn pod_log(
         .connect(&host, port, insecure)
         .await
         .map_err(|e| dial_error("Get", &authority, &pq, &e))?;
-    let out = upgrade::forward_request(
+    let out = forward_request(
         &Method::GET,
         &http::HeaderMap::new(),
         &authority,
@@ -411,7 +412,7 @@ async fn pod_log(
         Empty::<Bytes>::new(),
     )
     .map_err(ApiError::internal)?;
-    let resp = upgrade::send(io, out)
+    let resp = send(io, out)
         .await
         .map_err(|e| ApiError::new(500, "", format!("Get \"https://{authority}{pq}\": {e}")))?;
     let resp = check_response(resp, "pods/log", name).await?;
@@ -699,9 +700,9 @@ async fn node_proxy(
             )
         })?;
     let (parts, body) = req.into_parts();
-    let out = upgrade::forward_request(&parts.method, &parts.headers, &authority, &pq, body)
+    let out = forward_request(&parts.method, &parts.headers, &authority, &pq, body)
         .map_err(ApiError::internal)?;
-    let resp = upgrade::send(io, out).await.map_err(|e| {
+    let resp = send(io, out).await.map_err(|e| {
         ApiError::new(
             503,
             "ServiceUnavailable",

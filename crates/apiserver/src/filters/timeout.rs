@@ -43,7 +43,7 @@ fn query_timeout(q: Option<&str>) -> Option<Duration> {
     let q = q?;
     url::form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == "timeout")
-        .and_then(|(_, v)| crate::options::parse_duration(&v).ok())
+        .and_then(|(_, v)| component_base::duration::parse(&v).ok())
 }
 
 impl<S, B> Service<http::Request<B>> for Timeout<S>

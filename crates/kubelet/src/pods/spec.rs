@@ -2,7 +2,6 @@
 //! cgroup parents and resource conversion.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use apimachinery::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
@@ -289,27 +288,6 @@ pub fn container_hash(c: &Container) -> String {
     format!("{:x}", fnv1a32(&json))
 }
 
-/// Formats a duration as Go does (`10s`, `1m20s`, `5m0s`, `1h0m0s`).
-pub fn go_duration(d: Duration) -> String {
-    let total = d.as_secs();
-    let ms = d.subsec_millis();
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    let secs = if ms > 0 {
-        format!("{s}.{ms:03}").trim_end_matches('0').to_string()
-    } else {
-        s.to_string()
-    };
-    if h > 0 {
-        format!("{h}h{m}m{secs}s")
-    } else if m > 0 {
-        format!("{m}m{secs}s")
-    } else if total == 0 && ms == 0 {
-        "0s".into()
-    } else {
-        format!("{secs}s")
-    }
-}
-
 /// The pod's hostname and (optional) domain (upstream GeneratePodHostNameAndDomain).
 pub fn pod_hostname_and_domain(pod: &Pod, cluster_domain: &str) -> (String, Option<String>) {
     let spec = pod.spec.as_ref();
@@ -459,11 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_hashes() {
-        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
-        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+    fn hashes() {
         assert_eq!(fnv1a32(b""), 0x811c9dc5);
         assert_eq!(fnv1a128_hex(b"").len(), 32);
         let a = Container {

@@ -582,7 +582,7 @@ impl Worker {
                 {
                     let msg = format!(
                         "back-off {} restarting failed container={} pod={}",
-                        spec::go_duration(delay),
+                        component_base::duration::format(delay),
                         s.name,
                         spec::full_name(pod)
                     );

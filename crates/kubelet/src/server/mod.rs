@@ -18,7 +18,6 @@
 //! - `POST /run/{ns}/{pod}[/{uid}]/{container}?cmd=...` (ExecSync).
 
 mod containerlogs;
-pub mod proxy;
 pub mod stats;
 mod streaming;
 
@@ -27,10 +26,10 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use component_base::accept;
 use cri::runtime::v1::runtime_service_client::RuntimeServiceClient;
 use http::{Method, Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
@@ -214,31 +213,13 @@ pub async fn serve_listener(
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, remote): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, remote)) = accept::next_connection(&listener, &mut shutdown).await {
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let Some(tls) = accept::tls_handshake(&acceptor, tcp, remote).await else {
+                return;
+            };
             // rustls verified any presented certificate against the client CA.
             let authenticated = tls
                 .get_ref()
@@ -272,11 +253,7 @@ pub async fn serve_healthz(
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; } },
-            _ = &mut shutdown => return Ok(()),
-        };
+    while let Some((tcp, _)) = accept::next_connection(&listener, &mut shutdown).await {
         let healthy = healthy.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -303,6 +280,7 @@ pub async fn serve_healthz(
                 .await;
         });
     }
+    Ok(())
 }
 
 fn segments(path: &str) -> Vec<String> {

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use component_base::upgrade::{self, is_upgrade_request};
 use cri::runtime::v1::{
     AttachRequest, Container, ContainerFilter, ContainerState, ContainerStateValue, ExecRequest,
     ExecSyncRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
     PodSandboxState, PodSandboxStateValue, PortForwardRequest,
 };
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::proxy::{is_upgrade_request, proxy_upgrade};
 use super::{text, Body, State};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -160,7 +161,11 @@ async fn proxy_to(req: Request<Incoming>, url: &str) -> Response<Body> {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    proxy_upgrade(req, tcp, &authority, &pq).await
+    match upgrade::proxy_upgrade(req, tcp, &authority, &pq).await {
+        Ok(resp) => resp.map(|b| b.map_err(std::io::Error::other).boxed()),
+        Err(upgrade::Error::Request(e)) => text(500, format!("building backend request: {e}")),
+        Err(upgrade::Error::Send(e)) => text(500, format!("error sending request to backend: {e}")),
+    }
 }
 
 /// The uid of the pod the kubelet runs (checked against `uid` when given).

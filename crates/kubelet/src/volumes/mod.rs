@@ -707,7 +707,7 @@ impl VolumeManager {
             let dir = self.pod_dir(pod_uid);
             if fs::symlink_metadata(&dir).is_ok() {
                 for m in mount::mounts_under(&dir) {
-                    mount::unmount(&m)
+                    component_base::mounts::unmount(&m)
                         .map_err(|e| anyhow::anyhow!("unmount {}: {e}", m.display()))?;
                 }
                 let left = mount::mounts_under(&dir);
