@@ -962,7 +962,7 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
         .await
         .map_err(|_| anyhow!("not all {n} pods reached Running within 300 s"))???;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (kubelet_rss, _) = rss_kib(cluster.pid("kubelet"))?;
+    let (kubelet_rss, _) = rss_kib(cluster.pid(&format!("kubelet-{node}")))?;
     let lat = Lat::new(seen.into_values().collect());
     eprintln!(
         "  p50 {} ms p99 {} ms; kubelet RSS {} MiB",
