@@ -309,6 +309,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(tail(&c.log_file, 5).contains("started 1"));
+        // The echo comes before the exec: wait until the shell has become
+        // `sleep`.
+        while proc_cmdline(p.pid).is_some_and(|c| c.first().is_some_and(|a| a != "sleep"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // The start time identifies it, even after the script exec'd.
         assert!(p.is_alive("/definitely/not/there"));
         // A wrong start time means a different process.

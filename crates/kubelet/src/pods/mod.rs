@@ -210,6 +210,8 @@ pub struct PodManager {
     synced: bool,
     fingerprints: HashMap<String, u64>,
     mirror_ops: HashMap<String, Instant>,
+    /// Pods refused by admission (OutOfpods): never started here.
+    rejected: HashSet<String>,
 }
 
 impl PodManager {
@@ -223,6 +225,7 @@ impl PodManager {
             synced: false,
             fingerprints: HashMap::new(),
             mirror_ops: HashMap::new(),
+            rejected: HashSet::new(),
         }
     }
 
@@ -259,6 +262,12 @@ impl PodManager {
                         w.tx.send_replace(u);
                     }
                     _ => {
+                        if let PodUpdate::Present(p, None) = &u {
+                            if self.rejected.contains(uid) || self.refuse(p) {
+                                self.rejected.insert(uid.to_string());
+                                return;
+                            }
+                        }
                         let (tx, rx) = watch::channel(u);
                         let kick = Arc::new(Notify::new());
                         let worker = worker::Worker::new(
@@ -274,6 +283,7 @@ impl PodManager {
                 }
             }
             None => {
+                self.rejected.remove(uid);
                 self.ctx.view_remove(uid);
                 if let Some(w) = self.workers.get(uid) {
                     let last = last.or_else(|| match &*w.tx.borrow() {
@@ -286,6 +296,53 @@ impl PodManager {
                 }
             }
         }
+    }
+
+    /// Pod admission as upstream's: a new pod that would take the node over
+    /// `maxPods` running pods is failed with reason OutOfpods (and never
+    /// started). Pods already started somewhere (status.startTime) are not
+    /// re-admitted, so a restarted kubelet keeps what it runs.
+    fn refuse(&self, pod: &Arc<Pod>) -> bool {
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed"))
+            || pod.metadata.deletion_timestamp.is_some()
+            || status.is_some_and(|s| s.start_time.is_some())
+        {
+            return false;
+        }
+        let used = self
+            .workers
+            .values()
+            .filter(|w| !w.join.is_finished())
+            .count();
+        let capacity = usize::try_from(self.ctx.cfg.max_pods).unwrap_or(0);
+        if used < capacity {
+            return false;
+        }
+        let message = format!(
+            "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {capacity}"
+        );
+        tracing::info!(pod = %spec::full_name(pod), "{message}");
+        self.ctx
+            .recorder
+            .pod_event(pod, EventType::Warning, "OutOfpods", message.clone());
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), spec::namespace(pod));
+        let name = spec::name(pod).to_string();
+        let patch = serde_json::json!({
+            "metadata": {"uid": pod.metadata.uid},
+            "status": {"phase": "Failed", "reason": "OutOfpods", "message": message},
+        });
+        tokio::spawn(async move {
+            let pp = kube::api::PatchParams::default();
+            if let Err(e) = api
+                .patch_status(&name, &pp, &kube::api::Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(pod = %name, "rejecting pod: {e}");
+            }
+        });
+        true
     }
 
     /// Runs until `shutdown` resolves. Containers keep running afterwards.
