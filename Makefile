@@ -22,7 +22,7 @@ NEXTEST_FLAGS ?=
 BENCH_ARGS ?=
 
 # Debian packages the build and the clusters need.
-APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl \
+APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl curl \
   busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 

@@ -34,6 +34,7 @@ struct Opts {
     rounds: usize,
     rss_objects: usize,
     pods: usize,
+    pod_rate: f64,
 }
 
 impl Opts {
@@ -45,6 +46,7 @@ impl Opts {
             rounds: 20,
             rss_objects: 10_000,
             pods: 100,
+            pod_rate: 10.0,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -55,6 +57,7 @@ impl Opts {
                 "--rounds" => o.rounds = val()?.parse()?,
                 "--rss-objects" => o.rss_objects = val()?.parse()?,
                 "--pods" => o.pods = val()?.parse()?,
+                "--pod-rate" => o.pod_rate = val()?.parse()?,
                 "--levels" => {
                     o.levels = val()?
                         .split(',')
@@ -63,7 +66,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N]"
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)]"
                     );
                     std::process::exit(0);
                 }
@@ -601,14 +604,6 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
     let data = payload();
     let sample = serde_json::to_vec(&configmap("cm-00000", "bench-api-64", &data))?;
 
-    // (0) pod startup on the node, on a fresh cluster.
-    let pods = if opts.pods > 0 {
-        eprintln!("== pod startup: {} pods on one node", opts.pods);
-        Some(pod_startup(cluster, &client, opts.pods).await)
-    } else {
-        None
-    };
-
     // (3a) idle RSS.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss, _) = rss_kib(api_pid)?;
@@ -618,6 +613,14 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
         mib(idle_rss),
         mib(etcd_idle_rss)
     );
+
+    // (0) pod startup on the node (after the idle figure).
+    let pods = if opts.pods > 0 {
+        eprintln!("== pod startup: {} pods on one node", opts.pods);
+        Some(pod_startup(cluster, &client, opts.pods, opts.pod_rate).await)
+    } else {
+        None
+    };
 
     // (3b) RSS after N ConfigMaps.
     eprintln!(
@@ -788,9 +791,9 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
     match &pods {
         Some(Ok(p)) => {
             println!(
-                "Pod startup (create request to Running seen through a watch), {} pods, warm image, {} at a time",
+                "Pod startup (create request to Running seen through a watch), {} pods, warm image, created {}",
                 p.lat.samples.len(),
-                POD_CONCURRENCY
+                if p.rate > 0.0 { format!("at {} per second", p.rate) } else { format!("all at once ({POD_CONCURRENCY} concurrent creates)") }
             );
             println!();
             println!("| measure | value |");
@@ -866,6 +869,7 @@ const POD_CONCURRENCY: usize = 10;
 struct PodStartup {
     lat: Lat,
     kubelet_rss: u64,
+    rate: f64,
 }
 
 fn bench_pod(name: &str, node: &str) -> Pod {
@@ -890,7 +894,12 @@ fn bench_pod(name: &str, node: &str) -> Pod {
 /// Creation-to-Running latency of `n` pods on the cluster's node (image
 /// already present), seen through one watch; then the kubelet's RSS with
 /// all of them running. The pods are deleted afterwards.
-async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<PodStartup> {
+async fn pod_startup(
+    cluster: &Cluster,
+    client: &Client,
+    n: usize,
+    rate: f64,
+) -> Result<PodStartup> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
     let node = format!("{}-control-plane", cluster.name);
@@ -942,7 +951,17 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
         })
     };
     let names: Vec<String> = (0..n).map(|i| format!("pod-{i:04}")).collect();
-    futures::stream::iter(names.iter().cloned())
+    // At `rate` pods per second (a steady stream, as upstream's density
+    // tests measure latency), or all at once when `rate` is 0.
+    let started = Instant::now();
+    futures::stream::iter(names.iter().cloned().enumerate())
+        .then(|(i, name)| async move {
+            if rate > 0.0 {
+                let at = started + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(at.into()).await;
+            }
+            name
+        })
         .for_each_concurrent(POD_CONCURRENCY, |name| {
             let pods = pods.clone();
             let sent = sent.clone();
@@ -973,5 +992,9 @@ async fn pod_startup(cluster: &Cluster, client: &Client, n: usize) -> Result<Pod
     let _ = pods
         .delete_collection(&Default::default(), &ListParams::default())
         .await;
-    Ok(PodStartup { lat, kubelet_rss })
+    Ok(PodStartup {
+        lat,
+        kubelet_rss,
+        rate,
+    })
 }
