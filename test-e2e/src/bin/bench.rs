@@ -10,8 +10,12 @@
 //!    received the ADDED event.
 //! 3. kube-apiserver RSS: idle, after creating 10k ConfigMaps, at the end.
 //!
+//! 4. Scheduler throughput: N fake Nodes (API objects only), M pods, first
+//!    create to last bound; kube-scheduler RSS at rest.
+//!
 //! Options (all optional): --creates N (2000) --levels 1,16,64
 //! --watchers N (1000) --rounds N (20) --rss-objects N (10000)
+//! --sched-nodes N (5000) --sched-pods N (10000; 0 skips) --sched-only
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +39,9 @@ struct Opts {
     rss_objects: usize,
     pods: usize,
     pod_rate: f64,
+    sched_nodes: usize,
+    sched_pods: usize,
+    sched_only: bool,
 }
 
 impl Opts {
@@ -47,6 +54,9 @@ impl Opts {
             rss_objects: 10_000,
             pods: 100,
             pod_rate: 10.0,
+            sched_nodes: 5000,
+            sched_pods: 10_000,
+            sched_only: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -58,6 +68,9 @@ impl Opts {
                 "--rss-objects" => o.rss_objects = val()?.parse()?,
                 "--pods" => o.pods = val()?.parse()?,
                 "--pod-rate" => o.pod_rate = val()?.parse()?,
+                "--sched-nodes" => o.sched_nodes = val()?.parse()?,
+                "--sched-pods" => o.sched_pods = val()?.parse()?,
+                "--sched-only" => o.sched_only = true,
                 "--levels" => {
                     o.levels = val()?
                         .split(',')
@@ -66,7 +79,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)]"
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)] [--sched-nodes N] [--sched-pods N (0: skip)] [--sched-only]"
                     );
                     std::process::exit(0);
                 }
@@ -601,6 +614,11 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
     let etcd_pid = cluster.pid("etcd");
     let etcd_port = cluster.port("etcd-client");
     let client = kube_client(cluster).await?;
+    if opts.sched_only {
+        let r = scheduler_throughput(cluster, &client, opts.sched_nodes, opts.sched_pods).await?;
+        r.print();
+        return Ok(());
+    }
     let data = payload();
     let sample = serde_json::to_vec(&configmap("cm-00000", "bench-api-64", &data))?;
 
@@ -860,6 +878,16 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
             "NOT MET"
         }
     );
+    if opts.sched_pods > 0 {
+        eprintln!(
+            "== scheduler throughput: {} nodes, {} pods",
+            opts.sched_nodes, opts.sched_pods
+        );
+        match scheduler_throughput(cluster, &client, opts.sched_nodes, opts.sched_pods).await {
+            Ok(r) => r.print(),
+            Err(e) => println!("Scheduler throughput: FAILED: {e:#}"),
+        }
+    }
     watch.map(|_| ())
 }
 
@@ -996,5 +1024,299 @@ async fn pod_startup(
         lat,
         kubelet_rss,
         rate,
+    })
+}
+
+/// Scheduler throughput result.
+struct SchedThroughput {
+    nodes: usize,
+    pods: usize,
+    bound: usize,
+    elapsed: Duration,
+    sched_rss_idle: u64,
+    sched_rss_end: u64,
+    /// Pods already pending when the scheduler starts: (bound, start →
+    /// last bound), i.e. the scheduler's own rate without the create path.
+    backlog: Option<(usize, Duration)>,
+}
+
+impl SchedThroughput {
+    fn per_sec(&self) -> f64 {
+        self.bound as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn print(&self) {
+        println!();
+        println!(
+            "Scheduler throughput: {} fake nodes (API objects only), {} pods (100m CPU, 100Mi each), \
+             first create to last bound; scheduler API client: no QPS limit, ≤ 64 bindings in flight",
+            self.nodes, self.pods
+        );
+        println!();
+        println!("| measure | value |");
+        println!("|---------|------:|");
+        println!("| pods bound | {} |", self.bound);
+        println!(
+            "| first create → last bound, s | {:.2} |",
+            self.elapsed.as_secs_f64()
+        );
+        println!("| pods/s | {:.0} |", self.per_sec());
+        if let Some((n, d)) = self.backlog {
+            println!(
+                "| backlog of {n} pending pods: scheduler start → last bound, s | {:.2} |",
+                d.as_secs_f64()
+            );
+            println!(
+                "| backlog pods/s | {:.0} |",
+                n as f64 / d.as_secs_f64().max(1e-9)
+            );
+        }
+        println!(
+            "| kube-scheduler RSS at rest, MiB | {} |",
+            mib(self.sched_rss_idle)
+        );
+        println!(
+            "| kube-scheduler RSS after the run, MiB | {} |",
+            mib(self.sched_rss_end)
+        );
+        println!();
+        println!(
+            "target scheduler throughput ≥ 1000 pods/s: {:.0} {}",
+            self.per_sec(),
+            if self.per_sec() >= 1000.0 && self.bound == self.pods {
+                "MET"
+            } else {
+                "NOT MET"
+            }
+        );
+        println!(
+            "target kube-scheduler RSS at rest ≤ 12 MiB: {} MiB {}",
+            mib(self.sched_rss_idle),
+            if self.sched_rss_idle <= 12 * 1024 {
+                "MET"
+            } else {
+                "NOT MET"
+            }
+        );
+    }
+}
+
+/// Kills the scheduler this benchmark started (if any) on drop.
+struct ChildGuard(Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_scheduler(cluster: &Cluster, log_name: &str) -> Result<std::process::Child> {
+    let bin = test_e2e::bin_dir().join("kube-scheduler");
+    let log = std::fs::File::create(cluster.scratch(log_name))?;
+    std::process::Command::new(&bin)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["--secure-port", "0", "--leader-elect=false"])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// Creates `n` pods named `<prefix>-NNNNN` selecting the fake nodes, 64 at a time.
+async fn create_sched_pods(api: &Api<Pod>, prefix: &str, n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(64, |i| {
+            let api = api.clone();
+            async move {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("{prefix}-{i:05}"), "labels": {"batch": prefix}},
+                    "spec": {
+                        "nodeSelector": {"bench": "sched"},
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}}}],
+                    }
+                }))
+                .expect("static pod");
+                if let Err(e) = api.create(&PostParams::default(), &pod).await {
+                    eprintln!("  create pod {prefix}-{i}: {e}");
+                }
+            }
+        })
+        .await;
+}
+
+/// Watches pods labelled `batch=<prefix>` until `n` are bound; returns how
+/// many were bound and when the last one was seen.
+async fn watch_bound(
+    api: &Api<Pod>,
+    prefix: &str,
+    n: usize,
+) -> Result<tokio::task::JoinHandle<Result<(usize, Instant)>>> {
+    let mut stream = api
+        .watch(
+            &WatchParams::default().labels(&format!("batch={prefix}")),
+            "0",
+        )
+        .await?
+        .boxed();
+    Ok(tokio::spawn(async move {
+        let mut bound = HashSet::new();
+        let mut last = Instant::now();
+        while let Some(ev) = stream.next().await {
+            let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev? else {
+                continue;
+            };
+            if p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+                && bound.insert(p.metadata.name.clone().unwrap_or_default())
+            {
+                last = Instant::now();
+                if bound.len() == n {
+                    break;
+                }
+            }
+        }
+        anyhow::Ok((bound.len(), last))
+    }))
+}
+
+/// `nodes` fake Nodes (labelled `bench=sched`, Ready, 4 CPU / 16 GiB / 110
+/// pods), then `pods` pods selecting them, created by 64 workers; measures
+/// from the first create to the last pod seen bound through a watch. Uses
+/// the cluster's kube-scheduler, or starts one from FERROKUBE_BIN_DIR; in
+/// the latter case also measures draining a backlog of `pods` pods created
+/// while the scheduler was stopped.
+async fn scheduler_throughput(
+    cluster: &Cluster,
+    client: &Client,
+    nodes: usize,
+    pods: usize,
+) -> Result<SchedThroughput> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let has_own = cluster.state()["processes"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "kube-scheduler"));
+    let mut guard = ChildGuard(None);
+    let sched_pid = if has_own {
+        cluster.pid("kube-scheduler")
+    } else {
+        let child = spawn_scheduler(cluster, "bench-kube-scheduler.log")?;
+        let pid = child.id() as i32;
+        guard.0 = Some(child);
+        pid
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sched_rss_idle, _) = rss_kib(sched_pid)?;
+    eprintln!(
+        "== scheduler: RSS at rest {} MiB; creating {nodes} fake nodes",
+        mib(sched_rss_idle)
+    );
+
+    let node_api: Api<Node> = Api::all(client.clone());
+    let names: Vec<String> = (0..nodes).map(|i| format!("bench-node-{i:05}")).collect();
+    let t0 = Instant::now();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(64, |name| {
+            let api = node_api.clone();
+            async move {
+                let node: Node = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {"bench": "sched", "kubernetes.io/hostname": name,
+                        "topology.kubernetes.io/zone": format!("zone-{}", name.len() % 3)}},
+                }))
+                .expect("static node");
+                if let Err(e) = api.create(&PostParams::default(), &node).await {
+                    eprintln!("  create node {name}: {e}");
+                    return;
+                }
+                let status = serde_json::json!({"status": {
+                    "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                    "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "bench"}],
+                }});
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await {
+                    eprintln!("  node status {name}: {e}");
+                }
+            }
+        })
+        .await;
+    eprintln!(
+        "  nodes ready in {:.2?}; creating {pods} pods",
+        t0.elapsed()
+    );
+
+    let ns = "bench-sched";
+    create_namespace(client, ns).await?;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let watcher = watch_bound(&pod_api, "live", pods).await?;
+    let start = Instant::now();
+    create_sched_pods(&pod_api, "live", pods).await;
+    eprintln!("  {pods} pods created in {:.2?}", start.elapsed());
+    let (bound, last) = match tokio::time::timeout(Duration::from_secs(600), watcher).await {
+        Ok(r) => r??,
+        Err(_) => bail!("not all {pods} pods were bound within 600 s"),
+    };
+    let elapsed = last.saturating_duration_since(start);
+    let (sched_rss_end, _) = rss_kib(sched_pid)?;
+    eprintln!(
+        "  {bound} bound in {:.2?} ({:.0}/s)",
+        elapsed,
+        bound as f64 / elapsed.as_secs_f64()
+    );
+
+    let mut backlog = None;
+    if let Some(mut child) = guard.0.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("== backlog: {pods} pods created with the scheduler stopped");
+        create_sched_pods(&pod_api, "backlog", pods).await;
+        let watcher = watch_bound(&pod_api, "backlog", pods).await?;
+        let start = Instant::now();
+        guard.0 = Some(spawn_scheduler(cluster, "bench-kube-scheduler-2.log")?);
+        match tokio::time::timeout(Duration::from_secs(600), watcher).await {
+            Ok(Ok(Ok((n, last)))) => {
+                let d = last.saturating_duration_since(start);
+                eprintln!(
+                    "  {n} bound in {:.2?} ({:.0}/s, including scheduler start-up)",
+                    d,
+                    n as f64 / d.as_secs_f64()
+                );
+                backlog = Some((n, d));
+            }
+            _ => eprintln!("  backlog not drained within 600 s"),
+        }
+    }
+
+    // Clean up: pods on fake nodes go at once (grace period 0), then nodes.
+    let _ = pod_api
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default(),
+        )
+        .await;
+    let _ = node_api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("bench=sched"),
+        )
+        .await;
+    drop(guard);
+    Ok(SchedThroughput {
+        nodes,
+        pods,
+        bound,
+        elapsed,
+        sched_rss_idle,
+        sched_rss_end,
+        backlog,
     })
 }

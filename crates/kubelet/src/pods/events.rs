@@ -144,8 +144,34 @@ struct Seen {
 
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 
+/// Spam filter as client-go's event correlator: per identical event, a
+/// token bucket of 25 that refills one token every 5 minutes, so a pod in
+/// back-off does not write an event on every sync.
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let refill = self.at.elapsed().as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        self.tokens = (self.tokens + refill).min(SPAM_BURST);
+        self.at = Instant::now();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pending>) {
     let mut seen: HashMap<Key, Seen> = HashMap::new();
+    let mut buckets: HashMap<Key, Bucket> = HashMap::new();
     while let Some(p) = rx.recv().await {
         let namespace = p
             .obj
@@ -161,6 +187,19 @@ async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pen
             p.reason.clone(),
             p.message.clone(),
         );
+        if buckets.len() > 4096 {
+            buckets.retain(|_, b| b.at.elapsed() < SPAM_REFILL * 25);
+        }
+        let allowed = buckets
+            .entry(key.clone())
+            .or_insert(Bucket {
+                tokens: SPAM_BURST,
+                at: Instant::now(),
+            })
+            .take();
+        if !allowed {
+            continue;
+        }
         if seen.len() > 4096 {
             seen.retain(|_, s| s.at.elapsed() < AGGREGATE_WINDOW);
             if seen.len() > 4096 {
@@ -224,5 +263,20 @@ async fn run(client: kube::Client, node_name: String, mut rx: mpsc::Receiver<Pen
             }
             Err(e) => tracing::debug!("creating event {}: {e}", p.reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spam_filter_allows_a_burst_then_drops() {
+        let mut b = Bucket {
+            tokens: SPAM_BURST,
+            at: Instant::now(),
+        };
+        let allowed = (0..40).filter(|_| b.take()).count();
+        assert_eq!(allowed, 25);
     }
 }
