@@ -63,16 +63,22 @@ pub struct Ports {
     pub etcd_peer: u16,
     pub apiserver: u16,
     pub registry: u16,
+    /// Secure ports of kube-controller-manager and kube-scheduler (upstream
+    /// 10257 and 10259; free ports here so clusters can run side by side).
+    pub controller_manager: u16,
+    pub scheduler: u16,
 }
 
 impl Ports {
     pub fn pick() -> Result<Ports> {
-        let p = pick_free_ports(4)?;
+        let p = pick_free_ports(6)?;
         Ok(Ports {
             etcd_client: p[0],
             etcd_peer: p[1],
             apiserver: p[2],
             registry: p[3],
+            controller_manager: p[4],
+            scheduler: p[5],
         })
     }
     fn to_map(self) -> BTreeMap<String, u16> {
@@ -81,6 +87,11 @@ impl Ports {
             ("etcd-peer".to_string(), self.etcd_peer),
             ("apiserver".to_string(), self.apiserver),
             ("registry".to_string(), self.registry),
+            (
+                "kube-controller-manager".to_string(),
+                self.controller_manager,
+            ),
+            ("kube-scheduler".to_string(), self.scheduler),
         ])
     }
 }
@@ -90,6 +101,8 @@ impl Ports {
 pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
     /// `docker-registry` (Debian package docker-registry).
     pub registry: PathBuf,
     /// containerd and the kubelet (`None` for a control-plane-only cluster).
@@ -110,14 +123,19 @@ impl Binaries {
     /// executable, or `$PATH`.
     pub fn find(nodes: bool) -> Result<Binaries> {
         let etcd = from_path("etcd", "etcd-server")?;
-        let kube_apiserver = process::find_binary("kube-apiserver").ok_or_else(|| {
-            anyhow!(
-                "cannot find `kube-apiserver` next to {} or on PATH; build it with `make build`",
-                std::env::current_exe()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "ferrokube".into())
-            )
-        })?;
+        let own = |name: &str| {
+            process::find_binary(name).ok_or_else(|| {
+                anyhow!(
+                    "cannot find `{name}` next to {} or on PATH; build it with `make build`",
+                    std::env::current_exe()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| "ferrokube".into())
+                )
+            })
+        };
+        let kube_apiserver = own("kube-apiserver")?;
+        let kube_controller_manager = own("kube-controller-manager")?;
+        let kube_scheduler = own("kube-scheduler")?;
         let registry = from_path("docker-registry", "docker-registry")?;
         let node = if nodes {
             let containerd = from_path("containerd", "containerd")?;
@@ -148,6 +166,8 @@ impl Binaries {
         Ok(Binaries {
             etcd,
             kube_apiserver,
+            kube_controller_manager,
+            kube_scheduler,
             registry,
             node,
         })
@@ -227,6 +247,46 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> V
             readiness: Readiness::ApiserverReadyz {
                 port: ports.apiserver,
             },
+            netns: None,
+        },
+        Component {
+            name: "kube-controller-manager".into(),
+            binary: bins.kube_controller_manager.clone(),
+            args: vec![
+                format!(
+                    "--kubeconfig={}",
+                    layout.component_kubeconfig("controller-manager").display()
+                ),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", ports.controller_manager),
+                format!("--root-ca-file={}", pki("ca.crt")),
+                format!("--service-account-private-key-file={}", pki("ca.key")),
+                format!("--cluster-cidr={}", net::cluster_pod_cidr(n)),
+                "--allocate-node-cidrs=true".into(),
+                format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),
+                "--controllers=*".into(),
+                "-v=2".into(),
+            ],
+            env: vec![],
+            log_file: layout.log_file("kube-controller-manager"),
+            readiness: Readiness::None,
+            netns: None,
+        },
+        Component {
+            name: "kube-scheduler".into(),
+            binary: bins.kube_scheduler.clone(),
+            args: vec![
+                format!(
+                    "--kubeconfig={}",
+                    layout.component_kubeconfig("scheduler").display()
+                ),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", ports.scheduler),
+                "-v=2".into(),
+            ],
+            env: vec![],
+            log_file: layout.log_file("kube-scheduler"),
+            readiness: Readiness::None,
             netns: None,
         },
     ]
@@ -673,6 +733,28 @@ async fn create_in(
     );
     kubeconfig::write_file(&layout.kubeconfig(), &kubeconfig::to_yaml(&kcfg)?)?;
 
+    // kubeadm's controller-manager.conf and scheduler.conf: their own
+    // identities, talking to the apiserver over loopback.
+    for (user, stem) in [
+        (pki::CONTROLLER_MANAGER_USER, "controller-manager"),
+        (pki::SCHEDULER_USER, "scheduler"),
+    ] {
+        let (crt, key) = pki::generate_component(&pki, layout, user, stem)?;
+        let kc = kubeconfig::build_named(
+            "kubernetes",
+            user,
+            &format!("{user}@kubernetes"),
+            &server,
+            &pki.ca_pem,
+            &crt,
+            &key,
+        );
+        kubeconfig::write_file(
+            &layout.component_kubeconfig(stem),
+            &kubeconfig::to_yaml(&kc)?,
+        )?;
+    }
+
     let client = admin_client(&pki)?;
     for c in control_plane(layout, ports, bins, n) {
         let wait = match c.readiness {
@@ -1114,6 +1196,8 @@ mod tests {
         let bins = Binaries {
             etcd: "/usr/bin/etcd".into(),
             kube_apiserver: "/b/kube-apiserver".into(),
+            kube_controller_manager: "/b/kube-controller-manager".into(),
+            kube_scheduler: "/b/kube-scheduler".into(),
             registry: "/usr/bin/docker-registry".into(),
             node: None,
         };
@@ -1122,11 +1206,18 @@ mod tests {
             etcd_peer: 2,
             apiserver: 3,
             registry: 4,
+            controller_manager: 5,
+            scheduler: 6,
         };
         let cs = control_plane(&layout, ports, &bins, 7);
         assert_eq!(
             cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            ["etcd", "kube-apiserver"]
+            [
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler"
+            ]
         );
         let api = &cs[1].args;
         for want in [

@@ -137,6 +137,25 @@ pub fn generate(layout: &Layout, extra_ips: &[IpAddr]) -> Result<Pki> {
     })
 }
 
+/// The identities kubeadm gives the control-plane daemons (user, file stem
+/// of `pki/<stem>.{crt,key}` and of the `<stem>.conf` kubeconfig).
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+
+/// A client certificate for a control-plane daemon, written to
+/// `pki/<stem>.{crt,key}`; returns (cert, key) PEM.
+pub fn generate_component(
+    pki: &Pki,
+    layout: &Layout,
+    user: &str,
+    stem: &str,
+) -> Result<(String, String)> {
+    let (crt, key) = certs::generate_client_cert(&pki.ca_pem, &pki.ca_key_pem, user, &[])?;
+    write_public(&layout.pki_file(&format!("{stem}.crt")), &crt)?;
+    write_private(&layout.pki_file(&format!("{stem}.key")), &key)?;
+    Ok((crt, key))
+}
+
 /// A node's kubelet credentials, PEM.
 #[derive(Debug, Clone)]
 pub struct NodePki {

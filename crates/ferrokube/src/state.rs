@@ -78,6 +78,10 @@ impl Layout {
     pub fn tokens(&self) -> PathBuf {
         self.dir.join("tokens.csv")
     }
+    /// `<stem>.conf`: a control-plane daemon's kubeconfig (kubeadm's names).
+    pub fn component_kubeconfig(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.conf"))
+    }
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }

@@ -783,17 +783,30 @@ mod tests {
     async fn cycle_cost_with_5000_nodes() {
         let (s, fw) = scheduler();
         for i in 0..5000 {
-            s.on_node_for_test(node(&format!("n{i:05}")).alloc("4", "16Gi", "110").label("bench", "sched").obj());
+            s.on_node_for_test(
+                node(&format!("n{i:05}"))
+                    .alloc("4", "16Gi", "110")
+                    .label("bench", "sched")
+                    .obj(),
+            );
         }
         let mut snap = Snapshot::default();
         let t = Instant::now();
         let n = 500;
         for i in 0..n {
-            let p = pod(&format!("p{i}")).req("100m", "100Mi").node_selector("bench", "sched").info();
+            let p = pod(&format!("p{i}"))
+                .req("100m", "100Mi")
+                .node_selector("bench", "sched")
+                .info();
             s.cache.lock().unwrap().update_snapshot(&mut snap);
-            let node = s.schedule_pod(&fw, &p, &snap, &mut CycleState::default()).unwrap();
+            let node = s
+                .schedule_pod(&fw, &p, &snap, &mut CycleState::default())
+                .unwrap();
             s.cache.lock().unwrap().assume(&p, &node);
         }
-        eprintln!("{:.3} ms per pod", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
+        eprintln!(
+            "{:.3} ms per pod",
+            t.elapsed().as_secs_f64() * 1000.0 / n as f64
+        );
     }
 }

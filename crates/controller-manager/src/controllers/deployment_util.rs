@@ -816,17 +816,28 @@ mod tests {
     fn new_rs_ignores_hash_label() {
         let d = dep(2, None, None);
         let mut t = d.spec.as_ref().unwrap().template.clone();
-        t.metadata = Some(ObjectMeta { labels: Some([(POD_TEMPLATE_HASH.to_string(), "abc".to_string())].into()), ..Default::default() });
+        t.metadata = Some(ObjectMeta {
+            labels: Some([(POD_TEMPLATE_HASH.to_string(), "abc".to_string())].into()),
+            ..Default::default()
+        });
         let mut r = rs("d-abc", 2, 2, 5);
         r.spec.as_mut().unwrap().template = Some(t);
         let other = rs("d-old", 0, 0, 1);
         let rss = vec![other, r];
-        assert_eq!(find_new_rs(&d, &rss).and_then(|r| r.metadata.name.clone()).as_deref(), Some("d-abc"));
+        assert_eq!(
+            find_new_rs(&d, &rss)
+                .and_then(|r| r.metadata.name.clone())
+                .as_deref(),
+            Some("d-abc")
+        );
         // the hash depends on the template and the collision count only
         let h = template_hash(&d);
         assert_eq!(h, template_hash(&d.clone()));
         let mut d2 = d.clone();
-        d2.status = Some(DeploymentStatus { collision_count: Some(1), ..Default::default() });
+        d2.status = Some(DeploymentStatus {
+            collision_count: Some(1),
+            ..Default::default()
+        });
         assert_ne!(h, template_hash(&d2));
     }
 
@@ -835,9 +846,21 @@ mod tests {
         let d = dep(2, None, None);
         let old = Timestamp::from_second(Timestamp::now().as_second() - 700).unwrap();
         let mut s = DeploymentStatus::default();
-        s.conditions = Some(vec![new_condition(PROGRESSING, "True", RS_UPDATED_REASON, "x".into(), old)]);
+        s.conditions = Some(vec![new_condition(
+            PROGRESSING,
+            "True",
+            RS_UPDATED_REASON,
+            "x".into(),
+            old,
+        )]);
         assert!(deployment_timed_out(&d, &s, Timestamp::now()));
-        s.conditions = Some(vec![new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE_REASON, "x".into(), old)]);
+        s.conditions = Some(vec![new_condition(
+            PROGRESSING,
+            "True",
+            NEW_RS_AVAILABLE_REASON,
+            "x".into(),
+            old,
+        )]);
         assert!(!deployment_timed_out(&d, &s, Timestamp::now()));
     }
 

@@ -136,7 +136,10 @@ fn mirrored_key(s: &EndpointSlice) -> Option<String> {
         return None;
     }
     let svc = l.get(SERVICE_NAME_LABEL)?;
-    Some(format!("{}/{svc}", s.metadata.namespace.as_deref().unwrap_or("")))
+    Some(format!(
+        "{}/{svc}",
+        s.metadata.namespace.as_deref().unwrap_or("")
+    ))
 }
 
 /// The mirroring controller ("endpointslice-mirroring-controller").

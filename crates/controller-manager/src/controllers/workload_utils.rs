@@ -364,7 +364,10 @@ pub fn templates_equal_ignoring_label(
                 m.annotations = None;
             }
         }
-        if t.metadata.as_ref().is_some_and(|m| *m == ObjectMeta::default()) {
+        if t.metadata
+            .as_ref()
+            .is_some_and(|m| *m == ObjectMeta::default())
+        {
             t.metadata = None;
         }
         serde_json::to_value(&t).unwrap_or_default()
