@@ -3,9 +3,10 @@
 //! port-forward, probes, init containers, volumes, env, restarts, graceful
 //! deletion, error reasons and the Node itself.
 //!
-//! There is no scheduler yet, so every pod names its node in
-//! `spec.nodeName` (the single node of a `ferrokube create cluster` is
-//! `<cluster>-control-plane`, as kind names it).
+//! Most pods here name their node in `spec.nodeName` (the single node of a
+//! `ferrokube create cluster` is `<cluster>-control-plane`, as kind names
+//! it), so these tests exercise the kubelet without depending on the
+//! scheduler; the README's commands go through the scheduler.
 
 use std::time::{Duration, Instant};
 
@@ -157,20 +158,37 @@ fn logs_exec_attach_cp_port_forward() {
 "#,
     );
 
-    t.check("kubectl run (as in the README) starts a pod", || {
-        let overrides = format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, node_name(&c));
+    t.check("the README's commands work as printed", || {
+        let out = c.kubectl_ok(&[
+            "create",
+            "deployment",
+            "web-readme",
+            "--image=busybox",
+            "--replicas=3",
+            "--",
+            "sleep",
+            "3600",
+        ]);
+        assert_eq!(out.trim(), "deployment.apps/web-readme created");
+        let out = c.kubectl_ok(&[
+            "rollout",
+            "status",
+            "deployment/web-readme",
+            "--timeout=120s",
+        ]);
+        assert_contains(&out, "successfully rolled out");
         let out = c.kubectl_ok(&[
             "run",
             "readme",
             "--image=busybox",
-            &format!("--overrides={overrides}"),
             "--",
             "sh",
             "-c",
             "while true; do echo hello; sleep 5; done",
         ]);
         assert_eq!(out.trim(), "pod/readme created");
-        wait_ready(&c, "readme");
+        let p = wait_ready(&c, "readme");
+        assert_eq!(p["spec"]["nodeName"], node_name(&c).as_str());
         eventually("readme logs", Duration::from_secs(20), || {
             let out = logs(&c, &["readme"]);
             if out.starts_with("hello\n") {

@@ -883,6 +883,10 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
             "== scheduler throughput: {} nodes, {} pods",
             opts.sched_nodes, opts.sched_pods
         );
+        // As upstream's scheduler_perf: API objects only, no controllers.
+        // The controller-manager is paused meanwhile (its node lifecycle
+        // controller would taint the heartbeat-less fake nodes).
+        let _paused = Paused::new(cluster, "kube-controller-manager");
         match scheduler_throughput(cluster, &client, opts.sched_nodes, opts.sched_pods).await {
             Ok(r) => r.print(),
             Err(e) => println!("Scheduler throughput: FAILED: {e:#}"),
@@ -1320,3 +1324,31 @@ async fn scheduler_throughput(
         backlog,
     })
 }
+
+/// SIGSTOPs a cluster daemon (if the cluster runs it) until dropped.
+struct Paused(Option<i32>);
+
+impl Paused {
+    fn new(cluster: &Cluster, component: &str) -> Paused {
+        let pid = cluster.state()["processes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == component))
+            .and_then(|p| p["pid"].as_i64())
+            .map(|p| p as i32);
+        if let Some(pid) = pid {
+            // SAFETY: plain kill(2) on a pid this cluster started.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
