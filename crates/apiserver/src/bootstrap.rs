@@ -1,6 +1,7 @@
-//! The bootstrap controller: the system namespaces and the `kubernetes`
-//! Service with its Endpoints and EndpointSlice in default, created at
-//! start and kept in place.
+//! The bootstrap controller: the system namespaces, the built-in
+//! PriorityClasses (system-node-critical, system-cluster-critical) and the
+//! `kubernetes` Service with its Endpoints and EndpointSlice in default,
+//! created at start and kept in place.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::registry::admission::SYSTEM_NAMESPACES;
 use crate::registry::context::{RequestContext, UserInfo};
+use crate::registry::priority::system_priority_classes;
 use crate::registry::Registry;
 
 fn system_ctx() -> RequestContext {
@@ -77,6 +79,18 @@ pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::
             "namespaces",
             "",
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            false,
+        )
+        .await?;
+    }
+    for pc in system_priority_classes() {
+        ensure(
+            reg,
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "",
+            pc,
             false,
         )
         .await?;

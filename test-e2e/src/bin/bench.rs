@@ -1351,4 +1351,3 @@ impl Drop for Paused {
         }
     }
 }
-

@@ -1,5 +1,10 @@
-//! Admission: checks that run around every write, after validation and
-//! before storage. A chain of plugins; NamespaceLifecycle is the first.
+//! Admission: plugins that run around every write. Each plugin has two
+//! phases, as upstream's mutating and validating admission: `mutate` sees
+//! the object before the strategy prepares and validates it (create) or
+//! right after the request's change is applied (update of the main
+//! resource), and may change it; `admit` runs after validation, before
+//! storage, and only accepts or refuses. The chain: NamespaceLifecycle,
+//! Priority.
 
 use std::sync::Arc;
 
@@ -22,6 +27,19 @@ pub enum Operation {
 #[async_trait::async_trait]
 pub trait AdmissionPlugin: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The mutating phase (create, and update of the main resource only:
+    /// never for subresources). Default: no change.
+    async fn mutate(
+        &self,
+        _op: Operation,
+        _info: &ResourceInfo,
+        _obj: &mut Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// The validating phase.
     async fn admit(
         &self,
         op: Operation,
@@ -41,6 +59,19 @@ pub struct Admission {
 impl Admission {
     pub fn new(plugins: Vec<Arc<dyn AdmissionPlugin>>) -> Self {
         Admission { plugins }
+    }
+    pub async fn mutate(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &mut Value,
+        old: Option<&Value>,
+        ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        for p in &self.plugins {
+            p.mutate(op, info, obj, old, ctx).await?;
+        }
+        Ok(())
     }
     pub async fn admit(
         &self,
@@ -116,9 +147,25 @@ impl AdmissionPlugin for NamespaceLifecycle {
                     ));
                 }
             }
-            return Ok(());
         }
-        if op != Operation::Create || !info.namespaced {
+        Ok(())
+    }
+
+    /// Creates are checked in the mutating phase, as upstream (where this
+    /// plugin is the first mutating one): a missing or terminating namespace
+    /// is reported before other plugins' and validation's errors.
+    async fn mutate(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &mut Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        if op != Operation::Create
+            || !info.namespaced
+            || (info.group.is_empty() && info.plural == "namespaces")
+        {
             return Ok(());
         }
         let ns = apimachinery::meta::namespace(obj);

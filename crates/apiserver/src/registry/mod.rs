@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod context;
 pub mod managed_fields;
+pub mod priority;
 pub mod service_alloc;
 pub mod store;
 
@@ -15,6 +16,7 @@ use storage::cache::WatchCache;
 use storage::EtcdStorage;
 
 use self::admission::{Admission, NamespaceLifecycle};
+use self::priority::Priority;
 use self::service_alloc::ServiceAllocator;
 use self::store::{Allocator, Store};
 
@@ -38,10 +40,12 @@ impl Registry {
         };
         let namespaces = cache_for("namespaces");
         caches.insert("namespaces", namespaces.clone());
-        let admission = Arc::new(Admission::new(vec![Arc::new(NamespaceLifecycle::new(
-            storage.clone(),
-            namespaces,
-        ))]));
+        let priority_classes = cache_for("priorityclasses");
+        caches.insert("priorityclasses", priority_classes.clone());
+        let admission = Arc::new(Admission::new(vec![
+            Arc::new(NamespaceLifecycle::new(storage.clone(), namespaces)),
+            Arc::new(Priority::new(storage.clone(), priority_classes)),
+        ]));
         let mut stores = Vec::new();
         let mut index = HashMap::new();
         for strategy in resources::all() {

@@ -2,11 +2,13 @@
 //! patch/delete/deletecollection for every resource, configured only by the
 //! resource's [`Strategy`]. Pipelines (see docs/architecture.md):
 //!
-//! create: system meta → strategy.prepare_for_create → default → allocate →
-//!         validate → admission → storage txn (key absent, claims absent)
+//! create: system meta → mutating admission → strategy.prepare_for_create →
+//!         default → allocate → validate → admission → storage txn (key
+//!         absent, claims absent)
 //! update: read → transform (PUT body / patch) → keep system meta → status
-//!         split → prepare_for_update → default → generation → allocate →
-//!         validate_update → admission → no-op check → CAS on mod revision
+//!         split → prepare_for_update → mutating admission (main resource
+//!         only) → default → generation → allocate → validate_update →
+//!         admission → no-op check → CAS on mod revision
 //! delete: preconditions → graceful period / finalizers → CAS delete
 
 use std::sync::Arc;
@@ -397,6 +399,11 @@ impl Store {
                 m.remove("status");
             }
         }
+        // Mutating admission sees the object before the strategy prepares
+        // and validates it, as upstream's mutating admission runs first.
+        self.admission
+            .mutate(Operation::Create, info, &mut obj, None, ctx)
+            .await?;
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
         if self.strategy.bumps_generation() {
@@ -728,6 +735,11 @@ impl Store {
                 self.strategy.prepare_for_update(&mut new, old);
             }
             _ => {}
+        }
+        if subresource.is_empty() {
+            self.admission
+                .mutate(Operation::Update, info, &mut new, Some(old), ctx)
+                .await?;
         }
         self.strategy.default(&mut new);
         if self.strategy.bumps_generation() && spec_part(&new) != spec_part(old) {

@@ -30,8 +30,12 @@ static PRIORITYCLASSES: ResourceInfo = ResourceInfo {
     storage_api_version: "scheduling.k8s.io/v1",
 };
 
-const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
-const SYSTEM_CLASSES: [(&str, i64); 2] = [
+/// The highest value a PriorityClass not named `system-*` may have.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+/// Names starting with this are reserved for [`SYSTEM_CLASSES`].
+pub const SYSTEM_PRIORITY_CLASS_PREFIX: &str = "system-";
+/// The built-in PriorityClasses (name, value); neither is a global default.
+pub const SYSTEM_CLASSES: [(&str, i64); 2] = [
     ("system-node-critical", 2_000_001_000),
     ("system-cluster-critical", 2_000_000_000),
 ];
@@ -66,18 +70,22 @@ impl Strategy for PriorityClasses {
         let mut errs = Vec::new();
         let name = ptr_str(obj, "/metadata/name").unwrap_or("");
         let value = i64_at(obj, "/value").unwrap_or(0);
-        if name.starts_with("system-") {
+        if name.starts_with(SYSTEM_PRIORITY_CLASS_PREFIX) {
+            let global_default = ptr_bool(obj, "/globalDefault").unwrap_or(false);
             let err = match SYSTEM_CLASSES.iter().find(|(n, _)| *n == name) {
                 None => Some(format!("{name} is not a known system priority class")),
                 Some((_, v)) if *v != value => {
                     Some(format!("value of {name} PriorityClass must be {v}"))
                 }
+                Some(_) if global_default => Some(format!(
+                    "globalDefault of {name} PriorityClass must be false"
+                )),
                 Some(_) => None,
             };
             if let Some(e) = err {
                 errs.push(FieldError::forbidden(
                     "metadata.name",
-                    format!("priority class names with 'system-' prefix are reserved for system use only. error: {e}"),
+                    format!("priority class names with '{SYSTEM_PRIORITY_CLASS_PREFIX}' prefix are reserved for system use only. error: {e}"),
                 ));
             }
         } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
@@ -150,5 +158,20 @@ mod tests {
         assert!(PriorityClasses.validate(&sys)[0]
             .to_string()
             .ends_with("error: system-foo is not a known system priority class"));
+        let wrong = json!({"metadata": {"name": "system-node-critical"}, "value": 5});
+        assert!(PriorityClasses.validate(&wrong)[0]
+            .to_string()
+            .ends_with("error: value of system-node-critical PriorityClass must be 2000001000"));
+        let dflt = json!({"metadata": {"name": "system-cluster-critical"}, "value": 2_000_000_000, "globalDefault": true});
+        assert!(PriorityClasses.validate(&dflt)[0].to_string().ends_with(
+            "error: globalDefault of system-cluster-critical PriorityClass must be false"
+        ));
+        let ok = json!({"metadata": {"name": "system-cluster-critical"}, "value": 2_000_000_000});
+        assert!(PriorityClasses.validate(&ok).is_empty());
+        let big = json!({"metadata": {"name": "big"}, "value": 1_000_000_001});
+        assert_eq!(
+            PriorityClasses.validate(&big)[0].to_string(),
+            "value: Forbidden: maximum allowed value of a user defined priority is 1000000000"
+        );
     }
 }
