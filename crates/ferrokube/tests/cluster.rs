@@ -174,6 +174,17 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Idle stand-ins for kube-controller-manager and kube-scheduler, so these
+/// tests exercise ferrokube itself (the real daemons have their own tests).
+fn stand_in_control_loops(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["kube-controller-manager", "kube-scheduler"] {
+        let f = dir.join(name);
+        std::fs::write(&f, "#!/bin/sh\nexec sleep 100000\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
 fn bin_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("FERROKUBE_BIN_DIR")
         .filter(|v| !v.is_empty())
@@ -219,6 +230,7 @@ fn lifecycle_with_stand_in_apiserver() {
     let bins = tempfile::tempdir().unwrap();
     let fake = bins.path().join("kube-apiserver");
     std::fs::write(&fake, STAND_IN_APISERVER).unwrap();
+    stand_in_control_loops(bins.path());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
 
@@ -272,7 +284,11 @@ fn lifecycle_with_stand_in_apiserver() {
     }
     assert!(nft_table_exists("alpha") && nft_table_exists("beta"));
     let (a_pids, b_pids) = (pids(&a), pids(&b));
-    assert_eq!(a_pids.len(), 3, "etcd, kube-apiserver, registry");
+    assert_eq!(
+        a_pids.len(),
+        5,
+        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, registry"
+    );
     assert!(a_pids.iter().chain(&b_pids).all(|p| running(*p)));
     for name in ["alpha", "beta"] {
         let dir = env.home.join("clusters").join(name);
@@ -364,6 +380,7 @@ fn create_fails_cleanly_when_apiserver_dies() {
         "#!/bin/sh\necho 'F0000 stand-in apiserver refusing to start'\nexit 3\n",
     )
     .unwrap();
+    stand_in_control_loops(bins.path());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     if !is_root() {
@@ -619,6 +636,7 @@ fn node_with_stand_in_kubelet() {
     }
     let bins = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(&apiserver, bins.path().join("kube-apiserver")).unwrap();
+    stand_in_control_loops(bins.path());
     let kubelet = bins.path().join("kubelet");
     std::fs::write(&kubelet, STAND_IN_KUBELET).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -663,6 +681,8 @@ fn node_with_stand_in_kubelet() {
         [
             "etcd",
             "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
             "registry",
             &format!("containerd-{node}"),
             &format!("kubelet-{node}")
@@ -673,7 +693,7 @@ fn node_with_stand_in_kubelet() {
     // containerd and the kubelet run inside the node's namespace.
     let netns = std::fs::metadata(format!("/run/netns/fk-{node}")).expect("node netns");
     use std::os::unix::fs::MetadataExt;
-    for pid in &all_pids[3..] {
+    for pid in &all_pids[5..] {
         let ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
         assert_eq!(ns.ino(), netns.ino(), "pid {pid} in the node namespace");
     }

@@ -703,6 +703,17 @@ impl Store {
                     }
                 }
                 merged["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+                // As upstream, annotations written through /status are kept
+                // (the deployment controller records the revision this way,
+                // without bumping the generation); labels are not.
+                match new.pointer("/metadata/annotations") {
+                    Some(a) => merged["metadata"]["annotations"] = a.clone(),
+                    None => {
+                        if let Some(m) = merged["metadata"].as_object_mut() {
+                            m.remove("annotations");
+                        }
+                    }
+                }
                 new = merged;
             }
             "finalize" => {

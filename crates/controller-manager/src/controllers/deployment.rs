@@ -557,9 +557,11 @@ impl DeploymentController {
             self.client.clone(),
             d.metadata.namespace.as_deref().unwrap_or_default(),
         );
+        // Through /status, as upstream: annotations on the main resource
+        // would bump the Deployment's generation.
         let patch = serde_json::json!({"metadata": {"annotations": {du::REVISION: rev}}});
         match api
-            .patch(
+            .patch_status(
                 &name_of(&d.metadata),
                 &PatchParams::default(),
                 &Patch::Merge(patch),
