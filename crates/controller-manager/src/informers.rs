@@ -63,6 +63,48 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
     }
 }
 
+/// The event handlers of a controller of `owners` that also watches the
+/// `owned` objects they control (client-go's "enqueue the controller of"
+/// pattern), spawned until `stop` or an informer ends: an owner added or
+/// updated enqueues its key, a change to an owned object enqueues the key
+/// `owner_key` derives from it, and a resync of either re-enqueues every
+/// owner. Deleted owners are not enqueued (their dependents go by GC).
+pub fn spawn_owner_handlers<O, D>(
+    owners: Informer<O>,
+    mut owner_sub: Subscription<O>,
+    mut owned_sub: Subscription<D>,
+    queue: crate::workqueue::WorkQueue<String>,
+    stop: CancellationToken,
+    owner_key: fn(&D) -> Option<String>,
+) where
+    O: Resource + Clone + Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let enqueue_all = || {
+            for o in owners.list() {
+                queue.add(key_of(o.as_ref()));
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                n = owner_sub.recv() => match n {
+                    Some(Notification::Resync) => enqueue_all(),
+                    Some(Notification::Deleted(_)) => {}
+                    Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
+                    None => break,
+                },
+                n = owned_sub.recv() => match n {
+                    Some(Notification::Resync) => enqueue_all(),
+                    Some(n) => if let Some(k) = n.object().and_then(|d| owner_key(d)) { queue.add(k) },
+                    None => break,
+                },
+            }
+        }
+    });
+}
+
 /// Splits a key made by [`key_of`] into (namespace, name).
 pub fn split_key(key: &str) -> (Option<&str>, &str) {
     match key.split_once('/') {

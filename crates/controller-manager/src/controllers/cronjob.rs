@@ -254,54 +254,34 @@ use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::Api;
 
 use super::job::finished;
-use crate::informers::{key_of, split_key, Informer, Notification};
+use crate::informers::{key_of, spawn_owner_handlers, split_key, Informer};
 use crate::workqueue::{run_workers, WorkQueue};
 use crate::ControllerContext;
 
 fn owner_cronjob_key(job: &Job) -> Option<String> {
-    let o = podutil::controller_ref(&job.metadata)?;
-    (o.kind == "CronJob").then(|| {
-        format!(
-            "{}/{}",
-            job.metadata.namespace.as_deref().unwrap_or(""),
-            o.name
-        )
-    })
+    podutil::controller_key(&job.metadata, |o| o.kind == "CronJob")
 }
 
 /// The cronjob controller ("cronjob-controller").
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let cronjobs = ctx.informers.get::<CronJob>();
     let jobs = ctx.informers.get::<Job>();
-    let mut c_sub = cronjobs.subscribe();
-    let mut j_sub = jobs.subscribe();
+    let c_sub = cronjobs.subscribe();
+    let j_sub = jobs.subscribe();
     cronjobs.wait_synced().await;
     jobs.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
     for c in cronjobs.list() {
         queue.add(key_of(c.as_ref()));
     }
-    {
-        let (cronjobs, queue, stop) = (cronjobs.clone(), queue.clone(), ctx.stop.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    n = c_sub.recv() => match n {
-                        Some(Notification::Resync) => for c in cronjobs.list() { queue.add(key_of(c.as_ref())) },
-                        Some(Notification::Deleted(_)) => {}
-                        Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
-                        None => break,
-                    },
-                    n = j_sub.recv() => match n {
-                        Some(Notification::Resync) => for c in cronjobs.list() { queue.add(key_of(c.as_ref())) },
-                        Some(n) => if let Some(k) = n.object().and_then(|j| owner_cronjob_key(j)) { queue.add(k) },
-                        None => break,
-                    },
-                }
-            }
-        });
-    }
+    spawn_owner_handlers(
+        cronjobs.clone(),
+        c_sub,
+        j_sub,
+        queue.clone(),
+        ctx.stop.clone(),
+        owner_cronjob_key,
+    );
     let recorder = ctx.recorder("cronjob-controller");
     let workers = ctx.options.concurrent_cron_job_syncs.max(1);
     let client = ctx.client.clone();

@@ -895,18 +895,13 @@ use client_base::events::Recorder;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::informers::{key_of, split_key, Informer, Notification};
+use crate::informers::{key_of, spawn_owner_handlers, split_key, Informer};
 use crate::workqueue::{run_workers, WorkQueue};
 use crate::ControllerContext;
 
 fn owner_job_key(pod: &Pod) -> Option<String> {
-    let o = podutil::controller_ref(&pod.metadata)?;
-    (o.kind == "Job" && o.api_version.starts_with("batch/")).then(|| {
-        format!(
-            "{}/{}",
-            pod.metadata.namespace.as_deref().unwrap_or(""),
-            o.name
-        )
+    podutil::controller_key(&pod.metadata, |o| {
+        o.kind == "Job" && o.api_version.starts_with("batch/")
     })
 }
 
@@ -914,35 +909,22 @@ fn owner_job_key(pod: &Pod) -> Option<String> {
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let jobs = ctx.informers.get::<Job>();
     let pods = ctx.informers.get::<Pod>();
-    let mut j_sub = jobs.subscribe();
-    let mut p_sub = pods.subscribe();
+    let j_sub = jobs.subscribe();
+    let p_sub = pods.subscribe();
     jobs.wait_synced().await;
     pods.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
     for j in jobs.list() {
         queue.add(key_of(j.as_ref()));
     }
-    {
-        let (jobs, queue, stop) = (jobs.clone(), queue.clone(), ctx.stop.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    n = j_sub.recv() => match n {
-                        Some(Notification::Resync) => for j in jobs.list() { queue.add(key_of(j.as_ref())) },
-                        Some(Notification::Deleted(_)) => {}
-                        Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
-                        None => break,
-                    },
-                    n = p_sub.recv() => match n {
-                        Some(Notification::Resync) => for j in jobs.list() { queue.add(key_of(j.as_ref())) },
-                        Some(n) => if let Some(k) = n.object().and_then(|p| owner_job_key(p)) { queue.add(k) },
-                        None => break,
-                    },
-                }
-            }
-        });
-    }
+    spawn_owner_handlers(
+        jobs.clone(),
+        j_sub,
+        p_sub,
+        queue.clone(),
+        ctx.stop.clone(),
+        owner_job_key,
+    );
     let recorder = ctx.recorder("job-controller");
     let workers = ctx.options.concurrent_job_syncs.max(1);
     let client = ctx.client.clone();

@@ -131,6 +131,20 @@ pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|o| o.controller == Some(true))
 }
 
+/// The informer key (`namespace/name`) of the controller owning `meta`, if
+/// its controller reference satisfies `is_owner`.
+pub fn controller_key(
+    meta: &ObjectMeta,
+    is_owner: impl Fn(&OwnerReference) -> bool,
+) -> Option<String> {
+    let o = controller_ref(meta).filter(|o| is_owner(o))?;
+    Some(format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        o.name
+    ))
+}
+
 /// A map selector (Service/RC style): every key/value must match; empty matches everything.
 pub fn map_selector_matches(
     sel: &BTreeMap<String, String>,
