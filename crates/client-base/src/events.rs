@@ -1,7 +1,8 @@
 //! Event recording (core/v1 Events, as upstream's client-go record package
 //! writes them). [`Recorder::event`] never blocks: events go through a bounded
 //! queue to a background task that creates them, or bumps `count` on a recent
-//! identical event (upstream's correlator aggregates repeats the same way).
+//! identical event (upstream's correlator aggregates repeats the same way),
+//! dropping identical events beyond the correlator's spam-filter budget.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -152,6 +153,39 @@ struct Seen {
 
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 
+/// Spam filter as client-go's event correlator: per identical event, a
+/// token bucket of 25 that refills one token every 5 minutes, so an object
+/// stuck in a loop (a pod in back-off, say) does not write an event on
+/// every sync.
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full() -> Bucket {
+        Bucket {
+            tokens: SPAM_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let refill = self.at.elapsed().as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        self.tokens = (self.tokens + refill).min(SPAM_BURST);
+        self.at = Instant::now();
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 fn unix_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -166,6 +200,7 @@ async fn run(
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let mut seen: HashMap<Key, Seen> = HashMap::new();
+    let mut buckets: HashMap<Key, Bucket> = HashMap::new();
     while let Some(p) = rx.recv().await {
         let namespace = p
             .obj
@@ -182,6 +217,16 @@ async fn run(
             p.reason.clone(),
             p.message.clone(),
         );
+        if buckets.len() > 4096 {
+            buckets.retain(|_, b| b.at.elapsed() < SPAM_REFILL * 25);
+        }
+        if !buckets
+            .entry(key.clone())
+            .or_insert_with(Bucket::full)
+            .take()
+        {
+            continue;
+        }
         if seen.len() > 4096 {
             seen.retain(|_, s| s.at.elapsed() < AGGREGATE_WINDOW);
             if seen.len() > 4096 {
@@ -251,6 +296,13 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spam_filter_allows_a_burst_then_drops() {
+        let mut b = Bucket::full();
+        let allowed = (0..40).filter(|_| b.take()).count();
+        assert_eq!(allowed, 25);
+    }
     use k8s_openapi::api::core::v1::Pod;
 
     #[test]
