@@ -1,0 +1,1 @@
+//! cloud-controller-manager: cloud-specific control loops (local provider)

@@ -1,0 +1,1 @@
+//! cluster-dns: the cluster DNS server for Services and pods

@@ -1,0 +1,1 @@
+//! kube-proxy: programs Services into the node's packet filter (nftables)
