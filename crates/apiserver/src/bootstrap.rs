@@ -19,6 +19,7 @@ fn system_ctx() -> RequestContext {
         name: "system:apiserver".into(),
         uid: String::new(),
         groups: vec!["system:masters".into()],
+        extra: Default::default(),
     });
     ctx.field_manager = "kube-apiserver".into();
     ctx.internal = true;

@@ -93,6 +93,39 @@ pub struct Options {
     /// Timeout for kubelet operations (connecting).
     #[arg(long = "kubelet-timeout", default_value = "5s", value_parser = parse_duration)]
     pub kubelet_timeout: std::time::Duration,
+    /// Identifier of the service account token issuer: the `iss` claim of
+    /// issued tokens. Repeatable: the first is used to sign, all are accepted.
+    #[arg(long = "service-account-issuer", action = clap::ArgAction::Append)]
+    pub service_account_issuer: Vec<String>,
+    /// File containing PEM-encoded x509 RSA or ECDSA private or public keys,
+    /// used to verify ServiceAccount tokens. Repeatable; defaults to
+    /// --service-account-signing-key-file.
+    #[arg(long = "service-account-key-file", action = clap::ArgAction::Append)]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// Path to the file that contains the current private key of the service
+    /// account token issuer (RSA, or ECDSA P-256/P-384 in PKCS#8).
+    #[arg(long = "service-account-signing-key-file")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// The maximum validity duration of a token created by the service
+    /// account token issuer (0: no maximum).
+    #[arg(long = "service-account-max-token-expiration", default_value = "0s", value_parser = parse_duration)]
+    pub service_account_max_token_expiration: std::time::Duration,
+    /// Turns on projected service account expiration extension during token
+    /// generation (tokens of the admission-injected volume live for a year,
+    /// with a `warnafter` claim at the requested expiry).
+    #[arg(long = "service-account-extend-token-expiration", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub service_account_extend_token_expiration: bool,
+    /// Identifiers of the API: service account tokens must be bound to at
+    /// least one. Defaults to the first --service-account-issuer.
+    #[arg(long = "api-audiences", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// Admission plugins to enable in addition to the default-enabled ones
+    /// (NamespaceLifecycle, ServiceAccount, Priority are all on by default).
+    #[arg(long = "enable-admission-plugins", value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to disable although they are on by default.
+    #[arg(long = "disable-admission-plugins", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     /// Number for the log level verbosity.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u8,
@@ -118,6 +151,28 @@ mod tests {
             e.to_string().contains(r#"missing unit in duration "5""#),
             "{e}"
         );
+    }
+
+    #[test]
+    fn service_account_flags() {
+        let o = Options::parse_from([
+            "x",
+            "--etcd-servers=http://a:1",
+            "--service-account-issuer=https://a",
+            "--service-account-issuer=https://b",
+            "--service-account-key-file=/k1",
+            "--service-account-key-file=/k2",
+            "--service-account-signing-key-file=/s",
+            "--service-account-max-token-expiration=48h",
+            "--api-audiences=x,y",
+            "--disable-admission-plugins=ServiceAccount",
+        ]);
+        assert_eq!(o.service_account_issuer, vec!["https://a", "https://b"]);
+        assert_eq!(o.service_account_key_file.len(), 2);
+        assert_eq!(o.service_account_max_token_expiration.as_secs(), 48 * 3600);
+        assert_eq!(o.api_audiences, vec!["x", "y"]);
+        assert!(o.service_account_extend_token_expiration);
+        assert_eq!(o.disable_admission_plugins, vec!["ServiceAccount"]);
     }
 
     #[test]

@@ -436,6 +436,7 @@ pub async fn serve(
                     name: cn,
                     uid: String::new(),
                     groups,
+                    extra: Default::default(),
                 });
             let svc = make_service(state, &opts, PeerIdentity(peer));
             let hyper_svc = hyper_util::service::TowerToHyperService::new(svc);

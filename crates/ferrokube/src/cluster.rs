@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use component_base::{http_client, mounts, tls};
 
 use crate::apiclient;
+use crate::config::NodeConfig;
 use crate::images::{self, Archive};
 use crate::kubeconfig;
 use crate::net;
@@ -54,6 +55,8 @@ pub struct CreateOptions {
     pub retain: bool,
     /// No nodes: only the network, etcd, kube-apiserver and the registry.
     pub control_plane_only: bool,
+    /// The nodes to create (`--config` / `--nodes`; control plane first).
+    pub nodes: Vec<NodeConfig>,
 }
 
 /// The host ports a cluster uses.
@@ -67,11 +70,13 @@ pub struct Ports {
     /// 10257 and 10259; free ports here so clusters can run side by side).
     pub controller_manager: u16,
     pub scheduler: u16,
+    /// cloud-controller-manager's secure port (upstream 10258).
+    pub cloud_controller_manager: u16,
 }
 
 impl Ports {
     pub fn pick() -> Result<Ports> {
-        let p = pick_free_ports(6)?;
+        let p = pick_free_ports(7)?;
         Ok(Ports {
             etcd_client: p[0],
             etcd_peer: p[1],
@@ -79,6 +84,7 @@ impl Ports {
             registry: p[3],
             controller_manager: p[4],
             scheduler: p[5],
+            cloud_controller_manager: p[6],
         })
     }
     fn to_map(self) -> BTreeMap<String, u16> {
@@ -92,6 +98,10 @@ impl Ports {
                 self.controller_manager,
             ),
             ("kube-scheduler".to_string(), self.scheduler),
+            (
+                "cloud-controller-manager".to_string(),
+                self.cloud_controller_manager,
+            ),
         ])
     }
 }
@@ -107,6 +117,9 @@ pub struct Binaries {
     pub registry: PathBuf,
     /// containerd and the kubelet (`None` for a control-plane-only cluster).
     pub node: Option<NodeBinaries>,
+    /// `None` when not built: nodes then register without the
+    /// uninitialized taint and nothing programs cross-node routes.
+    pub cloud_controller_manager: Option<PathBuf>,
 }
 
 fn from_path(name: &str, package: &str) -> Result<PathBuf> {
@@ -156,6 +169,7 @@ impl Binaries {
             Some(NodeBinaries {
                 containerd,
                 kubelet,
+                kube_proxy: process::find_binary("kube-proxy"),
                 registry: registry.clone(),
             })
         } else {
@@ -170,6 +184,7 @@ impl Binaries {
             kube_scheduler,
             registry,
             node,
+            cloud_controller_manager: process::find_binary("cloud-controller-manager"),
         })
     }
 
@@ -290,6 +305,44 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> V
             netns: None,
         },
     ]
+    .into_iter()
+    .chain(bins.cloud_controller_manager.as_ref().map(|ccm| Component {
+        name: "cloud-controller-manager".into(),
+        binary: ccm.clone(),
+        args: vec![
+            format!(
+                "--kubeconfig={}",
+                layout.component_kubeconfig("cloud-controller-manager").display()
+            ),
+            "--cloud-provider=local".into(),
+            format!("--cloud-config={}", layout.cloud_config().display()),
+            format!("--cluster-name={}", layout.name),
+            format!("--cluster-cidr={}", net::cluster_pod_cidr(n)),
+            "--allocate-node-cidrs=false".into(),
+            "--configure-cloud-routes=true".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", ports.cloud_controller_manager),
+            "-v=2".into(),
+        ],
+        env: vec![],
+        log_file: layout.log_file("cloud-controller-manager"),
+        readiness: Readiness::None,
+        netns: None,
+    }))
+    .collect()
+}
+
+/// The local cloud provider's config (the cloud-controller-manager's
+/// `--cloud-config`): where the nodes live and the LoadBalancer pool.
+pub fn cloud_config(cluster: &str, n: u8) -> String {
+    let v = serde_json::json!({
+        "clusterName": cluster,
+        "bridge": net::bridge_name(n),
+        "nodeSubnet": net::node_subnet(n),
+        "loadBalancerPool": net::load_balancer_pool(n),
+        "netnsPrefix": net::NETNS_PREFIX,
+    });
+    serde_yaml::to_string(&v).unwrap_or_default()
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -696,7 +749,7 @@ async fn create_in(
     let server = format!("https://127.0.0.1:{}", ports.apiserver);
     let registry_addr = format!("{gateway}:{}", ports.registry);
     let nodes = if bins.node.is_some() {
-        node::plan_nodes(&opts.name, n, 0)
+        node::plan_nodes(&opts.name, n, &opts.nodes)
     } else {
         vec![]
     };
@@ -735,16 +788,25 @@ async fn create_in(
 
     // kubeadm's controller-manager.conf and scheduler.conf: their own
     // identities, talking to the apiserver over loopback.
-    for (user, stem) in [
-        (pki::CONTROLLER_MANAGER_USER, "controller-manager"),
-        (pki::SCHEDULER_USER, "scheduler"),
+    // kube-proxy runs in the nodes' namespaces: it reaches the apiserver
+    // through the bridge.
+    let bridge_server = format!("https://{gateway}:{}", ports.apiserver);
+    for (user, stem, srv) in [
+        (pki::CONTROLLER_MANAGER_USER, "controller-manager", &server),
+        (pki::SCHEDULER_USER, "scheduler", &server),
+        (
+            pki::CLOUD_CONTROLLER_MANAGER_USER,
+            "cloud-controller-manager",
+            &server,
+        ),
+        (pki::KUBE_PROXY_USER, "kube-proxy", &bridge_server),
     ] {
         let (crt, key) = pki::generate_component(&pki, layout, user, stem)?;
         let kc = kubeconfig::build_named(
             "kubernetes",
             user,
             &format!("{user}@kubernetes"),
-            &server,
+            srv,
             &pki.ca_pem,
             &crt,
             &key,
@@ -754,6 +816,8 @@ async fn create_in(
             &kubeconfig::to_yaml(&kc)?,
         )?;
     }
+
+    fs::write(layout.cloud_config(), cloud_config(&opts.name, n))?;
 
     let client = admin_client(&pki)?;
     for c in control_plane(layout, ports, bins, n) {
@@ -827,7 +891,13 @@ async fn create_in(
         for nd in &nodes {
             if let Some(kubelet) = &nb.kubelet {
                 teardown::create_cgroups(&node::node_cgroup_root(&opts.name, &nd.name))?;
-                let c = node::kubelet_component(layout, nd, kubelet, ports.apiserver);
+                let c = node::kubelet_component(
+                    layout,
+                    nd,
+                    kubelet,
+                    ports.apiserver,
+                    bins.cloud_controller_manager.is_some(),
+                );
                 let p = start(
                     &c,
                     layout,
@@ -844,6 +914,21 @@ async fn create_in(
                     " • WARNING: no `kubelet` binary found (build it with `make build`); node {} runs containerd only",
                     nd.name
                 ));
+            }
+        }
+        if let Some(kp) = &nb.kube_proxy {
+            for nd in &nodes {
+                let c = node::kube_proxy_component(layout, nd, kp, &net::cluster_pod_cidr(n));
+                start(
+                    &c,
+                    layout,
+                    &mut st,
+                    &client,
+                    None,
+                    &format!("Starting kube-proxy on {}", nd.name),
+                    out,
+                )
+                .await?;
             }
         }
         for (nd, c, p) in &kubelets {
@@ -883,6 +968,12 @@ async fn create_in(
                 r.map_err(|e| with_log_tail(e, &c.log_file))?;
             }
         }
+    }
+    if !nodes.is_empty() && bins.node.as_ref().is_some_and(|nb| nb.kubelet.is_some()) {
+        out.begin("Deploying cluster DNS");
+        let r = crate::addons::apply(&layout.kubeconfig(), crate::addons::DNS).await;
+        out.end(r.is_ok());
+        r?;
     }
     if !opts.wait.is_zero() {
         out.status(&format!(
@@ -1122,7 +1213,8 @@ pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Re
             .first()
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
-        let c = node::kubelet_component(&layout, nd, &binary, port);
+        let external = st.processes.iter().any(|p| p.name == "cloud-controller-manager");
+        let c = node::kubelet_component(&layout, nd, &binary, port, external);
         out.begin(&format!("Restarting kubelet on {}", nd.name));
         old.stop(&layout.marker(), STOP_GRACE);
         let p = match process::spawn(&c, &layout.dir) {
@@ -1200,6 +1292,7 @@ mod tests {
             kube_scheduler: "/b/kube-scheduler".into(),
             registry: "/usr/bin/docker-registry".into(),
             node: None,
+            cloud_controller_manager: None,
         };
         let ports = Ports {
             etcd_client: 1,
@@ -1208,6 +1301,7 @@ mod tests {
             registry: 4,
             controller_manager: 5,
             scheduler: 6,
+            cloud_controller_manager: 8,
         };
         let cs = control_plane(&layout, ports, &bins, 7);
         assert_eq!(

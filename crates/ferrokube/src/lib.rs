@@ -6,8 +6,10 @@
 //! `main.rs` only calls [`main_with_args`]; everything else lives here so
 //! tests can drive it.
 
+pub mod addons;
 pub mod apiclient;
 pub mod cluster;
+pub mod config;
 pub mod images;
 pub mod kubeconfig;
 pub mod net;
@@ -114,13 +116,15 @@ pub enum Command {
     Version,
 }
 
+pub const DEFAULT_CLUSTER_NAME: &str = "ferrokube";
+
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// the cluster name
     #[arg(
         short = 'n',
         long = "name",
-        default_value = "ferrokube",
+        default_value = DEFAULT_CLUSTER_NAME,
         env = "FERROKUBE_CLUSTER_NAME"
     )]
     pub name: String,
@@ -144,6 +148,12 @@ pub enum CreateCommand {
         /// start no nodes: only etcd, kube-apiserver and the registry (for tests)
         #[arg(long = "control-plane-only", hide = true)]
         control_plane_only: bool,
+        /// path to a kind cluster config file (kind: Cluster, apiVersion: kind.x-k8s.io/v1alpha4)
+        #[arg(long = "config", conflicts_with = "nodes")]
+        config: Option<PathBuf>,
+        /// number of nodes: one control-plane node and N-1 workers
+        #[arg(long = "nodes")]
+        nodes: Option<usize>,
     },
 }
 
@@ -260,13 +270,30 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
             kubeconfig,
             retain,
             control_plane_only,
+            config,
+            nodes,
         }) => {
+            let cfg = match (&config, nodes) {
+                (Some(path), _) => config::ClusterConfig::load(path)?,
+                (None, Some(n)) => config::ClusterConfig::with_nodes(n)?,
+                (None, None) => config::ClusterConfig::with_nodes(1)?,
+            };
+            for w in &cfg.warnings {
+                out.status(&format!(" • WARNING: {w}"));
+            }
+            // As kind: --name wins over the config's name, which wins over
+            // the default.
+            let name = match &cfg.name {
+                Some(n) if name.name == DEFAULT_CLUSTER_NAME => n.clone(),
+                _ => name.name,
+            };
             let opts = cluster::CreateOptions {
-                name: name.name,
+                name,
                 wait,
                 kubeconfig,
                 retain,
                 control_plane_only,
+                nodes: cfg.nodes,
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -380,8 +407,11 @@ mod tests {
                 kubeconfig,
                 retain,
                 control_plane_only,
+                config,
+                nodes,
             }) => {
                 assert!(!control_plane_only);
+                assert!(config.is_none() && nodes.is_none());
                 assert_eq!(name.name, "ferrokube");
                 assert_eq!(wait, Duration::from_secs(120));
                 assert!(kubeconfig.is_none());

@@ -27,8 +27,9 @@ use crate::pki;
 pub const MAX_CLUSTERS: u8 = 64;
 /// The first node address is 10.200.n.(NODE_IP_OFFSET).
 pub const NODE_IP_OFFSET: u8 = 10;
-/// Nodes per cluster (10.200.n.10 .. 10.200.n.254; pod ranges 10.x.k.0/24).
-pub const MAX_NODES: u8 = 200;
+/// Nodes per cluster (10.200.n.10 .. 10.200.n.159; .200 .. .250 is the
+/// LoadBalancer pool; node IPAM gives each node a /24 of the pod CIDR).
+pub const MAX_NODES: u8 = 150;
 
 pub fn bridge_name(n: u8) -> String {
     format!("fkbr{n}")
@@ -45,11 +46,15 @@ pub fn node_ip(n: u8, k: u8) -> Ipv4Addr {
 pub fn cluster_pod_cidr(n: u8) -> String {
     format!("10.{}.0.0/16", 128 + u16::from(n))
 }
-pub fn node_pod_cidr(n: u8, k: u8) -> String {
-    format!("10.{}.{k}.0/24", 128 + u16::from(n))
+/// The LoadBalancer IP pool on the cluster network.
+pub fn load_balancer_pool(n: u8) -> String {
+    format!("10.200.{n}.200-10.200.{n}.250")
 }
+/// Node `X` runs in network namespace `fk-X`.
+pub const NETNS_PREFIX: &str = "fk-";
 /// The network namespace of a node (`/run/netns/<name>`). Node names start
 /// with the cluster name, so this is `fk-<cluster>-<role...>`.
+
 pub fn netns_name(node: &str) -> String {
     format!("fk-{node}")
 }
@@ -381,6 +386,8 @@ pub struct NodeNet {
     pub ip: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub bridge: String,
+    /// The cluster's pod CIDR (traffic from it to elsewhere is masqueraded).
+    pub cluster_pod_cidr: String,
 }
 
 impl NodeNet {
@@ -391,6 +398,7 @@ impl NodeNet {
             ip: node_ip(n, k),
             gateway: gateway_ip(n),
             bridge: bridge_name(n),
+            cluster_pod_cidr: cluster_pod_cidr(n),
         }
     }
 }
@@ -446,7 +454,22 @@ pub fn setup_node(net: &NodeNet) -> Result<()> {
         fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .context("enabling net.ipv4.ip_forward in the node namespace")
     })?;
+    run_with_input(
+        "ip",
+        &["netns", "exec", ns, "nft", "-f", "-"],
+        Some(&node_masquerade_ruleset(&net.cluster_pod_cidr)),
+    )
+    .context("installing the node's masquerade rule")?;
     Ok(())
+}
+
+/// The node's own nftables table: pod traffic keeps its address inside the
+/// cluster (pod to pod across nodes) and is masqueraded to the node's
+/// address when it leaves the pod network (the apiserver, the registry).
+pub fn node_masquerade_ruleset(cluster_pod_cidr: &str) -> String {
+    format!(
+        "table ip ferrokube-node\ndelete table ip ferrokube-node\ntable ip ferrokube-node {{\n\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat + 10; policy accept;\n\t\tip saddr {cluster_pod_cidr} ip daddr != {cluster_pod_cidr} oifname \"eth0\" masquerade\n\t}}\n}}\n"
+    )
 }
 
 /// Delete the node's namespace (which destroys its veth pair) and a
@@ -525,7 +548,6 @@ mod tests {
         assert_eq!(node_ip(3, 0).to_string(), "10.200.3.10");
         assert_eq!(node_ip(63, 2).to_string(), "10.200.63.12");
         assert_eq!(cluster_pod_cidr(63), "10.191.0.0/16");
-        assert_eq!(node_pod_cidr(1, 2), "10.129.2.0/24");
         assert_eq!(netns_name("x-control-plane"), "fk-x-control-plane");
         assert!(host_veth(MAX_CLUSTERS - 1, MAX_NODES - 1).len() <= 15);
     }

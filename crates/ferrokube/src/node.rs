@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use crate::config::NodeConfig;
 use crate::kubeconfig;
 use crate::net;
 use crate::pki::{self, NodePki, Pki};
@@ -45,25 +46,37 @@ pub fn node_name(cluster: &str, role: NodeRole, worker_ordinal: usize) -> String
     }
 }
 
-/// The nodes of a cluster with index `n`: one control-plane node, then
-/// `workers` workers.
-pub fn plan_nodes(cluster: &str, n: u8, workers: usize) -> Vec<NodeState> {
-    let mut roles = vec![(NodeRole::ControlPlane, 0)];
-    roles.extend((1..=workers).map(|w| (NodeRole::Worker, w)));
-    roles
-        .into_iter()
+/// The nodes of a cluster with index `n`, as `config` declares them
+/// (control plane first). With workers, the control-plane node gets
+/// kubeadm's NoSchedule taint, as in a kind cluster.
+pub fn plan_nodes(cluster: &str, n: u8, config: &[NodeConfig]) -> Vec<NodeState> {
+    let has_workers = config.iter().any(|c| c.role == NodeRole::Worker);
+    let mut worker = 0;
+    config
+        .iter()
         .enumerate()
-        .map(|(k, (role, ordinal))| {
+        .map(|(k, c)| {
             let k = k as u8;
-            let name = node_name(cluster, role, ordinal);
+            let ordinal = if c.role == NodeRole::Worker {
+                worker += 1;
+                worker
+            } else {
+                0
+            };
+            let name = node_name(cluster, c.role, ordinal);
+            let mut taints = c.taints.clone();
+            if c.role == NodeRole::ControlPlane && has_workers {
+                taints.push(format!("{CONTROL_PLANE_LABEL}:NoSchedule"));
+            }
             NodeState {
                 netns: net::netns_name(&name),
                 ip: net::node_ip(n, k).to_string(),
-                pod_cidr: net::node_pod_cidr(n, k),
+                labels: c.labels.clone(),
+                taints,
                 host_veth: net::host_veth(n, k),
                 containerd_socket: net::containerd_socket(n, k),
                 name,
-                role,
+                role: c.role,
                 index: k,
             }
         })
@@ -161,6 +174,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = {cni_bin}
     conf_dir = {cni_conf}
     max_conf_num = 1
+    conf_template = {cni_template}
 
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = {certs_d}
@@ -175,6 +189,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         runc_root = p(&run.join("runc")),
         cni_bin = toml_str(CNI_BIN_DIR),
         cni_conf = p(&node.cni_conf_dir()),
+        cni_template = p(&node.cni_template()),
         certs_d = p(&node.certs_d()),
     )
 }
@@ -192,42 +207,42 @@ pub fn hosts_toml(upstream: &str, mirror: &str) -> String {
     )
 }
 
-/// The node's CNI network: bridge `cni0` with host-local IPAM on the
-/// node's pod range, and portmap for hostPort.
-pub fn cni_conflist(node: &NodeLayout, st: &NodeState) -> String {
-    let gateway = {
-        let base = st.pod_cidr.split('/').next().unwrap_or("");
-        let mut octets: Vec<&str> = base.split('.').collect();
-        if octets.len() == 4 {
-            octets[3] = "1";
-        }
-        octets.join(".")
-    };
-    let v = json!({
-        "cniVersion": "1.0.0",
-        "name": "ferrokube",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "cni0",
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": st.pod_cidr, "gateway": gateway }]],
-                    "routes": [{ "dst": "0.0.0.0/0" }],
-                    "dataDir": node.cni_cache_dir().join("networks"),
-                }
-            },
-            {
-                "type": "portmap",
-                "capabilities": { "portMappings": true },
-                "snat": true
-            }
-        ]
-    });
-    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+/// The node's CNI network as a containerd `conf_template`: bridge `cni0`
+/// with host-local IPAM on the node's podCIDR, which containerd fills in
+/// from the kubelet's UpdateRuntimeConfig (the podCIDR node IPAM gave the
+/// Node), and portmap for hostPort. No masquerade here: pod traffic keeps
+/// its source address across nodes; what leaves the cluster is masqueraded
+/// by the node's own rule (net::setup_node).
+pub fn cni_template(node: &NodeLayout) -> String {
+    let data_dir = node.cni_cache_dir().join("networks");
+    format!(
+        r#"{{
+  "cniVersion": "1.0.0",
+  "name": "ferrokube",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [{{{{range $i, $range := .PodCIDRRanges}}}}{{{{if $i}}}}, {{{{end}}}}[{{"subnet": "{{{{$range}}}}"}}]{{{{end}}}}],
+        "routes": [{{"dst": "0.0.0.0/0"}}],
+        "dataDir": {data_dir}
+      }}
+    }},
+    {{
+      "type": "portmap",
+      "capabilities": {{"portMappings": true}},
+      "snat": true
+    }}
+  ]
+}}
+"#,
+        data_dir = serde_json::to_string(&data_dir).unwrap_or_else(|_| "\"\"".into())
+    )
 }
 
 /// The node's KubeletConfiguration (kubelet.config.k8s.io/v1beta1).
@@ -321,10 +336,9 @@ pub fn write_files(
             write(&dir.join("hosts.toml"), &hosts_toml(upstream, mirror))?;
         }
     }
-    write(
-        &node.cni_conf_dir().join("10-ferrokube.conflist"),
-        &cni_conflist(&node, st),
-    )?;
+    // containerd renders the network config from the template once the
+    // node has its podCIDR; a config from before (a restart) stays valid.
+    write(&node.cni_template(), &cni_template(&node))?;
     write(
         &node.kubelet_config(),
         &kubelet_config(&layout.name, &node, st),
@@ -369,6 +383,7 @@ pub fn kubelet_component(
     st: &NodeState,
     kubelet: &Path,
     apiserver_port: u16,
+    external_cloud: bool,
 ) -> Component {
     let node = layout.node(&st.name);
     Component {
@@ -386,13 +401,55 @@ pub fn kubelet_component(
             format!("--hostname-override={}", st.name),
             format!("--node-ip={}", st.ip),
             "-v=2".into(),
-        ],
+        ]
+        .into_iter()
+        // The cloud-controller-manager's local provider initializes it.
+        .chain(external_cloud.then(|| "--cloud-provider=external".to_string()))
+        .chain((!st.labels.is_empty()).then(|| {
+            let l: Vec<String> = st.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("--node-labels={}", l.join(","))
+        }))
+        .chain((!st.taints.is_empty()).then(|| format!("--register-with-taints={}", st.taints.join(","))))
+        .collect(),
         env: vec![("PATH".into(), NODE_PATH.into())],
         log_file: layout.log_file(&kubelet_process(&st.name)),
         readiness: Readiness::NodeReady {
             port: apiserver_port,
             node: st.name.clone(),
         },
+        netns: Some(st.netns.clone()),
+    }
+}
+
+pub fn kube_proxy_process(node: &str) -> String {
+    format!("kube-proxy-{node}")
+}
+
+/// The node's kube-proxy (nftables mode), in the node's namespace, with
+/// the cluster's kube-proxy identity.
+pub fn kube_proxy_component(
+    layout: &Layout,
+    st: &NodeState,
+    kube_proxy: &Path,
+    cluster_cidr: &str,
+) -> Component {
+    Component {
+        name: kube_proxy_process(&st.name),
+        binary: kube_proxy.to_path_buf(),
+        args: vec![
+            format!(
+                "--kubeconfig={}",
+                layout.component_kubeconfig("kube-proxy").display()
+            ),
+            "--proxy-mode=nftables".into(),
+            format!("--hostname-override={}", st.name),
+            format!("--cluster-cidr={cluster_cidr}"),
+            format!("--nodeport-addresses={}/32", st.ip),
+            "-v=2".into(),
+        ],
+        env: vec![("PATH".into(), NODE_PATH.into())],
+        log_file: layout.log_file(&kube_proxy_process(&st.name)),
+        readiness: Readiness::None,
         netns: Some(st.netns.clone()),
     }
 }
@@ -427,6 +484,9 @@ pub fn registry_component(layout: &Layout, registry: &Path, addr: &str) -> Compo
 #[derive(Debug, Clone)]
 pub struct NodeBinaries {
     pub containerd: PathBuf,
+    /// `None` while kube-proxy is not built: Services then only exist in
+    /// the API.
+    pub kube_proxy: Option<PathBuf>,
     /// `None` while the kubelet is not built: the node then runs
     /// containerd only.
     pub kubelet: Option<PathBuf>,
@@ -439,13 +499,23 @@ mod tests {
 
     fn fixture() -> (Layout, NodeState) {
         let layout = Layout::new(Path::new("/h"), "c");
-        let st = plan_nodes("c", 3, 0).remove(0);
+        let st = plan_nodes("c", 3, &[NodeConfig::new(NodeRole::ControlPlane)]).remove(0);
         (layout, st)
     }
 
     #[test]
     fn node_plan() {
-        let nodes = plan_nodes("c", 3, 2);
+        let mut worker = NodeConfig::new(NodeRole::Worker);
+        worker.labels.insert("tier".into(), "db".into());
+        let nodes = plan_nodes(
+            "c",
+            3,
+            &[
+                NodeConfig::new(NodeRole::ControlPlane),
+                worker,
+                NodeConfig::new(NodeRole::Worker),
+            ],
+        );
         assert_eq!(
             nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
             ["c-control-plane", "c-worker", "c-worker2"]
@@ -453,7 +523,20 @@ mod tests {
         assert_eq!(nodes[0].role, NodeRole::ControlPlane);
         assert_eq!(nodes[0].ip, "10.200.3.10");
         assert_eq!(nodes[2].ip, "10.200.3.12");
-        assert_eq!(nodes[1].pod_cidr, "10.131.1.0/24");
+        assert_eq!(
+            nodes[0].taints,
+            ["node-role.kubernetes.io/control-plane:NoSchedule"]
+        );
+        assert!(nodes[1].taints.is_empty());
+        let kc = kubelet_component(
+            &Layout::new(Path::new("/h"), "c"),
+            &nodes[1],
+            Path::new("/b/kubelet"),
+            6443,
+            true,
+        );
+        assert!(kc.args.iter().any(|a| a == "--node-labels=tier=db"));
+        assert!(kc.args.iter().any(|a| a == "--cloud-provider=external"));
         assert_eq!(nodes[0].netns, "fk-c-control-plane");
         assert_eq!(nodes[1].host_veth, "fk3n1");
         assert_eq!(
@@ -495,18 +578,24 @@ mod tests {
     fn cni_and_kubelet_config() {
         let (layout, st) = fixture();
         let node = layout.node(&st.name);
-        let v: serde_json::Value = serde_json::from_str(&cni_conflist(&node, &st)).unwrap();
+        // What containerd renders for podCIDR 10.131.0.0/24 must be JSON.
+        let t = cni_template(&node);
+        let rendered = t.replace(
+            "{{range $i, $range := .PodCIDRRanges}}{{if $i}}, {{end}}[{\"subnet\": \"{{$range}}\"}]{{end}}",
+            "[{\"subnet\": \"10.131.0.0/24\"}]",
+        );
+        let v: serde_json::Value = serde_json::from_str(&rendered).unwrap();
         assert_eq!(v["plugins"][0]["type"], "bridge");
         assert_eq!(v["plugins"][0]["bridge"], "cni0");
+        assert_eq!(v["plugins"][0]["ipMasq"], false);
         assert_eq!(
             v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.131.0.0/24"
         );
-        assert_eq!(
-            v["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
-            "10.131.0.1"
-        );
         assert_eq!(v["plugins"][1]["type"], "portmap");
+        assert!(containerd_config(&node, &st).contains(
+            "conf_template = \"/h/clusters/c/nodes/c-control-plane/containerd/cni-template.json\""
+        ));
         let k: serde_yaml::Value = serde_yaml::from_str(&kubelet_config("c", &node, &st)).unwrap();
         assert_eq!(k["kind"].as_str(), Some("KubeletConfiguration"));
         assert_eq!(k["port"].as_u64(), Some(10250));
@@ -523,7 +612,7 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("unix:///"));
-        let kc = kubelet_component(&layout, &st, Path::new("/b/kubelet"), 6443);
+        let kc = kubelet_component(&layout, &st, Path::new("/b/kubelet"), 6443, false);
         assert_eq!(kc.netns.as_deref(), Some("fk-c-control-plane"));
         for want in [
             "--kubeconfig=/h/clusters/c/nodes/c-control-plane/kubelet.kubeconfig",

@@ -141,6 +141,8 @@ pub fn generate(layout: &Layout, extra_ips: &[IpAddr]) -> Result<Pki> {
 /// of `pki/<stem>.{crt,key}` and of the `<stem>.conf` kubeconfig).
 pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+pub const CLOUD_CONTROLLER_MANAGER_USER: &str = "system:cloud-controller-manager";
+pub const KUBE_PROXY_USER: &str = "system:kube-proxy";
 
 /// A client certificate for a control-plane daemon, written to
 /// `pki/<stem>.{crt,key}`; returns (cert, key) PEM.

@@ -82,6 +82,10 @@ impl Layout {
     pub fn component_kubeconfig(&self, stem: &str) -> PathBuf {
         self.dir.join(format!("{stem}.conf"))
     }
+    /// The cloud-controller-manager's `--cloud-config`.
+    pub fn cloud_config(&self) -> PathBuf {
+        self.dir.join("cloud-config.yaml")
+    }
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
@@ -160,6 +164,11 @@ impl NodeLayout {
     pub fn manifests(&self) -> PathBuf {
         self.dir.join("manifests")
     }
+    /// The CNI config template containerd renders once the kubelet hands
+    /// it the node's podCIDR.
+    pub fn cni_template(&self) -> PathBuf {
+        self.containerd().join("cni-template.json")
+    }
     pub fn kubelet_config(&self) -> PathBuf {
         self.dir.join("kubelet-config.yaml")
     }
@@ -195,8 +204,12 @@ pub struct NodeState {
     pub netns: String,
     /// The node's address on the cluster bridge.
     pub ip: String,
-    /// The node's pod range.
-    pub pod_cidr: String,
+    /// Labels the kubelet registers the node with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Taints the kubelet registers the node with (`key[=value]:Effect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<String>,
     /// The host end of the node's veth pair.
     pub host_veth: String,
     /// containerd's socket.

@@ -533,7 +533,7 @@ impl NodeManager {
         Ok(uid)
     }
 
-    async fn post_status(&self, status: &NodeStatus) -> Result<(), kube::Error> {
+    async fn post_status(&self, status: &NodeStatus) -> Result<Node, kube::Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let patch = serde_json::json!({"status": status});
         api.patch_status(
@@ -542,7 +542,35 @@ impl NodeManager {
             &Patch::Merge(&patch),
         )
         .await
-        .map(|_| ())
+    }
+
+    /// Hands spec.podCIDR to the runtime once it is set (node IPAM assigns
+    /// it after registration); `applied` remembers what the runtime has.
+    async fn sync_pod_cidr(&self, node: Option<Node>, applied: &mut Option<String>) {
+        let node = match node {
+            Some(n) => n,
+            None if applied.is_some() => return,
+            None => {
+                let api: Api<Node> = Api::all(self.client.clone());
+                match api.get(&self.cfg.node_name).await {
+                    Ok(n) => n,
+                    Err(_) => return,
+                }
+            }
+        };
+        let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) else {
+            return;
+        };
+        if applied.as_deref() == Some(cidr.as_str()) {
+            return;
+        }
+        match self.runtime.update_runtime_config(&cidr).await {
+            Ok(()) => {
+                tracing::info!(pod_cidr = %cidr, "updated the runtime's pod CIDR");
+                *applied = Some(cidr);
+            }
+            Err(e) => tracing::warn!("updating the runtime's pod CIDR: {}", e.message()),
+        }
     }
 
     /// Registers the node and keeps its status current until `shutdown`.
@@ -562,6 +590,7 @@ impl NodeManager {
         let mut delay = Duration::from_millis(100);
         // Conditions as the API has them (transition times survive restarts).
         let mut api_conds: Vec<NodeCondition> = vec![];
+        let mut pod_cidr: Option<String> = None;
         loop {
             if !registered {
                 match self.register().await {
@@ -589,6 +618,9 @@ impl NodeManager {
                     }
                 }
             }
+            if pod_cidr.is_none() {
+                self.sync_pod_cidr(None, &mut pod_cidr).await;
+            }
             let problem = self.runtime_problem().await;
             let images = self.images().await;
             let mut status = self.base_status(problem.as_deref(), images);
@@ -605,7 +637,8 @@ impl NodeManager {
             };
             if changed || last_post_at.elapsed() >= self.cfg.node_status_report_frequency {
                 match self.post_status(&status).await {
-                    Ok(()) => {
+                    Ok(node) => {
+                        self.sync_pod_cidr(Some(node), &mut pod_cidr).await;
                         self.status_events(last_posted.as_ref(), &status);
                         last_posted = Some(status);
                         last_post_at = Instant::now();

@@ -53,6 +53,11 @@ pub struct Options {
     /// Register the node with the given list of taints ("<key>=<value>:<effect>", comma-separated).
     #[arg(long = "register-with-taints", value_delimiter = ',')]
     pub register_with_taints: Vec<String>,
+    /// The provider for cloud services: "" (none) or "external" (a
+    /// cloud-controller-manager initializes the node; it registers with the
+    /// node.cloudprovider.kubernetes.io/uninitialized taint).
+    #[arg(long = "cloud-provider", default_value = "")]
+    pub cloud_provider: String,
     /// Comma-separated list of DNS server IP addresses for the pods.
     #[arg(long = "cluster-dns", value_delimiter = ',')]
     pub cluster_dns: Vec<String>,
@@ -128,6 +133,10 @@ pub struct X509Authentication {
     #[serde(rename = "clientCAFile")]
     pub client_ca_file: Option<String>,
 }
+
+/// The taint a node registers with under an external cloud provider,
+/// removed by the cloud-controller-manager once it initialized the node.
+pub const UNINITIALIZED_TAINT: &str = "node.cloudprovider.kubernetes.io/uninitialized";
 
 /// The effective configuration: flags over file over upstream defaults.
 #[derive(Debug, Clone)]
@@ -263,7 +272,7 @@ impl Options {
             node_labels.insert(k.trim().to_string(), v.trim().to_string());
         }
 
-        let register_with_taints = if !self.register_with_taints.is_empty() {
+        let mut register_with_taints = if !self.register_with_taints.is_empty() {
             self.register_with_taints
                 .iter()
                 .filter(|s| !s.trim().is_empty())
@@ -272,6 +281,25 @@ impl Options {
         } else {
             file.register_with_taints.clone().unwrap_or_default()
         };
+        match self.cloud_provider.as_str() {
+            "" => {}
+            "external" => {
+                if !register_with_taints
+                    .iter()
+                    .any(|t| t.key == UNINITIALIZED_TAINT)
+                {
+                    register_with_taints.push(Taint {
+                        key: UNINITIALIZED_TAINT.into(),
+                        value: Some("true".into()),
+                        effect: "NoSchedule".into(),
+                        time_added: None,
+                    });
+                }
+            }
+            other => bail!(
+                "unknown --cloud-provider {other:?}: in-tree cloud providers are gone; use \"external\" or leave it empty"
+            ),
+        }
 
         let dur = |flag: &str, v: &Option<String>, default: Duration| -> Result<Duration> {
             match v {

@@ -132,6 +132,25 @@ impl Runtime {
         .await
     }
 
+    /// Hands the node's pod CIDR to the runtime (containerd renders its CNI
+    /// config template from it).
+    pub async fn update_runtime_config(&self, pod_cidr: &str) -> Result<(), CriError> {
+        let mut c = self.rt.clone();
+        call(
+            "UpdateRuntimeConfig",
+            SHORT_TIMEOUT,
+            c.update_runtime_config(crirt::UpdateRuntimeConfigRequest {
+                runtime_config: Some(crirt::RuntimeConfig {
+                    network_config: Some(crirt::NetworkConfig {
+                        pod_cidr: pod_cidr.to_string(),
+                    }),
+                }),
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn run_pod_sandbox(
         &self,
         config: crirt::PodSandboxConfig,

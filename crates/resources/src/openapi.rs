@@ -478,9 +478,14 @@ fn resource_paths(r: &ResourceInfo, out: &mut BTreeMap<String, PathSpec>) {
                 let scale_gvk = Gvk::new("autoscaling", "v1", "Scale");
                 read_replace_patch(&mut spec, "Scale", "scale of ", scale, &scale_gvk, true);
             }
-            Subresource::Binding | Subresource::Eviction => {
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => {
                 let (sub_def, sub_gvk) = if *sub == Subresource::Binding {
                     ("io.k8s.api.core.v1.Binding", Gvk::new("", "v1", "Binding"))
+                } else if *sub == Subresource::Token {
+                    (
+                        "io.k8s.api.authentication.v1.TokenRequest",
+                        Gvk::new("authentication.k8s.io", "v1", "TokenRequest"),
+                    )
                 } else {
                     (
                         "io.k8s.api.policy.v1.Eviction",

@@ -37,6 +37,9 @@ pub enum Subresource {
     PortForward,
     /// nodes/proxy: HTTP relayed to the kubelet.
     Proxy,
+    /// serviceaccounts/token: TokenRequest (authentication.k8s.io/v1),
+    /// create only; issues a signed service-account token.
+    Token,
 }
 
 impl Subresource {
@@ -53,6 +56,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Proxy => "proxy",
+            Subresource::Token => "token",
         }
     }
 }

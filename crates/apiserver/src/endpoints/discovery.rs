@@ -56,7 +56,7 @@ fn sub_verbs(s: Subresource) -> Vec<&'static str> {
         Subresource::Status | Subresource::Scale | Subresource::EphemeralContainers => {
             vec!["get", "patch", "update"]
         }
-        Subresource::Binding | Subresource::Eviction => vec!["create"],
+        Subresource::Binding | Subresource::Eviction | Subresource::Token => vec!["create"],
         Subresource::Finalize => vec!["update"],
         Subresource::Log => vec!["get"],
         Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
@@ -75,6 +75,7 @@ fn sub_kind(info: &ResourceInfo, s: Subresource) -> (&'static str, &'static str,
         Subresource::Attach => ("", "v1", "PodAttachOptions"),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
         Subresource::Proxy => ("", "v1", "NodeProxyOptions"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (info.group, info.version, info.kind),
     }
 }

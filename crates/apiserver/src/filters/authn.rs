@@ -72,6 +72,7 @@ impl TokenFile {
                     name: f[1].clone(),
                     uid: f[2].clone(),
                     groups,
+                    extra: Default::default(),
                 },
             );
         }

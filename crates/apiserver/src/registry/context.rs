@@ -1,6 +1,7 @@
 //! Per-request facts the registry needs: who is asking, and the options of
 //! the mutation (dryRun, fieldManager, fieldValidation).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// An authenticated identity (upstream `user.Info`).
@@ -9,6 +10,9 @@ pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes, e.g. `authentication.kubernetes.io/pod-name` for
+    /// service-account tokens bound to a pod.
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -17,6 +21,7 @@ impl UserInfo {
             name: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
     pub fn is_anonymous(&self) -> bool {

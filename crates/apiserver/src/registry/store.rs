@@ -237,6 +237,21 @@ impl Store {
         }
     }
 
+    /// Read one object from the watch cache, falling back to etcd when the
+    /// cache has not seen it (as upstream's informer-with-live-lookup
+    /// getters do). `Ok(None)`: it does not exist.
+    pub async fn get_cached(&self, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
+        let key = self.key(ns, name);
+        if let Ok(Some(c)) = self.cache.get(&key, None).await {
+            return Ok(Some(self.present(&c.object, c.revision)));
+        }
+        match self.get(ns, name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The field values a field selector can address.
     pub fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         match field {

@@ -339,7 +339,7 @@ impl ServiceAccountStrategy {
                 &["sa"],
                 &[],
                 true,
-                &[],
+                &[Subresource::Token],
                 "serviceaccounts",
             ),
         }
