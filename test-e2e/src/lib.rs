@@ -171,8 +171,18 @@ impl Cluster {
         Self::try_create().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Start a cluster with extra `create cluster` flags (e.g. `--nodes 3`).
+    pub fn create_with(extra: &[&str]) -> Cluster {
+        Self::try_create_with(extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Start a cluster, returning a descriptive error on failure.
     pub fn try_create() -> Result<Cluster, String> {
+        Self::try_create_with(&[])
+    }
+
+    /// [`Cluster::try_create`] with extra `create cluster` flags.
+    pub fn try_create_with(extra: &[&str]) -> Result<Cluster, String> {
         let bin_dir = bin_dir();
         let home = tempfile::Builder::new()
             .prefix("ferrokube-e2e-")
@@ -190,17 +200,10 @@ impl Cluster {
             deleted: false,
         };
         let started = Instant::now();
-        let out = c.ferrokube(
-            &[
-                "create",
-                "cluster",
-                "--name",
-                &c.name.clone(),
-                "--wait",
-                "120s",
-            ],
-            CREATE_TIMEOUT,
-        );
+        let name = c.name.clone();
+        let mut args = vec!["create", "cluster", "--name", &name, "--wait", "120s"];
+        args.extend_from_slice(extra);
+        let out = c.ferrokube(&args, CREATE_TIMEOUT);
         if !out.status.success() {
             let msg = format!(
                 "{}\n--- kube-apiserver log tail ---\n{}",
@@ -625,4 +628,37 @@ pub fn table(text: &str) -> Vec<Vec<String>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
+}
+
+/// Poll `f` every half second until it returns `Ok`, or panic with its last
+/// error after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// `.items` of a list.
+pub fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// `.metadata.name`.
+pub fn name_of(v: &Value) -> String {
+    v["metadata"]["name"].as_str().unwrap_or("").to_string()
+}
+
+/// The status condition of type `ty` (Null when absent).
+pub fn condition<'a>(o: &'a Value, ty: &str) -> &'a Value {
+    o["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+        .unwrap_or(&Value::Null)
 }

@@ -12,26 +12,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_e2e::{assert_contains, describe_output, Checks, Cluster};
+use test_e2e::{
+    assert_contains, condition, describe_output, eventually, items, name_of, Checks, Cluster,
+};
 
 const POD_START: Duration = Duration::from_secs(90);
 
 fn node_name(c: &Cluster) -> String {
     format!("{}-control-plane", c.name)
-}
-
-/// Poll `f` until it returns `Ok`, or panic with its last error.
-fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 /// `kubectl -n <ns> <args>`, asserting success; returns stdout.
@@ -53,14 +41,6 @@ fn apply(c: &Cluster, ns: &str, yaml: &str) -> String {
     c.kubectl_stdin_ok(&["-n", ns, "apply", "-f", "-"], yaml)
 }
 
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn name_of(v: &Value) -> String {
-    v["metadata"]["name"].as_str().unwrap_or("").to_string()
-}
-
 fn terminating(v: &Value) -> bool {
     !v["metadata"]["deletionTimestamp"].is_null()
 }
@@ -76,13 +56,6 @@ fn live_pods(c: &Cluster, ns: &str, selector: &str) -> Vec<Value> {
 /// Every pod matching `selector`, terminating or not.
 fn all_pods(c: &Cluster, ns: &str, selector: &str) -> Vec<Value> {
     items(&kj(c, ns, &["get", "pods", "-l", selector]))
-}
-
-fn condition<'a>(o: &'a Value, ty: &str) -> &'a Value {
-    o["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
-        .unwrap_or(&Value::Null)
 }
 
 fn is_ready(p: &Value) -> bool {

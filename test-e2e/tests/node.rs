@@ -11,26 +11,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_e2e::{assert_contains, describe_output, Checks, Cluster, LineReader};
+use test_e2e::{assert_contains, describe_output, eventually, Checks, Cluster, LineReader};
 
 const POD_START: Duration = Duration::from_secs(90);
 
 fn node_name(c: &Cluster) -> String {
     format!("{}-control-plane", c.name)
-}
-
-/// Poll `f` until it returns `Ok`, or panic with its last error.
-fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 fn pod(c: &Cluster, name: &str) -> Value {
@@ -49,11 +35,7 @@ fn container_status<'a>(p: &'a Value, container: &str) -> &'a Value {
 }
 
 fn condition<'a>(p: &'a Value, ty: &str) -> &'a str {
-    p["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("")
+    test_e2e::condition(p, ty)["status"].as_str().unwrap_or("")
 }
 
 /// Wait until the pod's Ready condition is True; returns the pod.

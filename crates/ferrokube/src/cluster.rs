@@ -1213,7 +1213,10 @@ pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Re
             .first()
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
-        let external = st.processes.iter().any(|p| p.name == "cloud-controller-manager");
+        let external = st
+            .processes
+            .iter()
+            .any(|p| p.name == "cloud-controller-manager");
         let c = node::kubelet_component(&layout, nd, &binary, port, external);
         out.begin(&format!("Restarting kubelet on {}", nd.name));
         old.stop(&layout.marker(), STOP_GRACE);

@@ -91,7 +91,9 @@ impl ClusterConfig {
 
     pub fn parse(text: &str) -> Result<ClusterConfig> {
         let v: serde_yaml::Value = serde_yaml::from_str(text).context("not YAML")?;
-        let map = v.as_mapping().context("expected a mapping at the top level")?;
+        let map = v
+            .as_mapping()
+            .context("expected a mapping at the top level")?;
         let mut warnings = Vec::new();
         let mut name = None;
         let mut nodes = Vec::new();
@@ -182,9 +184,9 @@ fn parse_node(v: &serde_yaml::Value, warnings: &mut Vec<String>) -> Result<NodeC
             "role" | "labels" | "taints" | "extraPortMappings" => {
                 clean.insert(k.clone(), val.clone());
             }
-            k if IGNORED_NODE_FIELDS.contains(&k) => {
-                warnings.push(format!("ignoring node field {k}: it has no meaning for ferrokube"))
-            }
+            k if IGNORED_NODE_FIELDS.contains(&k) => warnings.push(format!(
+                "ignoring node field {k}: it has no meaning for ferrokube"
+            )),
             other => bail!("unknown node field {other:?}"),
         }
     }
@@ -193,11 +195,13 @@ fn parse_node(v: &serde_yaml::Value, warnings: &mut Vec<String>) -> Result<NodeC
     }
     let n: NodeConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(clean))?;
     for t in &n.taints {
-        let ok = t
-            .rsplit_once(':')
-            .is_some_and(|(k, e)| !k.is_empty() && matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute"));
+        let ok = t.rsplit_once(':').is_some_and(|(k, e)| {
+            !k.is_empty() && matches!(e, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        });
         if !ok {
-            bail!("invalid taint {t:?}: expected key[=value]:NoSchedule|PreferNoSchedule|NoExecute");
+            bail!(
+                "invalid taint {t:?}: expected key[=value]:NoSchedule|PreferNoSchedule|NoExecute"
+            );
         }
     }
     for m in &n.extra_port_mappings {
@@ -205,7 +209,10 @@ fn parse_node(v: &serde_yaml::Value, warnings: &mut Vec<String>) -> Result<NodeC
             bail!("extraPortMappings need a containerPort and a hostPort");
         }
         if m.protocol != "TCP" {
-            bail!("extraPortMappings: only TCP is supported, not {}", m.protocol);
+            bail!(
+                "extraPortMappings: only TCP is supported, not {}",
+                m.protocol
+            );
         }
         m.listen_address
             .parse::<std::net::IpAddr>()

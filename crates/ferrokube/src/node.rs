@@ -409,7 +409,10 @@ pub fn kubelet_component(
             let l: Vec<String> = st.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("--node-labels={}", l.join(","))
         }))
-        .chain((!st.taints.is_empty()).then(|| format!("--register-with-taints={}", st.taints.join(","))))
+        .chain(
+            (!st.taints.is_empty())
+                .then(|| format!("--register-with-taints={}", st.taints.join(","))),
+        )
         .collect(),
         env: vec![("PATH".into(), NODE_PATH.into())],
         log_file: layout.log_file(&kubelet_process(&st.name)),

@@ -42,6 +42,7 @@ struct Opts {
     sched_nodes: usize,
     sched_pods: usize,
     sched_only: bool,
+    deploy_replicas: usize,
 }
 
 impl Opts {
@@ -57,6 +58,7 @@ impl Opts {
             sched_nodes: 5000,
             sched_pods: 10_000,
             sched_only: false,
+            deploy_replicas: 1000,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -71,6 +73,7 @@ impl Opts {
                 "--sched-nodes" => o.sched_nodes = val()?.parse()?,
                 "--sched-pods" => o.sched_pods = val()?.parse()?,
                 "--sched-only" => o.sched_only = true,
+                "--deploy-replicas" => o.deploy_replicas = val()?.parse()?,
                 "--levels" => {
                     o.levels = val()?
                         .split(',')
@@ -79,7 +82,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)] [--sched-nodes N] [--sched-pods N (0: skip)] [--sched-only]"
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)] [--sched-nodes N] [--sched-pods N (0: skip)] [--deploy-replicas N (0: skip)] [--sched-only (scheduler and Deployment figures only)]"
                     );
                     std::process::exit(0);
                 }
@@ -615,10 +618,17 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
     let etcd_port = cluster.port("etcd-client");
     let client = kube_client(cluster).await?;
     if opts.sched_only {
-        let r = scheduler_throughput(cluster, &client, opts.sched_nodes, opts.sched_pods).await?;
-        r.print();
+        let kcm_rss = control_plane_rss(cluster, "kube-controller-manager").await;
+        {
+            let _paused = Paused::new(cluster, "kube-controller-manager");
+            let r =
+                scheduler_throughput(cluster, &client, opts.sched_nodes, opts.sched_pods).await?;
+            r.print();
+        }
+        deployment_figures(cluster, &client, opts.deploy_replicas, kcm_rss).await;
         return Ok(());
     }
+    let kcm_rss = control_plane_rss(cluster, "kube-controller-manager").await;
     let data = payload();
     let sample = serde_json::to_vec(&configmap("cm-00000", "bench-api-64", &data))?;
 
@@ -892,7 +902,168 @@ async fn run(cluster: &Cluster, opts: &Opts) -> Result<()> {
             Err(e) => println!("Scheduler throughput: FAILED: {e:#}"),
         }
     }
+    deployment_figures(cluster, &client, opts.deploy_replicas, kcm_rss).await;
     watch.map(|_| ())
+}
+
+/// RSS (KiB) of a cluster daemon after it settled, if the cluster runs it.
+async fn control_plane_rss(cluster: &Cluster, component: &str) -> Option<u64> {
+    let has = cluster.state()["processes"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["name"] == component));
+    if !has {
+        return None;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rss_kib(cluster.pid(component)).ok().map(|(rss, _)| rss)
+}
+
+/// The 1000-replica Deployment figure and the controller-manager's RSS.
+async fn deployment_figures(
+    cluster: &Cluster,
+    client: &Client,
+    replicas: usize,
+    kcm_rss: Option<u64>,
+) {
+    if let Some(rss) = kcm_rss {
+        println!();
+        println!(
+            "target kube-controller-manager RSS at rest ≤ 12 MiB: {} MiB {}",
+            mib(rss),
+            if rss <= 12 * 1024 { "MET" } else { "NOT MET" }
+        );
+    }
+    if replicas == 0 {
+        return;
+    }
+    eprintln!("== Deployment of {replicas} replicas");
+    match deployment_rollout(cluster, client, replicas).await {
+        Ok((created, bound, kcm_peak)) => {
+            println!();
+            println!(
+                "Deployment of {replicas} replicas on fake nodes (API objects only), from the Deployment create"
+            );
+            println!();
+            println!("| measure | value |");
+            println!("|---------|------:|");
+            println!("| all pods exist, s | {:.2} |", created.as_secs_f64());
+            println!("| all pods bound, s | {:.2} |", bound.as_secs_f64());
+            if let Some(p) = kcm_peak {
+                println!("| kube-controller-manager RSS after, MiB | {} |", mib(p));
+            }
+        }
+        Err(e) => println!("Deployment of {replicas} replicas: FAILED: {e:#}"),
+    }
+}
+
+/// Creates fake nodes for `replicas` pods and a Deployment selecting them;
+/// returns the time until all pods existed and until all were bound.
+async fn deployment_rollout(
+    cluster: &Cluster,
+    client: &Client,
+    replicas: usize,
+) -> Result<(Duration, Duration, Option<u64>)> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let node_api: Api<Node> = Api::all(client.clone());
+    let nodes = replicas.div_ceil(100).max(1);
+    for i in 0..nodes {
+        let name = format!("bench-deploy-node-{i:03}");
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"bench": "deploy", "kubernetes.io/hostname": name}},
+        }))?;
+        node_api.create(&PostParams::default(), &node).await?;
+        let status = serde_json::json!({"status": {
+            "capacity": {"cpu": "32", "memory": "64Gi", "pods": "110"},
+            "allocatable": {"cpu": "32", "memory": "64Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "bench"}],
+        }});
+        node_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+    }
+    let ns = "bench-deploy";
+    create_namespace(client, ns).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut stream = pods
+        .watch(&WatchParams::default().labels("app=bench-deploy"), "0")
+        .await?
+        .boxed();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "bench-deploy"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "bench-deploy"}},
+            "template": {
+                "metadata": {"labels": {"app": "bench-deploy"}},
+                "spec": {
+                    "nodeSelector": {"bench": "deploy"},
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                        "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}}}],
+                }
+            }
+        }
+    }))?;
+    let start = Instant::now();
+    deploys.create(&PostParams::default(), &d).await?;
+    let mut seen = HashSet::new();
+    let mut bound = HashSet::new();
+    let mut all_created = None;
+    let deadline = start + Duration::from_secs(600);
+    while bound.len() < replicas {
+        let ev = match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+            Ok(Some(ev)) => ev?,
+            Ok(None) => bail!("the watch ended"),
+            Err(_) => bail!("{} of {replicas} pods bound after 600 s", bound.len()),
+        };
+        let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev else {
+            continue;
+        };
+        let name = p.metadata.name.clone().unwrap_or_default();
+        seen.insert(name.clone());
+        if all_created.is_none() && seen.len() >= replicas {
+            all_created = Some(start.elapsed());
+        }
+        if p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+        {
+            bound.insert(name);
+        }
+    }
+    let all_bound = start.elapsed();
+    let kcm_after = cluster.state()["processes"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "kube-controller-manager"))
+        .then(|| {
+            rss_kib(cluster.pid("kube-controller-manager"))
+                .ok()
+                .map(|r| r.0)
+        })
+        .flatten();
+    let _ = deploys
+        .delete("bench-deploy", &DeleteParams::default())
+        .await;
+    let _ = pods
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default(),
+        )
+        .await;
+    let _ = node_api
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("bench=deploy"),
+        )
+        .await;
+    Ok((all_created.unwrap_or(all_bound), all_bound, kcm_after))
 }
 
 /// Pods created at once by the pod-startup benchmark.
