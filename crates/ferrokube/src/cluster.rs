@@ -1240,6 +1240,50 @@ pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Re
     Ok(())
 }
 
+/// `ferrokube restart kube-proxy`: stop each node's kube-proxy and start it
+/// again with the same command line (its rules stay in place meanwhile).
+pub fn restart_kube_proxy(name: &str, only: Option<&str>, out: &Output) -> Result<()> {
+    let layout = existing_layout(name)?;
+    let mut st = ClusterState::load(&layout)?
+        .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
+    let nodes: Vec<NodeState> = st
+        .nodes
+        .iter()
+        .filter(|n| only.is_none_or(|o| o == n.name))
+        .cloned()
+        .collect();
+    if nodes.is_empty() {
+        bail!("cluster '{name}' has no node {}", only.unwrap_or("at all"));
+    }
+    let n = st.index.unwrap_or_default();
+    for nd in &nodes {
+        let pname = node::kube_proxy_process(&nd.name);
+        let Some(idx) = st.processes.iter().position(|p| p.name == pname) else {
+            bail!("node {} has no kube-proxy process recorded", nd.name);
+        };
+        let old = st.processes[idx].clone();
+        let binary = old
+            .cmdline
+            .first()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
+        let c = node::kube_proxy_component(&layout, nd, &binary, &net::cluster_pod_cidr(n));
+        out.begin(&format!("Restarting kube-proxy on {}", nd.name));
+        old.stop(&layout.marker(), STOP_GRACE);
+        let p = match process::spawn(&c, &layout.dir) {
+            Ok(p) => p,
+            Err(e) => {
+                out.end(false);
+                return Err(e);
+            }
+        };
+        st.processes[idx] = p;
+        st.save(&layout)?;
+        out.end(true);
+    }
+    Ok(())
+}
+
 /// `ferrokube get clusters`.
 pub fn list() -> Result<Vec<String>> {
     state::list_clusters(&state::ferrokube_home()?)

@@ -203,6 +203,15 @@ pub enum RestartCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Restarts the kube-proxy of every node (or of --node)
+    #[command(name = "kube-proxy")]
+    KubeProxy {
+        #[command(flatten)]
+        name: NameArg,
+        /// only this node
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +359,10 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(cluster::restart_kubelet(&name.name, node.as_deref(), &out))
                 .map_err(|e| e.context("failed to restart kubelet"))?;
+        }
+        Command::Restart(RestartCommand::KubeProxy { name, node }) => {
+            cluster::restart_kube_proxy(&name.name, node.as_deref(), &out)
+                .map_err(|e| e.context("failed to restart kube-proxy"))?;
         }
         Command::Get(GetCommand::Kubeconfig { name }) => {
             let text = cluster::get_kubeconfig(&name.name)?;
