@@ -23,7 +23,7 @@ BENCH_ARGS ?=
 
 # Debian packages the build and the clusters need.
 APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl curl \
-  busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2
+  busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2 conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 
 .PHONY: all deps build images up down test bench schemas lint fmt clean
