@@ -178,7 +178,12 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 /// tests exercise ferrokube itself (the real daemons have their own tests).
 fn stand_in_control_loops(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for name in ["kube-controller-manager", "kube-scheduler"] {
+    for name in [
+        "kube-controller-manager",
+        "kube-scheduler",
+        "cloud-controller-manager",
+        "kube-proxy",
+    ] {
         let f = dir.join(name);
         std::fs::write(&f, "#!/bin/sh\nexec sleep 100000\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -286,8 +291,8 @@ fn lifecycle_with_stand_in_apiserver() {
     let (a_pids, b_pids) = (pids(&a), pids(&b));
     assert_eq!(
         a_pids.len(),
-        5,
-        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, registry"
+        6,
+        "etcd, kube-apiserver, kube-controller-manager, kube-scheduler, cloud-controller-manager, registry"
     );
     assert!(a_pids.iter().chain(&b_pids).all(|p| running(*p)));
     for name in ["alpha", "beta"] {
@@ -668,7 +673,6 @@ fn node_with_stand_in_kubelet() {
     assert_eq!(nd["name"], node);
     assert_eq!(nd["netns"], format!("fk-{node}"));
     assert_eq!(nd["ip"], format!("10.200.{n}.10"));
-    assert_eq!(nd["podCidr"], format!("10.{}.0.0/24", 128 + n));
     let sock = nd["containerdSocket"].as_str().unwrap().to_string();
     let names: Vec<&str> = st["processes"]
         .as_array()
@@ -683,9 +687,11 @@ fn node_with_stand_in_kubelet() {
             "kube-apiserver",
             "kube-controller-manager",
             "kube-scheduler",
+            "cloud-controller-manager",
             "registry",
             &format!("containerd-{node}"),
-            &format!("kubelet-{node}")
+            &format!("kubelet-{node}"),
+            &format!("kube-proxy-{node}")
         ]
     );
     let all_pids = pids(&st);
@@ -693,7 +699,7 @@ fn node_with_stand_in_kubelet() {
     // containerd and the kubelet run inside the node's namespace.
     let netns = std::fs::metadata(format!("/run/netns/fk-{node}")).expect("node netns");
     use std::os::unix::fs::MetadataExt;
-    for pid in &all_pids[5..] {
+    for pid in &all_pids[6..] {
         let ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
         assert_eq!(ns.ino(), netns.ino(), "pid {pid} in the node namespace");
     }
@@ -716,7 +722,7 @@ fn node_with_stand_in_kubelet() {
         "containerd/certs.d/docker.io/hosts.toml",
         "containerd/certs.d/registry.k8s.io/hosts.toml",
         "containerd/certs.d/quay.io/hosts.toml",
-        "cni/net.d/10-ferrokube.conflist",
+        "containerd/cni-template.json",
         "kubelet-config.yaml",
         "kubelet.kubeconfig",
         "pki/kubelet.crt",
