@@ -28,7 +28,7 @@ repo="$(cd "$here/../.." && pwd)"
 BIN_DIR="${BIN_DIR:-$repo/_output/bin}"
 IMAGES_DIR="${IMAGES_DIR:-$repo/_output/images}"
 EPOCH="${SOURCE_DATE_EPOCH:-0}"
-ALL_IMAGES=(pause busybox test-server)
+ALL_IMAGES=(pause busybox test-server cluster-dns)
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 
@@ -197,6 +197,17 @@ image_test-server() {
   install_binary "$BIN_DIR/test-server" "$root" test-server
   write_image test-server docker.io/ferrokube/test-server:latest "$root" \
     "\"Env\":$(json_array "PATH=$DEFAULT_PATH"),\"Entrypoint\":$(json_array /test-server),\"ExposedPorts\":{\"8080/tcp\":{},\"8081/tcp\":{},\"8082/udp\":{}},\"WorkingDir\":\"/\""
+}
+
+# registry.k8s.io/ferrokube/cluster-dns:latest — crates/dns, the cluster DNS
+# server the hack/addons/dns.yaml Deployment runs.
+image_cluster-dns() {
+  local root="$work/cluster-dns-root"
+  mkdir -p "$root/tmp"
+  chmod 1777 "$root/tmp"
+  install_binary "$BIN_DIR/cluster-dns" "$root" cluster-dns
+  write_image cluster-dns registry.k8s.io/ferrokube/cluster-dns:latest "$root" \
+    "\"Env\":$(json_array "PATH=$DEFAULT_PATH"),\"Entrypoint\":$(json_array /cluster-dns),\"ExposedPorts\":{\"53/tcp\":{},\"53/udp\":{},\"8080/tcp\":{},\"8181/tcp\":{},\"9153/tcp\":{}},\"WorkingDir\":\"/\""
 }
 
 # ---------------------------------------------------------------- main

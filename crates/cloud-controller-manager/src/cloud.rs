@@ -21,7 +21,7 @@ pub enum CloudError {
 }
 
 /// What the cloud knows about a node's instance.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceMetadata {
     /// `<provider>://<id>`, stored in `spec.providerID`.
     pub provider_id: String,
@@ -45,7 +45,7 @@ pub struct Zone {
 }
 
 /// A route to a node's pod CIDR (upstream `cloudprovider.Route`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Route {
     /// The provider's name of the route (may be empty).
     pub name: String,
@@ -97,7 +97,7 @@ pub trait LoadBalancer: Send + Sync {
         service: &Service,
     ) -> anyhow::Result<Option<LoadBalancerStatus>>;
     /// The provider's name of the service's load balancer.
-    fn get_load_balancer_name(&self, cluster_name: &str, service: &Service) -> String {
+    fn get_load_balancer_name(&self, _cluster_name: &str, service: &Service) -> String {
         default_load_balancer_name(service)
     }
     /// Creates or updates the load balancer to send traffic to `nodes`.

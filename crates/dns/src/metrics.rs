@@ -22,8 +22,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("valid metric definition");
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
             registry
                 .register(Box::new(c.clone()))
                 .expect("metric registered once");

@@ -242,11 +242,7 @@ impl Snapshot {
                 .collect();
             let list = eps.entry((ns.to_string(), svc.to_string())).or_default();
             for ep in &slice.endpoints {
-                let ready = ep
-                    .conditions
-                    .as_ref()
-                    .and_then(|c| c.ready)
-                    .unwrap_or(true);
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                 for addr in &ep.addresses {
                     let Ok(ip) = addr.parse::<IpAddr>() else {
                         continue; // FQDN endpoints have no address records
@@ -496,7 +492,9 @@ impl Snapshot {
                 let mut a = Answer::new(ResponseCode::NoError);
                 a.answers = targets
                     .iter()
-                    .map(|t| Record::from_rdata(qname.clone(), self.ttl, RData::PTR(PTR(t.clone()))))
+                    .map(|t| {
+                        Record::from_rdata(qname.clone(), self.ttl, RData::PTR(PTR(t.clone())))
+                    })
                     .collect();
                 Lookup::Answer(a)
             }
@@ -521,7 +519,11 @@ impl Snapshot {
                     if qtype == RecordType::ANY {
                         a.answers.push(self.soa());
                     }
-                    a.additionals = self.dns_ips.iter().map(|ip| ip_record(&ns, ttl, *ip)).collect();
+                    a.additionals = self
+                        .dns_ips
+                        .iter()
+                        .map(|ip| ip_record(&ns, ttl, *ip))
+                        .collect();
                     a
                 }
                 _ => self.nodata(),
@@ -680,8 +682,9 @@ impl Snapshot {
                         let n = s.endpoints.iter().map(|e| e.ports.len()).sum();
                         let weight = srv_weight(n);
                         for ep in &s.endpoints {
-                            let Some(target) =
-                                self.fqdn(s).and_then(|f| name(&format!("{}.{}", ep.host, f)))
+                            let Some(target) = self
+                                .fqdn(s)
+                                .and_then(|f| name(&format!("{}.{}", ep.host, f)))
                             else {
                                 continue;
                             };
@@ -814,4 +817,422 @@ fn srv_weight(n: usize) -> u16 {
         return 100;
     }
     u16::try_from((100 / n).max(1)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn meta(ns: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    fn port(name: &str, proto: &str, port: i32) -> ServicePort {
+        ServicePort {
+            name: (!name.is_empty()).then(|| name.to_string()),
+            protocol: Some(proto.into()),
+            port,
+            ..Default::default()
+        }
+    }
+
+    fn cluster_ip(ns: &str, name: &str, ips: &[&str], ports: Vec<ServicePort>) -> Arc<Service> {
+        Arc::new(Service {
+            metadata: meta(ns, name),
+            spec: Some(ServiceSpec {
+                cluster_ip: ips.first().map(|s| s.to_string()),
+                cluster_ips: Some(ips.iter().map(|s| s.to_string()).collect()),
+                ports: Some(ports),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn headless(ns: &str, name: &str, publish: bool, ports: Vec<ServicePort>) -> Arc<Service> {
+        Arc::new(Service {
+            metadata: meta(ns, name),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                cluster_ips: Some(vec!["None".into()]),
+                ports: Some(ports),
+                publish_not_ready_addresses: Some(publish),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn external(ns: &str, name: &str, target: &str) -> Arc<Service> {
+        Arc::new(Service {
+            metadata: meta(ns, name),
+            spec: Some(ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some(target.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn slice(
+        ns: &str,
+        svc: &str,
+        family: &str,
+        eps: &[(&str, Option<&str>, Option<bool>)],
+        ports: &[(&str, &str, i32)],
+    ) -> Arc<EndpointSlice> {
+        let mut m = meta(ns, &format!("{svc}-abc"));
+        m.labels = Some(BTreeMap::from([(
+            SERVICE_NAME_LABEL.to_string(),
+            svc.to_string(),
+        )]));
+        Arc::new(EndpointSlice {
+            metadata: m,
+            address_type: family.into(),
+            endpoints: eps
+                .iter()
+                .map(|(ip, host, ready)| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    hostname: host.map(String::from),
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(n, p, port)| EndpointPort {
+                        name: Some(n.to_string()),
+                        protocol: Some(p.to_string()),
+                        port: Some(*port),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    fn snap() -> Snapshot {
+        let services = vec![
+            cluster_ip(
+                "default",
+                "web",
+                &["10.96.0.20"],
+                vec![port("http", "TCP", 80), port("", "UDP", 53)],
+            ),
+            cluster_ip("default", "dual", &["10.96.0.21", "fd00::21"], vec![]),
+            cluster_ip("kube-system", "kube-dns", &["10.96.0.10"], vec![]),
+            headless("default", "db", false, vec![port("pg", "TCP", 5432)]),
+            headless("default", "empty", false, vec![]),
+            headless("default", "all", true, vec![]),
+            external("default", "ext", "www.example.com"),
+            external("default", "alias", "web.default.svc.cluster.local"),
+        ];
+        let slices = vec![
+            slice(
+                "default",
+                "db",
+                "IPv4",
+                &[
+                    ("10.0.0.1", Some("db-0"), Some(true)),
+                    ("10.0.0.2", None, None),
+                    ("10.0.0.3", Some("db-2"), Some(false)),
+                ],
+                &[("pg", "TCP", 15432)],
+            ),
+            slice(
+                "default",
+                "all",
+                "IPv4",
+                &[("10.0.1.1", None, Some(false))],
+                &[],
+            ),
+            slice("default", "gone", "IPv4", &[("10.0.2.1", None, None)], &[]),
+        ];
+        Snapshot::build("cluster.local", 5, 42, &services, &slices)
+    }
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn answer(s: &Snapshot, q: &str, t: RecordType) -> Answer {
+        match s.lookup(&n(q), t) {
+            Lookup::Answer(a) => a,
+            Lookup::Forward => panic!("{q} {t} forwarded"),
+        }
+    }
+
+    fn rdata(a: &Answer) -> Vec<String> {
+        let mut v: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    fn assert_nx(a: &Answer) {
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        assert!(a.answers.is_empty());
+        assert_eq!(a.authorities.len(), 1);
+        assert_eq!(a.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(a.authorities[0].name, n("cluster.local."));
+        assert_eq!(a.authorities[0].ttl, 5);
+    }
+
+    fn assert_nodata(a: &Answer) {
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert!(a.answers.is_empty(), "{:?}", a.answers);
+        assert_eq!(a.authorities[0].record_type(), RecordType::SOA);
+    }
+
+    #[test]
+    fn cluster_ip_records() {
+        let s = snap();
+        let a = answer(&s, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert_eq!(rdata(&a), vec!["10.96.0.20"]);
+        assert_eq!(a.answers[0].ttl, 5);
+        // Case-insensitive; the owner keeps the question's case.
+        let a = answer(&s, "WEB.Default.SVC.cluster.LOCAL.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.96.0.20"]);
+        assert_eq!(
+            a.answers[0].name.to_ascii(),
+            "WEB.Default.SVC.cluster.LOCAL."
+        );
+        // AAAA of an IPv4-only service: NODATA.
+        assert_nodata(&answer(
+            &s,
+            "web.default.svc.cluster.local.",
+            RecordType::AAAA,
+        ));
+        let a = answer(&s, "dual.default.svc.cluster.local.", RecordType::AAAA);
+        assert_eq!(rdata(&a), vec!["fd00::21"]);
+        let a = answer(&s, "dual.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.96.0.21"]);
+    }
+
+    #[test]
+    fn srv_records() {
+        let s = snap();
+        let a = answer(
+            &s,
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        assert_eq!(rdata(&a), vec!["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(a.additionals.len(), 1);
+        assert_eq!(a.additionals[0].data.to_string(), "10.96.0.20");
+        // Unknown port or protocol: NXDOMAIN; other types: NODATA.
+        assert_nx(&answer(
+            &s,
+            "_http._udp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ));
+        assert_nx(&answer(
+            &s,
+            "_nope._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+        ));
+        assert_nodata(&answer(
+            &s,
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::A,
+        ));
+        assert_nodata(&answer(
+            &s,
+            "_tcp.web.default.svc.cluster.local.",
+            RecordType::A,
+        ));
+        // SRV on the service name: every port.
+        let a = answer(&s, "web.default.svc.cluster.local.", RecordType::SRV);
+        assert_eq!(a.answers.len(), 2);
+        // Headless: one per ready endpoint, target the endpoint's name, the
+        // endpoint port.
+        let a = answer(
+            &s,
+            "_pg._tcp.db.default.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        assert_eq!(
+            rdata(&a),
+            vec![
+                "0 50 15432 10-0-0-2.db.default.svc.cluster.local.",
+                "0 50 15432 db-0.db.default.svc.cluster.local.",
+            ]
+        );
+        assert_eq!(a.additionals.len(), 2);
+    }
+
+    #[test]
+    fn headless_records() {
+        let s = snap();
+        let a = answer(&s, "db.default.svc.cluster.local.", RecordType::A);
+        // Ready (and unknown readiness) only.
+        assert_eq!(rdata(&a), vec!["10.0.0.1", "10.0.0.2"]);
+        let a = answer(&s, "db-0.db.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.0.0.1"]);
+        let a = answer(&s, "10-0-0-2.db.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.0.0.2"]);
+        assert_nx(&answer(
+            &s,
+            "db-2.db.default.svc.cluster.local.",
+            RecordType::A,
+        ));
+        assert_nodata(&answer(
+            &s,
+            "db-0.db.default.svc.cluster.local.",
+            RecordType::AAAA,
+        ));
+        // No ready endpoints: NXDOMAIN (the specification).
+        assert_nx(&answer(
+            &s,
+            "empty.default.svc.cluster.local.",
+            RecordType::A,
+        ));
+        // publishNotReadyAddresses publishes not-ready ones.
+        let a = answer(&s, "all.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.0.1.1"]);
+    }
+
+    #[test]
+    fn external_name() {
+        let s = snap();
+        let a = answer(&s, "ext.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["www.example.com."]);
+        assert_eq!(a.answers[0].record_type(), RecordType::CNAME);
+        assert_eq!(a.chase, Some(n("www.example.com.")));
+        let a = answer(&s, "ext.default.svc.cluster.local.", RecordType::CNAME);
+        assert_eq!(a.chase, None);
+        let a = answer(&s, "alias.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(a.chase, Some(n("web.default.svc.cluster.local.")));
+    }
+
+    #[test]
+    fn pods() {
+        let s = snap();
+        let a = answer(&s, "10-244-1-7.default.pod.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.244.1.7"]);
+        let a = answer(&s, "fd00--7.any.pod.cluster.local.", RecordType::AAAA);
+        assert_eq!(rdata(&a), vec!["fd00::7"]);
+        assert_nodata(&answer(
+            &s,
+            "10-244-1-7.default.pod.cluster.local.",
+            RecordType::AAAA,
+        ));
+        assert_nx(&answer(
+            &s,
+            "10-244-1-777.default.pod.cluster.local.",
+            RecordType::A,
+        ));
+        assert_nx(&answer(&s, "foo.default.pod.cluster.local.", RecordType::A));
+        assert_nodata(&answer(&s, "default.pod.cluster.local.", RecordType::A));
+    }
+
+    #[test]
+    fn reverse() {
+        let s = snap();
+        let a = answer(&s, "20.0.96.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&a), vec!["web.default.svc.cluster.local."]);
+        let a = answer(&s, "1.0.0.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&a), vec!["db-0.db.default.svc.cluster.local."]);
+        let a = answer(&s, "2.0.0.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(rdata(&a), vec!["10-0-0-2.db.default.svc.cluster.local."]);
+        let v6 = "1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.";
+        let a = answer(&s, v6, RecordType::PTR);
+        assert_eq!(rdata(&a), vec!["dual.default.svc.cluster.local."]);
+        // Unknown addresses and other types fall through to the upstreams.
+        assert!(matches!(
+            s.lookup(&n("9.9.9.9.in-addr.arpa."), RecordType::PTR),
+            Lookup::Forward
+        ));
+        assert!(matches!(
+            s.lookup(&n("20.0.96.10.in-addr.arpa."), RecordType::A),
+            Lookup::Forward
+        ));
+        assert!(matches!(
+            s.lookup(&n("example.com."), RecordType::A),
+            Lookup::Forward
+        ));
+        assert!(matches!(
+            s.lookup(&n("local."), RecordType::A),
+            Lookup::Forward
+        ));
+    }
+
+    #[test]
+    fn zone_names() {
+        let s = snap();
+        assert_nx(&answer(
+            &s,
+            "nope.default.svc.cluster.local.",
+            RecordType::A,
+        ));
+        assert_nx(&answer(&s, "web.nope.svc.cluster.local.", RecordType::A));
+        assert_nx(&answer(&s, "a.b.c.d.e.f.cluster.local.", RecordType::A));
+        assert_nx(&answer(&s, "nope.cluster.local.", RecordType::A));
+        assert_nodata(&answer(&s, "default.svc.cluster.local.", RecordType::A));
+        assert_nx(&answer(&s, "nope.svc.cluster.local.", RecordType::A));
+        assert_nodata(&answer(&s, "svc.cluster.local.", RecordType::A));
+        assert_nodata(&answer(&s, "cluster.local.", RecordType::A));
+        let a = answer(&s, "cluster.local.", RecordType::SOA);
+        assert_eq!(
+            rdata(&a),
+            vec!["ns.dns.cluster.local. hostmaster.cluster.local. 42 7200 1800 86400 5"]
+        );
+        let a = answer(&s, "cluster.local.", RecordType::NS);
+        assert_eq!(rdata(&a), vec!["ns.dns.cluster.local."]);
+        assert_eq!(a.additionals[0].data.to_string(), "10.96.0.10");
+        let a = answer(&s, "ns.dns.cluster.local.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.96.0.10"]);
+        let a = answer(&s, "dns-version.cluster.local.", RecordType::TXT);
+        assert_eq!(rdata(&a), vec!["1.1.0"]);
+    }
+
+    #[test]
+    fn other_domain() {
+        let s = Snapshot::build(
+            "corp.example.",
+            30,
+            1,
+            &[cluster_ip("a", "b", &["10.0.0.9"], vec![])],
+            &[],
+        );
+        let a = answer(&s, "b.a.svc.corp.example.", RecordType::A);
+        assert_eq!(rdata(&a), vec!["10.0.0.9"]);
+        assert_eq!(a.answers[0].ttl, 30);
+        assert!(matches!(
+            s.lookup(&n("b.a.svc.cluster.local."), RecordType::A),
+            Lookup::Forward
+        ));
+    }
+
+    #[test]
+    fn dashed() {
+        assert_eq!(parse_dashed_ip("1-2-3-4"), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(parse_dashed_ip("01-2-3-4"), None);
+        assert_eq!(parse_dashed_ip("1-2-3"), None);
+        assert_eq!(parse_dashed_ip("--1"), Some("::1".parse().unwrap()));
+        assert_eq!(parse_dashed_ip(""), None);
+        assert_eq!(dashed_ip(&"fd00::1".parse().unwrap()), "fd00--1");
+        assert_eq!(
+            parse_reverse(&["4", "3", "2", "1", "in-addr", "arpa"]),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(
+            parse_reverse(&["04", "3", "2", "1", "in-addr", "arpa"]),
+            None
+        );
+        assert_eq!(parse_reverse(&["3", "2", "1", "in-addr", "arpa"]), None);
+    }
 }

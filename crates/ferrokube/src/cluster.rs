@@ -318,7 +318,9 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> V
             format!("--cloud-config={}", layout.cloud_config().display()),
             format!("--cluster-name={}", layout.name),
             format!("--cluster-cidr={}", net::cluster_pod_cidr(n)),
-            "--allocate-node-cidrs=false".into(),
+            // kube-controller-manager's node IPAM assigns the podCIDRs; this
+            // (with --configure-cloud-routes) turns the route controller on.
+            "--allocate-node-cidrs=true".into(),
             "--configure-cloud-routes=true".into(),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", ports.cloud_controller_manager),

@@ -29,6 +29,16 @@ fn needs_node_ports(obj: &Value) -> bool {
     )
 }
 
+/// LoadBalancer Services with externalTrafficPolicy Local get a
+/// healthCheckNodePort (kube-proxy serves the local endpoint count there).
+fn needs_health_check_port(obj: &Value) -> bool {
+    obj.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+        && obj
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local")
+}
+
 fn is_external_name(obj: &Value) -> bool {
     obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
 }
@@ -235,6 +245,25 @@ impl Allocator for ServiceAllocator {
                 used.push(cur as u16);
             }
         }
+        if needs_health_check_port(obj) {
+            let cur = obj
+                .pointer("/spec/healthCheckNodePort")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if cur == 0 {
+                let prev = old
+                    .filter(|o| needs_health_check_port(o))
+                    .and_then(|o| o.pointer("/spec/healthCheckNodePort"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let port = if prev > 0 {
+                    prev as u16
+                } else {
+                    self.pick_port(&used).await?
+                };
+                obj["spec"]["healthCheckNodePort"] = json!(port);
+            }
+        }
         Ok(())
     }
 
@@ -255,6 +284,16 @@ impl Allocator for ServiceAllocator {
                         out.push(k);
                     }
                 }
+            }
+        }
+        if let Some(n) = obj
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n > 0)
+        {
+            let k = format!("{}{n}", self.port_root);
+            if !out.contains(&k) {
+                out.push(k);
             }
         }
         out

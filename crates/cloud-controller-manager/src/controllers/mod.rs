@@ -1,0 +1,41 @@
+//! The controllers, registered by their upstream names (`--controllers`
+//! takes the names or the short aliases).
+
+pub mod node;
+pub mod nodelifecycle;
+pub mod route;
+pub mod service;
+pub mod util;
+
+use crate::ControllerDescriptor;
+
+pub const CLOUD_NODE: &str = "cloud-node-controller";
+pub const CLOUD_NODE_LIFECYCLE: &str = "cloud-node-lifecycle-controller";
+pub const SERVICE_LB: &str = "service-lb-controller";
+pub const NODE_ROUTE: &str = "node-route-controller";
+
+/// Every controller, in upstream's start order.
+pub fn all() -> Vec<ControllerDescriptor> {
+    vec![
+        ControllerDescriptor {
+            name: CLOUD_NODE,
+            aliases: &["cloud-node"],
+            start: |c| Box::pin(node::run(c)),
+        },
+        ControllerDescriptor {
+            name: CLOUD_NODE_LIFECYCLE,
+            aliases: &["cloud-node-lifecycle"],
+            start: |c| Box::pin(nodelifecycle::run(c)),
+        },
+        ControllerDescriptor {
+            name: SERVICE_LB,
+            aliases: &["service"],
+            start: |c| Box::pin(service::run(c)),
+        },
+        ControllerDescriptor {
+            name: NODE_ROUTE,
+            aliases: &["route"],
+            start: |c| Box::pin(route::run(c)),
+        },
+    ]
+}
