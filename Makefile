@@ -26,7 +26,7 @@ APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates ope
   busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2 conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 
-.PHONY: all deps build images up down test bench schemas lint fmt clean
+.PHONY: all deps build images up down test e2e bench schemas lint fmt clean
 
 all: build
 
@@ -95,6 +95,22 @@ down:
 # daemons.
 test: deps build
 	FERROKUBE_BIN_DIR="$(BIN_DIR)" $(CARGO) nextest run --release --workspace --no-fail-fast $(NEXTEST_FLAGS)
+
+# The conformance-style suite against the cluster your kubeconfig points at
+# (KUBECONFIG, or E2E_KUBECONFIG / E2E_CONTEXT); prints the report and writes
+# JUnit XML to _output/e2e/junit.xml. Against a ferrokube cluster named
+# $(CLUSTER_NAME) the disruptive tests (node failure) run too.
+E2E_FLAGS ?=
+e2e: build
+	@kc="$${E2E_KUBECONFIG:-$${KUBECONFIG:-$$HOME/.kube/config}}"; \
+	extra=""; \
+	if [ -n "$${E2E_CONTEXT:-}" ]; then extra="--context $$E2E_CONTEXT"; fi; \
+	if "$(BIN_DIR)/ferrokube" get clusters 2>/dev/null | grep -qx "$(CLUSTER_NAME)"; then \
+	  extra="$$extra --ferrokube-cluster $(CLUSTER_NAME)"; \
+	  [ -n "$${E2E_CONTEXT:-}" ] || extra="$$extra --context ferrokube-$(CLUSTER_NAME)"; \
+	fi; \
+	FERROKUBE_BIN_DIR="$(BIN_DIR)" "$(BIN_DIR)/e2e" --kubeconfig "$$kc" $$extra \
+	  --junit "$(OUT_DIR)/e2e/junit.xml" $(E2E_FLAGS)
 
 bench: deps build
 	@if [ -f test-e2e/src/bin/bench.rs ] || grep -q '^name = "bench"' test-e2e/Cargo.toml; then \

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod options;
 pub mod registry;
 pub mod server;
+pub mod serviceaccount;
 pub mod subresources;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -57,6 +58,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             .with_context(|| format!("reading --token-auth-file {}", p.display()))?,
         None => filters::authn::TokenFile::default(),
     };
+    let sa_tokens = Arc::new(
+        serviceaccount::ServiceAccountTokens::from_options(&opts)
+            .context("service account token options")?,
+    );
     let metrics = Arc::new(metrics::Metrics::new());
     let cfg = storage::EtcdConfig {
         endpoints: opts.etcd_servers.clone(),
@@ -82,7 +87,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         &opts.service_cluster_ip_range,
         &opts.service_node_port_range,
     )?);
-    let reg = Arc::new(registry::Registry::new(storage.clone(), alloc));
+    let reg = Arc::new(registry::Registry::new(
+        storage.clone(),
+        alloc,
+        &opts.disable_admission_plugins,
+    ));
     let listener = tokio::net::TcpListener::bind((opts.bind_address, opts.secure_port))
         .await
         .with_context(|| format!("listening on {}:{}", opts.bind_address, opts.secure_port))?;
@@ -102,6 +111,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     );
     state.kubelet = connect::kubelet::KubeletClient::from_options(&opts)
         .context("kubelet client configuration")?;
+    state.service_accounts = sa_tokens.clone();
     let state = Arc::new(state);
     // Object counts for apiserver_storage_objects.
     {
@@ -139,6 +149,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let serve_opts = server::ServeOptions {
         tls,
         tokens: Arc::new(tokens),
+        service_account_authn: (!sa_tokens.issuers.is_empty() && !sa_tokens.verify_keys.is_empty())
+            .then(|| {
+                Arc::new(serviceaccount::Authenticator {
+                    tokens: sa_tokens.clone(),
+                    registry: reg.clone(),
+                })
+            }),
         anonymous: opts.anonymous_auth,
         max_readonly: opts.max_requests_inflight,
         max_mutating: opts.max_mutating_requests_inflight,

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub bootstrapped: AtomicBool,
     /// How to reach kubelets (pods/log, exec, attach, portforward, nodes/proxy).
     pub kubelet: crate::connect::kubelet::KubeletClient,
+    /// Service-account token issuing (serviceaccounts/token) and keys.
+    pub service_accounts: Arc<crate::serviceaccount::ServiceAccountTokens>,
     openapi_cache: Mutex<HashMap<String, Bytes>>,
 }
 
@@ -62,6 +64,7 @@ impl ApiState {
             server_address,
             bootstrapped: AtomicBool::new(false),
             kubelet: Default::default(),
+            service_accounts: Arc::new(crate::serviceaccount::ServiceAccountTokens::disabled()),
             openapi_cache: Mutex::new(HashMap::new()),
         }
     }
@@ -383,7 +386,11 @@ fn make_service(
     ServiceBuilder::new()
         .layer(peer_layer)
         .layer(RequestInfoLayer::new(opts.metrics.clone()))
-        .layer(AuthnLayer::new((*opts.tokens).clone(), opts.anonymous))
+        .layer(AuthnLayer::new(
+            opts.tokens.clone(),
+            opts.service_account_authn.clone(),
+            opts.anonymous,
+        ))
         .layer(AuthzLayer)
         .layer(MaxInFlightLayer::new(
             opts.max_readonly,
@@ -399,6 +406,8 @@ fn make_service(
 pub struct ServeOptions {
     pub tls: Arc<rustls::ServerConfig>,
     pub tokens: Arc<TokenFile>,
+    /// Service-account JWTs (None: not accepted).
+    pub service_account_authn: Option<Arc<crate::serviceaccount::Authenticator>>,
     pub anonymous: bool,
     pub max_readonly: usize,
     pub max_mutating: usize,

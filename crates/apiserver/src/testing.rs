@@ -1,5 +1,10 @@
 //! An in-process apiserver on a real etcd, for tests and benchmarks: CA,
 //! serving and admin certificates in a temp dir, a kubeconfig, and restart.
+//!
+//! Service-account tokens are on (issuer [`SA_ISSUER`], an ECDSA `sa.key` /
+//! `sa.pub` pair). The ServiceAccount admission plugin is off, as in
+//! upstream's integration tests (no serviceaccount controller creates the
+//! `default` accounts), unless the extra flags name admission plugins.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -10,6 +15,9 @@ use clap::Parser;
 use storage::testing::EtcdProcess;
 
 use crate::{Options, Running};
+
+/// The --service-account-issuer of test servers.
+pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// Certificates and a kubeconfig for one test cluster.
 pub struct Pki {
@@ -44,6 +52,9 @@ impl Pki {
         std::fs::write(dir.path().join("ca.crt"), &ca)?;
         std::fs::write(dir.path().join("apiserver.crt"), &cert)?;
         std::fs::write(dir.path().join("apiserver.key"), &key)?;
+        let sa = rcgen::KeyPair::generate()?;
+        std::fs::write(dir.path().join("sa.key"), sa.serialize_pem())?;
+        std::fs::write(dir.path().join("sa.pub"), sa.public_key_pem())?;
         let token = uuid::Uuid::new_v4().simple().to_string();
         std::fs::write(
             dir.path().join("tokens.csv"),
@@ -137,7 +148,23 @@ impl TestServer {
                 self.pki.path("tokens.csv").display()
             ),
             "--service-cluster-ip-range=10.96.0.0/16".into(),
+            format!("--service-account-issuer={SA_ISSUER}"),
+            format!(
+                "--service-account-key-file={}",
+                self.pki.path("sa.pub").display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                self.pki.path("sa.key").display()
+            ),
         ];
+        if !self
+            .extra_args
+            .iter()
+            .any(|a| a.contains("-admission-plugins"))
+        {
+            args.push("--disable-admission-plugins=ServiceAccount".into());
+        }
         args.extend(self.extra_args.iter().cloned());
         Options::parse_from(args)
     }

@@ -212,6 +212,10 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> V
         format!("--token-auth-file={}", layout.tokens().display()),
         format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),
         "--service-node-port-range=30000-32767".into(),
+        // kubeadm's service-account key pair and issuer.
+        format!("--service-account-issuer={}", pki::SERVICE_ACCOUNT_ISSUER),
+        format!("--service-account-key-file={}", pki("sa.pub")),
+        format!("--service-account-signing-key-file={}", pki("sa.key")),
     ];
     if APISERVER_KUBELET_CLIENT_FLAGS {
         api_args.extend([
@@ -275,7 +279,7 @@ pub fn control_plane(layout: &Layout, ports: Ports, bins: &Binaries, n: u8) -> V
                 "--bind-address=127.0.0.1".into(),
                 format!("--secure-port={}", ports.controller_manager),
                 format!("--root-ca-file={}", pki("ca.crt")),
-                format!("--service-account-private-key-file={}", pki("ca.key")),
+                format!("--service-account-private-key-file={}", pki("sa.key")),
                 format!("--cluster-cidr={}", net::cluster_pod_cidr(n)),
                 "--allocate-node-cidrs=true".into(),
                 format!("--service-cluster-ip-range={}", pki::SERVICE_CIDR),

@@ -122,6 +122,8 @@ pub fn generate(layout: &Layout, extra_ips: &[IpAddr]) -> Result<Pki> {
     write_public(&layout.pki_file("apiserver-kubelet-client.crt"), &kc_crt)?;
     write_private(&layout.pki_file("apiserver-kubelet-client.key"), &kc_key)?;
 
+    generate_service_account_keys(layout)?;
+
     let token = random_token()?;
     write_private(
         &layout.tokens(),
@@ -135,6 +137,77 @@ pub fn generate(layout: &Layout, extra_ips: &[IpAddr]) -> Result<Pki> {
         admin_token: token,
         ca_key_pem: ca_key,
     })
+}
+
+/// kube-apiserver's service-account issuer (kubeadm's default:
+/// `https://kubernetes.default.svc.<cluster domain>`).
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// PKIX SubjectPublicKeyInfo header of an uncompressed P-256 public key
+/// (id-ecPublicKey, prime256v1, BIT STRING of 66 bytes).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+fn pem_body(pem: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .context("decoding PEM")
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The PKIX public key of a P-256 PKCS#8 private key that carries its
+/// public key (as the keys generated here do): the key's last 65 bytes.
+fn p256_public_key_pem(private_pem: &str) -> Result<String> {
+    let der = pem_body(private_pem)?;
+    let point = der
+        .len()
+        .checked_sub(65)
+        .map(|i| &der[i..])
+        .filter(|p| {
+            p[0] == 0x04
+                && der.len() > 70
+                && der[der.len() - 68..der.len() - 65] == [0x03, 0x42, 0x00]
+        })
+        .context("not a P-256 PKCS#8 key with its public key")?;
+    let mut spki = P256_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(point);
+    Ok(pem_encode("PUBLIC KEY", &spki))
+}
+
+/// The service-account token signing key pair, kubeadm's file names:
+/// `pki/sa.key` (private, 0600; an ECDSA P-256 key in PKCS#8, signing ES256
+/// tokens: the RSA keys kubeadm makes cannot be generated with the crypto
+/// backend here, and kube-apiserver accepts both) and `pki/sa.pub` (its
+/// PKIX public key). kube-apiserver gets
+/// `--service-account-issuer=`[`SERVICE_ACCOUNT_ISSUER`],
+/// `--service-account-key-file=pki/sa.pub` and
+/// `--service-account-signing-key-file=pki/sa.key`.
+pub fn generate_service_account_keys(layout: &Layout) -> Result<()> {
+    // A fresh key pair; the self-signed certificate made with it is not used.
+    let (_, key) = certs::generate_ca("service-accounts")?;
+    let public = p256_public_key_pem(&key)?;
+    write_private(&layout.pki_file("sa.key"), &key)?;
+    write_public(&layout.pki_file("sa.pub"), &public)?;
+    Ok(())
 }
 
 /// The identities kubeadm gives the control-plane daemons (user, file stem
@@ -214,6 +287,8 @@ mod tests {
             "admin.key",
             "apiserver-kubelet-client.crt",
             "apiserver-kubelet-client.key",
+            "sa.key",
+            "sa.pub",
         ] {
             assert!(layout.pki_file(f).is_file(), "{f}");
         }
@@ -275,6 +350,38 @@ mod tests {
         )
         .unwrap();
         assert_ne!(random_token().unwrap(), random_token().unwrap());
+    }
+
+    #[test]
+    fn service_account_public_key_matches_the_private_key() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = Layout::new(home.path(), "p");
+        fs::create_dir_all(layout.pki()).unwrap();
+        generate_service_account_keys(&layout).unwrap();
+        let key = fs::read_to_string(layout.pki_file("sa.key")).unwrap();
+        let public = fs::read_to_string(layout.pki_file("sa.pub")).unwrap();
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+        assert!(
+            public.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+            "{public}"
+        );
+        let spki = pem_body(&public).unwrap();
+        assert_eq!(spki.len(), 91);
+        assert_eq!(spki[..26], P256_SPKI_PREFIX);
+        assert_eq!(
+            spki[26..],
+            pem_body(&key).unwrap()[pem_body(&key).unwrap().len() - 65..]
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(layout.pki_file("sa.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(p256_public_key_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+        )
+        .is_err());
     }
 
     #[test]

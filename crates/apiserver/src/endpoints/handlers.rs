@@ -614,6 +614,19 @@ async fn serve_resource_inner(
             crate::subresources::bind_pod(&store, &ctx, ns, &name, &body).await?;
             Ok(super::json_response(201, &success_status(None)))
         }
+        ("create", "token") => {
+            let body = decode(req)?;
+            let out = crate::serviceaccount::token::create_token(
+                &state.registry,
+                &state.service_accounts,
+                &ctx,
+                ns,
+                &name,
+                &body,
+            )
+            .await?;
+            Ok(respond_object(&store, req, 201, out, Some(&ctx)))
+        }
         ("create", "eviction") => {
             let body = decode(req)?;
             let mut opts = DeleteOptions::default();

@@ -1,7 +1,9 @@
 //! Authentication: x509 client certificates (verified during the TLS
-//! handshake against --client-ca-file; CN = user, O = groups) and static
-//! bearer tokens (--token-auth-file). Unauthenticated requests are
-//! system:anonymous when --anonymous-auth is on, otherwise 401.
+//! handshake against --client-ca-file; CN = user, O = groups), static
+//! bearer tokens (--token-auth-file) and service-account JWTs
+//! ([`crate::serviceaccount::Authenticator`]), in that order. A presented
+//! token no authenticator accepts is a 401; requests without credentials
+//! are system:anonymous when --anonymous-auth is on, otherwise 401.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,16 +90,20 @@ impl TokenFile {
     }
 }
 
+type SaAuthn = Option<Arc<crate::serviceaccount::Authenticator>>;
+
 #[derive(Clone)]
 pub struct AuthnLayer {
     tokens: Arc<TokenFile>,
+    service_accounts: SaAuthn,
     anonymous: bool,
 }
 
 impl AuthnLayer {
-    pub fn new(tokens: TokenFile, anonymous: bool) -> Self {
+    pub fn new(tokens: Arc<TokenFile>, service_accounts: SaAuthn, anonymous: bool) -> Self {
         AuthnLayer {
-            tokens: Arc::new(tokens),
+            tokens,
+            service_accounts,
             anonymous,
         }
     }
@@ -109,6 +115,7 @@ impl<S> Layer<S> for AuthnLayer {
         Authn {
             inner,
             tokens: self.tokens.clone(),
+            service_accounts: self.service_accounts.clone(),
             anonymous: self.anonymous,
         }
     }
@@ -118,6 +125,7 @@ impl<S> Layer<S> for AuthnLayer {
 pub struct Authn<S> {
     inner: S,
     tokens: Arc<TokenFile>,
+    service_accounts: SaAuthn,
     anonymous: bool,
 }
 
@@ -160,8 +168,27 @@ where
             (Some(u), _) => Some(with_authenticated(u)),
             (None, Some(t)) => match self.tokens.lookup(&t) {
                 Some(u) => Some(with_authenticated(u.clone())),
-                // A presented but unknown token is a failed authentication, never anonymous.
-                None => None,
+                None => {
+                    // Not a static token: maybe a service-account JWT; a
+                    // presented but unknown token is never anonymous.
+                    let Some(sa) = self.service_accounts.clone() else {
+                        return Box::pin(async { Ok(error_response(&ApiError::unauthorized())) });
+                    };
+                    let mut inner = super::take_ready(&mut self.inner);
+                    return Box::pin(async move {
+                        match sa.authenticate(&t).await {
+                            Ok(Some(u)) => {
+                                req.extensions_mut().insert(u);
+                                inner.call(req).await
+                            }
+                            Ok(None) => Ok(error_response(&ApiError::unauthorized())),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "service account token rejected");
+                                Ok(error_response(&ApiError::unauthorized()))
+                            }
+                        }
+                    });
+                }
             },
             (None, None) if self.anonymous => Some(UserInfo::anonymous()),
             (None, None) => None,

@@ -4,7 +4,7 @@
 //! right after the request's change is applied (update of the main
 //! resource), and may change it; `admit` runs after validation, before
 //! storage, and only accepts or refuses. The chain: NamespaceLifecycle,
-//! Priority.
+//! ServiceAccount, Priority (--disable-admission-plugins takes plugins out).
 
 use std::sync::Arc;
 
@@ -191,5 +191,140 @@ impl AdmissionPlugin for NamespaceLifecycle {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+/// The annotations that make a StorageClass the default (GA and beta).
+pub const DEFAULT_CLASS_ANNOTATIONS: &[&str] = &[
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// Whether a claim already names a class (`spec.storageClassName` present,
+/// even empty, or the beta `volume.beta.kubernetes.io/storage-class`).
+pub fn claim_has_class(claim: &Value) -> bool {
+    claim.pointer("/spec/storageClassName").is_some_and(|v| !v.is_null())
+        || claim
+            .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+            .is_some()
+}
+
+/// The default StorageClass among `classes`: annotated is-default-class
+/// "true"; with several, the newest (then the first by name), as upstream.
+pub fn default_storage_class<'a>(classes: impl IntoIterator<Item = &'a Value>) -> Option<String> {
+    classes
+        .into_iter()
+        .filter(|c| {
+            DEFAULT_CLASS_ANNOTATIONS.iter().any(|a| {
+                c.pointer(&format!("/metadata/annotations/{}", a.replace('/', "~1")))
+                    .and_then(Value::as_str)
+                    == Some("true")
+            })
+        })
+        .map(|c| {
+            let created = c
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            (created, apimachinery::meta::name(c).to_string())
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
+        .map(|(_, name)| name)
+}
+
+/// DefaultStorageClass: a PersistentVolumeClaim created without a class
+/// gets the default StorageClass (read from the storageclasses watch
+/// cache); without a default class it is left as it is.
+pub struct DefaultStorageClass {
+    classes: Arc<WatchCache>,
+    key_root: String,
+}
+
+impl DefaultStorageClass {
+    pub fn new(storage: &EtcdStorage, classes: Arc<WatchCache>) -> Self {
+        let key_root = format!("{}/storageclasses/", storage.prefix().trim_end_matches('/'));
+        DefaultStorageClass { classes, key_root }
+    }
+}
+
+#[async_trait::async_trait]
+impl AdmissionPlugin for DefaultStorageClass {
+    fn name(&self) -> &'static str {
+        "DefaultStorageClass"
+    }
+
+    async fn admit(
+        &self,
+        _op: Operation,
+        _info: &ResourceInfo,
+        _obj: &Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    async fn mutate(
+        &self,
+        op: Operation,
+        info: &ResourceInfo,
+        obj: &mut Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        if op != Operation::Create
+            || !info.group.is_empty()
+            || info.plural != "persistentvolumeclaims"
+            || claim_has_class(obj)
+        {
+            return Ok(());
+        }
+        let (items, _) = self
+            .classes
+            .list(&self.key_root, None)
+            .await
+            .map_err(|e| ApiError::internal(format!("failed to get default storage class: {e}")))?;
+        if let Some(name) = default_storage_class(items.iter().map(|c| &*c.object)) {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("storageClassName".into(), Value::String(name));
+            } else if let Some(o) = obj.as_object_mut() {
+                o.insert("spec".into(), json!({"storageClassName": name}));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod default_storage_class_tests {
+    use super::*;
+
+    fn class(name: &str, created: &str, default: Option<&str>) -> Value {
+        let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
+        if let Some(d) = default {
+            c["metadata"]["annotations"] = json!({"storageclass.kubernetes.io/is-default-class": d});
+        }
+        c
+    }
+
+    #[test]
+    fn picks_the_newest_default_class() {
+        let a = class("a", "2025-01-01T00:00:00Z", Some("true"));
+        let b = class("b", "2025-02-01T00:00:00Z", Some("true"));
+        let c = class("c", "2025-03-01T00:00:00Z", Some("false"));
+        let d = class("d", "2025-04-01T00:00:00Z", None);
+        assert_eq!(default_storage_class([&a, &b, &c, &d]), Some("b".into()));
+        assert_eq!(default_storage_class([&c, &d]), None);
+        let beta = json!({"metadata": {"name": "e", "annotations": {"storageclass.beta.kubernetes.io/is-default-class": "true"}}});
+        assert_eq!(default_storage_class([&beta]), Some("e".into()));
+    }
+
+    #[test]
+    fn claims_with_a_class_keep_it() {
+        assert!(!claim_has_class(&json!({"spec": {}})));
+        assert!(!claim_has_class(&json!({"spec": {"storageClassName": null}})));
+        assert!(claim_has_class(&json!({"spec": {"storageClassName": ""}})));
+        assert!(claim_has_class(&json!({"metadata": {"annotations": {"volume.beta.kubernetes.io/storage-class": "x"}}, "spec": {}})));
     }
 }

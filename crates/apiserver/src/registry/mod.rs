@@ -7,6 +7,7 @@ pub mod context;
 pub mod managed_fields;
 pub mod priority;
 pub mod service_alloc;
+pub mod serviceaccount;
 pub mod store;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use storage::EtcdStorage;
 use self::admission::{Admission, NamespaceLifecycle};
 use self::priority::Priority;
 use self::service_alloc::ServiceAllocator;
+use self::serviceaccount::ServiceAccountAdmission;
 use self::store::{Allocator, Store};
 
 /// Size of each watch cache's ring of recent events.
@@ -32,7 +34,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(storage: EtcdStorage, service_allocator: Arc<ServiceAllocator>) -> Self {
+    /// Stores for every resource, with the admission chain minus the
+    /// `disabled` plugins (--disable-admission-plugins, upstream names).
+    pub fn new(
+        storage: EtcdStorage,
+        service_allocator: Arc<ServiceAllocator>,
+        disabled: &[String],
+    ) -> Self {
         let mut caches: HashMap<&'static str, Arc<WatchCache>> = HashMap::new();
         let cache_for = |segment: &str| {
             let prefix = format!("{}/{}/", storage.prefix().trim_end_matches('/'), segment);
@@ -42,10 +50,23 @@ impl Registry {
         caches.insert("namespaces", namespaces.clone());
         let priority_classes = cache_for("priorityclasses");
         caches.insert("priorityclasses", priority_classes.clone());
-        let admission = Arc::new(Admission::new(vec![
+        let service_accounts = cache_for("serviceaccounts");
+        caches.insert("serviceaccounts", service_accounts.clone());
+        // Upstream's order: NamespaceLifecycle, ServiceAccount, Priority.
+        let plugins: Vec<Arc<dyn admission::AdmissionPlugin>> = vec![
             Arc::new(NamespaceLifecycle::new(storage.clone(), namespaces)),
+            Arc::new(ServiceAccountAdmission::new(
+                storage.clone(),
+                service_accounts,
+            )),
             Arc::new(Priority::new(storage.clone(), priority_classes)),
-        ]));
+        ];
+        let admission = Arc::new(Admission::new(
+            plugins
+                .into_iter()
+                .filter(|p| !disabled.iter().any(|d| d == p.name()))
+                .collect(),
+        ));
         let mut stores = Vec::new();
         let mut index = HashMap::new();
         for strategy in resources::all() {

@@ -285,4 +285,20 @@ mod tests {
         );
         assert_eq!(der_len(300), vec![0x82, 0x01, 0x2c]);
     }
+
+    #[test]
+    fn generated_p256_pkcs8_ends_with_its_public_key() {
+        // What ferrokube's pki.rs relies on to write sa.pub next to sa.key.
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let der = doc.as_ref();
+        let kp = ring::signature::EcdsaKeyPair::from_pkcs8(alg, der, &rng).unwrap();
+        assert_eq!(&der[der.len() - 65..], kp.public_key().as_ref());
+        let s = signing_from_der(der, true).unwrap();
+        assert_eq!(s.alg, Algorithm::ES256);
+        let spki_der = spki(OID_EC, Some(OID_P256), kp.public_key().as_ref());
+        assert_eq!(spki_der.len(), 91);
+        assert_eq!(s.kid, key_id(&spki_der));
+    }
 }

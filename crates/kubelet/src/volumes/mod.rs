@@ -5,23 +5,27 @@
 //!
 //! Supported: emptyDir (disk, or tmpfs for medium Memory), hostPath (with
 //! type checks), configMap, secret, downwardAPI, projected (configMap,
-//! secret, downwardAPI; serviceAccountToken is skipped until tokens exist),
+//! secret, downwardAPI, serviceAccountToken through the TokenRequest API,
+//! see [`token`]),
 //! persistentVolumeClaim and generic ephemeral volumes bound to hostPath or
 //! local PersistentVolumes. API-backed contents are written with an atomic
 //! writer, so calling [`VolumeManager::setup_pod`] on every pod sync is how
-//! ConfigMap and Secret updates reach running containers.
+//! ConfigMap and Secret updates, and refreshed tokens, reach running
+//! containers.
 
 pub mod atomic_writer;
 pub mod downward;
 pub mod mount;
 pub mod source;
+pub mod token;
 
 pub use atomic_writer::FileProjection;
 pub use source::ObjectSource;
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, DownwardAPIVolumeFile, HostPathVolumeSource, KeyToPath, Pod, Secret,
-    Volume,
+    ServiceAccountTokenProjection, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use std::collections::{BTreeMap, HashMap};
@@ -104,6 +108,8 @@ pub struct VolumeManager {
     pod_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cleared once a tmpfs mount for secret/projected volumes was refused.
     tmpfs_for_api_data: AtomicBool,
+    /// Service-account tokens of projected volumes.
+    tokens: token::TokenManager,
 }
 
 /// Go-style rendering of an I/O error: `mkdir /x: permission denied`.
@@ -144,6 +150,7 @@ impl VolumeManager {
             resolved: Mutex::new(HashMap::new()),
             pod_locks: Mutex::new(HashMap::new()),
             tmpfs_for_api_data: AtomicBool::new(true),
+            tokens: token::TokenManager::default(),
         }
     }
 
@@ -384,11 +391,8 @@ impl VolumeManager {
                 } else if let Some(d) = &src.downward_api {
                     self.downward_payload(pod, d.items.as_deref(), default_mode)
                 } else if let Some(t) = &src.service_account_token {
-                    // ServiceAccount tokens are not issued by this control
-                    // plane yet: the file is left out of the volume.
-                    debug!(pod = %pod_ref(pod), volume = %vol.name, path = %t.path,
-                        "skipping serviceAccountToken projection: token issuance is not implemented");
-                    Ok(BTreeMap::new())
+                    self.service_account_token_payload(pod, t, default_mode)
+                        .await
                 } else {
                     debug!(pod = %pod_ref(pod), volume = %vol.name, "skipping unsupported projection");
                     Ok(BTreeMap::new())
@@ -427,6 +431,60 @@ impl VolumeManager {
             });
         }
         Err("volume type not supported by this kubelet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected, persistentVolumeClaim, ephemeral)".into())
+    }
+
+    /// A projected serviceAccountToken: a token for the pod's service
+    /// account, bound to the pod, with the source's audience (else the API
+    /// audiences) and expiration.
+    async fn service_account_token_payload(
+        &self,
+        pod: &Pod,
+        t: &ServiceAccountTokenProjection,
+        default_mode: i32,
+    ) -> Result<BTreeMap<String, FileProjection>, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| {
+                s.service_account_name
+                    .as_deref()
+                    .or(s.service_account.as_deref())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: t
+                    .audience
+                    .iter()
+                    .filter(|a| !a.is_empty())
+                    .cloned()
+                    .collect(),
+                expiration_seconds: t.expiration_seconds,
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone(),
+                }),
+            },
+            ..Default::default()
+        };
+        let tr = self
+            .tokens
+            .get(self.source.as_ref(), ns, sa, &request)
+            .await?;
+        let token = tr.status.map(|s| s.token).unwrap_or_default();
+        let mut payload = BTreeMap::new();
+        payload.insert(
+            t.path.clone(),
+            FileProjection {
+                data: token.into_bytes(),
+                mode: default_mode as u32,
+            },
+        );
+        Ok(payload)
     }
 
     fn allocatable_value(&self, name: &str) -> Option<i128> {
@@ -725,6 +783,7 @@ impl VolumeManager {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(pod_uid);
+            self.tokens.forget_pod(pod_uid);
         }
         self.pod_locks
             .lock()

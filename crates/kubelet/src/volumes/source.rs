@@ -4,8 +4,11 @@
 //! an in-memory source instead.
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret};
-use kube::api::Api;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount,
+};
+use kube::api::{Api, PostParams};
 
 /// Object lookups by name. `Ok(None)` means the object does not exist;
 /// `Err` carries a message for any other failure.
@@ -19,6 +22,15 @@ pub trait ObjectSource: Send + Sync {
         name: &str,
     ) -> Result<Option<PersistentVolumeClaim>, String>;
     async fn pv(&self, name: &str) -> Result<Option<PersistentVolume>, String>;
+    /// POST serviceaccounts/<name>/token: a token for the account as `request` asks.
+    async fn service_account_token(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _request: &TokenRequest,
+    ) -> Result<TokenRequest, String> {
+        Err("service account tokens are not available from this source".into())
+    }
 }
 
 fn api_error(kind: &str, namespace: &str, name: &str, err: kube::Error) -> String {
@@ -61,6 +73,23 @@ impl ObjectSource for kube::Client {
             .await
             .map_err(|e| api_error("persistentvolume", "", name, e))
     }
+
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, String> {
+        Api::<ServiceAccount>::namespaced(self.clone(), namespace)
+            .create_token_request(name, &PostParams::default(), request)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(status) => status.message,
+                other => {
+                    format!("failed to create token for serviceaccount {namespace}/{name}: {other}")
+                }
+            })
+    }
 }
 
 /// An in-memory source for tests.
@@ -71,6 +100,13 @@ pub(crate) struct FakeSource {
     pub secrets: std::collections::BTreeMap<(String, String), Secret>,
     pub pvcs: std::collections::BTreeMap<(String, String), PersistentVolumeClaim>,
     pub pvs: std::collections::BTreeMap<String, PersistentVolume>,
+    /// Token requests served, in order: (namespace, account, request).
+    pub token_requests: Vec<(String, String, TokenRequest)>,
+    /// When set, token requests fail with this message.
+    pub token_error: Option<String>,
+    /// When set, issued tokens expire this many seconds from now (whatever
+    /// their requested lifetime).
+    pub token_expires_in: Option<i64>,
 }
 
 #[cfg(test)]
@@ -132,5 +168,31 @@ impl ObjectSource for std::sync::Mutex<FakeSource> {
     async fn pv(&self, name: &str) -> Result<Option<PersistentVolume>, String> {
         let s = self.lock().unwrap();
         Ok(s.pvs.get(name).cloned())
+    }
+    /// Issues `token-<n>` (n = requests so far), valid for the requested
+    /// seconds (default 3600), or fails with `token_error`.
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, String> {
+        let mut s = self.lock().unwrap();
+        if let Some(e) = &s.token_error {
+            return Err(e.clone());
+        }
+        s.token_requests
+            .push((namespace.into(), name.into(), request.clone()));
+        let mut out = request.clone();
+        let ttl = request.spec.expiration_seconds.unwrap_or(3600);
+        out.spec.expiration_seconds = Some(ttl);
+        let lifetime = s.token_expires_in.unwrap_or(ttl);
+        let exp = k8s_openapi::jiff::Timestamp::now()
+            + k8s_openapi::jiff::SignedDuration::from_secs(lifetime);
+        out.status = Some(k8s_openapi::api::authentication::v1::TokenRequestStatus {
+            token: format!("token-{}", s.token_requests.len()),
+            expiration_timestamp: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(exp),
+        });
+        Ok(out)
     }
 }

@@ -220,7 +220,7 @@ async fn secret_downward_and_projected_volumes() {
         "sec",
         &[("token", b"\x00\x01bin"), ("user", b"admin")],
     );
-    let (_tmp, _src, vm) = manager(src);
+    let (_tmp, fake, vm) = manager(src);
     let field = |path: &str, fp: &str| DownwardAPIVolumeFile {
         path: path.into(),
         field_ref: Some(ObjectFieldSelector {
@@ -333,7 +333,19 @@ async fn secret_downward_and_projected_volumes() {
     assert_eq!(mode_of(&p.join("a")), 0o640);
     assert_eq!(fs::read_to_string(p.join("creds/user")).unwrap(), "admin");
     assert_eq!(fs::read_to_string(p.join("ns")).unwrap(), "default");
-    assert!(!p.join("token").exists());
+    // The token of the pod's service account, bound to the pod.
+    assert_eq!(fs::read_to_string(p.join("token")).unwrap(), "token-1");
+    assert_eq!(mode_of(&p.join("token")), 0o640);
+    {
+        let s = fake.lock().unwrap();
+        let (ns, sa, tr) = &s.token_requests[0];
+        assert_eq!((ns.as_str(), sa.as_str()), ("default", "default"));
+        let b = tr.spec.bound_object_ref.as_ref().unwrap();
+        assert_eq!(b.kind.as_deref(), Some("Pod"));
+        assert_eq!(b.name.as_deref(), Some("web"));
+        assert_eq!(b.uid.as_deref(), Some("11111111-2222"));
+        assert!(tr.spec.audiences.is_empty());
+    }
 
     // Secrets live on tmpfs when the kubelet may mount; teardown unmounts.
     let secret_dir = v.join("kubernetes.io~secret/s");
@@ -678,4 +690,179 @@ async fn etc_hosts_file() {
     assert_eq!(vm.pods_on_disk(), vec!["11111111-2222".to_string()]);
     let cdir = vm.container_dir("11111111-2222", "c").unwrap();
     assert!(cdir.ends_with("pods/11111111-2222/containers/c"));
+}
+
+fn token_pod(audience: Option<&str>, expiration: Option<i64>) -> Pod {
+    let mut pod = pod_with(
+        vec![Volume {
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o644),
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        audience: audience.map(str::to_string),
+                        expiration_seconds: expiration,
+                    }),
+                    ..Default::default()
+                }]),
+            }),
+            ..vol("kube-api-access-abcde")
+        }],
+        vec![mnt(
+            "kube-api-access-abcde",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+        )],
+    );
+    pod.spec.as_mut().unwrap().service_account_name = Some("robot".into());
+    pod
+}
+
+#[tokio::test]
+async fn service_account_token_is_requested_cached_and_refreshed() {
+    let (_tmp, src, vm) = manager(FakeSource::default());
+    let pod = token_pod(Some("vault"), Some(3607));
+    vm.setup_pod(&pod).await.unwrap();
+    let file = vm
+        .pod_dir("11111111-2222")
+        .join("volumes/kubernetes.io~projected/kube-api-access-abcde/token");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "token-1");
+    {
+        let s = src.lock().unwrap();
+        let (ns, sa, tr) = &s.token_requests[0];
+        assert_eq!((ns.as_str(), sa.as_str()), ("default", "robot"));
+        assert_eq!(tr.spec.audiences, vec!["vault".to_string()]);
+        assert_eq!(tr.spec.expiration_seconds, Some(3607));
+    }
+    // Fresh: later syncs reuse it.
+    vm.setup_pod(&pod).await.unwrap();
+    vm.setup_pod(&pod).await.unwrap();
+    assert_eq!(src.lock().unwrap().token_requests.len(), 1);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "token-1");
+
+    // A token in the last 20% of its life is replaced on the next sync.
+    let pod = token_pod(None, Some(1000));
+    src.lock().unwrap().token_expires_in = Some(100);
+    vm.setup_pod(&pod).await.unwrap();
+    assert_eq!(fs::read_to_string(&file).unwrap(), "token-2");
+    vm.setup_pod(&pod).await.unwrap();
+    assert_eq!(fs::read_to_string(&file).unwrap(), "token-3");
+
+    // A failed refresh keeps the unexpired cached token.
+    src.lock().unwrap().token_error = Some("apiserver down".into());
+    vm.setup_pod(&pod).await.unwrap();
+    assert_eq!(fs::read_to_string(&file).unwrap(), "token-3");
+
+    // Teardown forgets the pod's tokens.
+    vm.teardown_pod("11111111-2222").await.unwrap();
+    assert!(vm.tokens.is_empty());
+}
+
+#[tokio::test]
+async fn service_account_token_failure_is_a_failed_mount() {
+    let src = FakeSource {
+        token_error: Some(r#"serviceaccounts "robot" not found"#.into()),
+        ..Default::default()
+    };
+    let (_tmp, _src, vm) = manager(src);
+    let err = vm.setup_pod(&token_pod(None, None)).await.unwrap_err();
+    assert_eq!(err.reason(), "FailedMount");
+    assert_eq!(
+        err.to_string(),
+        r#"MountVolume.SetUp failed for volume "kube-api-access-abcde" : failed to fetch token: serviceaccounts "robot" not found"#
+    );
+}
+
+/// The whole path against a real apiserver: admission injects the
+/// kube-api-access volume, the kubelet fills it (token bound to the pod,
+/// ca.crt, namespace) and the token authenticates as the account.
+#[tokio::test]
+async fn kube_api_access_volume_against_a_real_apiserver() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use kube::api::{Api, ListParams, PostParams};
+    let srv = apiserver::testing::TestServer::start_with(
+        1,
+        vec!["--enable-admission-plugins=ServiceAccount".into()],
+    )
+    .await
+    .unwrap();
+    let client = srv.client().await.unwrap();
+    let ns = "kubelet-token";
+    fn create<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &create(serde_json::json!({"metadata": {"name": ns}})),
+        )
+        .await
+        .unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &create(serde_json::json!({"metadata": {"name": "default"}})),
+        )
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &create(serde_json::json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": srv.pki.ca_pem}})),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = pods
+        .create(
+            &PostParams::default(),
+            &create(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})),
+        )
+        .await
+        .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let vm = VolumeManager::new(client.clone(), tmp.path().to_path_buf(), "node-a".into());
+    vm.setup_pod(&pod).await.unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let vol = &pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0].name;
+    let dir = vm
+        .pod_dir(&uid)
+        .join("volumes/kubernetes.io~projected")
+        .join(vol);
+    assert_eq!(fs::read_to_string(dir.join("namespace")).unwrap(), ns);
+    assert_eq!(
+        fs::read_to_string(dir.join("ca.crt")).unwrap(),
+        srv.pki.ca_pem
+    );
+    let token = fs::read_to_string(dir.join("token")).unwrap();
+    assert_eq!(mode_of(&dir.join("token")), 0o644);
+    // The container's mount.
+    let mounts = vm.container_mounts(&pod, &container(&pod)).unwrap();
+    assert!(mounts.iter().any(|m| m.container_path
+        == "/var/run/secrets/kubernetes.io/serviceaccount"
+        && m.readonly
+        && m.host_path == dir));
+
+    // What an in-cluster client does with the token.
+    let mut cfg = kube::Config::new(srv.url().parse().unwrap());
+    cfg.root_cert = Some(vec![pem_der(&srv.pki.ca_pem)]);
+    cfg.auth_info.token = Some(token.clone().into());
+    let as_pod = kube::Client::try_from(cfg).unwrap();
+    Api::<Pod>::namespaced(as_pod.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    // A later sync keeps the same (fresh) token.
+    vm.setup_pod(&pod).await.unwrap();
+    assert_eq!(fs::read_to_string(dir.join("token")).unwrap(), token);
+    vm.teardown_pod(&uid).await.unwrap();
+    srv.stop().await.unwrap();
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
