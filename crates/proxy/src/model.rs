@@ -146,6 +146,14 @@ pub fn is_proxied(svc: &Service) -> bool {
     }
 }
 
+/// Names end up in nftables chain names: only what the API allows for
+/// namespace, Service and port names (letters, digits, `-`, `.`, `_`).
+fn safe_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
 fn parse_v4(s: &str) -> Option<Ipv4Addr> {
     s.trim().parse().ok()
 }
@@ -158,6 +166,10 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
         return out;
     }
     let (namespace, name) = ns_name(&svc.metadata);
+    if !safe_name(&namespace) || !safe_name(&name) || name.is_empty() {
+        tracing::info!(namespace = %namespace, name = %name, "invalid Service name, skipping");
+        return out;
+    }
     let Some(spec) = svc.spec.as_ref() else {
         return out;
     };
@@ -244,10 +256,15 @@ pub fn service_ports(svc: &Service) -> Vec<ServicePort> {
         } else {
             None
         };
+        let port_name = p.name.clone().unwrap_or_default();
+        if !safe_name(&port_name) {
+            tracing::info!(service = %format!("{namespace}/{name}"), port = %port_name, "invalid port name, skipping");
+            continue;
+        }
         out.push(ServicePort {
             namespace: namespace.clone(),
             name: name.clone(),
-            port_name: p.name.clone().unwrap_or_default(),
+            port_name,
             protocol,
             cluster_ip,
             port,
@@ -275,7 +292,10 @@ pub fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
         return None;
     }
     let svc = labels.get(LABEL_SERVICE_NAME)?;
-    Some((slice.metadata.namespace.clone().unwrap_or_default(), svc.clone()))
+    Some((
+        slice.metadata.namespace.clone().unwrap_or_default(),
+        svc.clone(),
+    ))
 }
 
 /// The endpoints of `sp` from the Service's slices, deduplicated by
@@ -422,4 +442,206 @@ pub fn join<'a>(
         (a.service.key(), a.service.protocol).cmp(&(b.service.key(), b.service.protocol))
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(v: serde_json::Value) -> Service {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn slice(v: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn web() -> serde_json::Value {
+        json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": "10.96.0.10",
+                "clusterIPs": ["10.96.0.10"],
+                "ports": [
+                    {"name": "http", "port": 80, "protocol": "TCP"},
+                    {"name": "dns", "port": 53, "protocol": "UDP"}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn ports_of_a_service() {
+        let ports = service_ports(&svc(web()));
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].key(), "default/web:http");
+        assert_eq!(ports[0].protocol, Protocol::Tcp);
+        assert_eq!(ports[1].protocol, Protocol::Udp);
+        assert_eq!(
+            ports[0].cluster_ip,
+            "10.96.0.10".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(ports[0].node_port, None);
+        assert!(!ports[0].externally_accessible());
+    }
+
+    #[test]
+    fn skipped_services() {
+        let mut v = web();
+        v["spec"]["clusterIP"] = json!("None");
+        v["spec"]["clusterIPs"] = json!(["None"]);
+        assert!(service_ports(&svc(v)).is_empty(), "headless");
+        let mut v = web();
+        v["spec"]["type"] = json!("ExternalName");
+        v["spec"]["externalName"] = json!("example.com");
+        assert!(service_ports(&svc(v)).is_empty(), "ExternalName");
+        let mut v = web();
+        v["metadata"]["labels"] = json!({"service.kubernetes.io/service-proxy-name": "other"});
+        assert!(service_ports(&svc(v)).is_empty(), "other proxy");
+        let mut v = web();
+        v["spec"]["clusterIP"] = json!("fd00::10");
+        v["spec"]["clusterIPs"] = json!(["fd00::10"]);
+        assert!(service_ports(&svc(v)).is_empty(), "IPv6 only");
+        assert!(service_ports(&svc(json!({"metadata": {"name": "x"}}))).is_empty());
+        let mut v = web();
+        v["metadata"]["name"] = json!("we b");
+        assert!(service_ports(&svc(v)).is_empty(), "bad name");
+    }
+
+    #[test]
+    fn malformed_ports_are_skipped() {
+        let mut v = web();
+        v["spec"]["ports"] = json!([
+            {"name": "a", "port": 70000},
+            {"name": "b", "port": 0},
+            {"name": "c", "port": 80, "protocol": "ICMP"},
+            {"name": "d", "port": 81, "nodePort": -5},
+            {"name": "e", "port": 82},
+            {"name": "f; drop", "port": 83}
+        ]);
+        v["spec"]["type"] = json!("NodePort");
+        let ports = service_ports(&svc(v));
+        let names: Vec<&str> = ports.iter().map(|p| p.port_name.as_str()).collect();
+        assert_eq!(names, vec!["d", "e"]);
+        assert_eq!(ports[0].node_port, None);
+        assert_eq!(ports[1].protocol, Protocol::Tcp);
+    }
+
+    #[test]
+    fn load_balancer_and_policies() {
+        let mut v = web();
+        v["spec"]["type"] = json!("LoadBalancer");
+        v["spec"]["ports"] = json!([{"name": "http", "port": 80, "nodePort": 30080}]);
+        v["spec"]["externalTrafficPolicy"] = json!("Local");
+        v["spec"]["internalTrafficPolicy"] = json!("Local");
+        v["spec"]["healthCheckNodePort"] = json!(32000);
+        v["spec"]["externalIPs"] = json!(["192.0.2.1", "not-an-ip"]);
+        v["spec"]["sessionAffinity"] = json!("ClientIP");
+        v["spec"]["loadBalancerSourceRanges"] = json!(["203.0.113.7/24"]);
+        v["status"] = json!({"loadBalancer": {"ingress": [
+            {"ip": "198.51.100.7"}, {"hostname": "lb.example.com"},
+            {"ip": "198.51.100.8", "ipMode": "Proxy"}
+        ]}});
+        let p = &service_ports(&svc(v.clone()))[0];
+        assert_eq!(p.node_port, Some(30080));
+        assert_eq!(
+            p.external_ips,
+            vec!["192.0.2.1".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(
+            p.load_balancer_ips,
+            vec!["198.51.100.7".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(
+            p.load_balancer_source_ranges,
+            vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert!(p.external_local && p.internal_local);
+        assert_eq!(p.health_check_node_port, Some(32000));
+        assert_eq!(p.affinity_timeout, Some(DEFAULT_AFFINITY_TIMEOUT));
+        v["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 60}});
+        assert_eq!(service_ports(&svc(v))[0].affinity_timeout, Some(60));
+        // eTP Local does not apply to a plain ClusterIP Service.
+        let mut v = web();
+        v["spec"]["externalTrafficPolicy"] = json!("Local");
+        assert!(!service_ports(&svc(v))[0].external_local);
+    }
+
+    #[test]
+    fn endpoints_from_slices() {
+        let s1 = slice(json!({
+            "metadata": {"name": "web-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                      {"name": "dns", "port": 5353, "protocol": "UDP"}],
+            "endpoints": [
+                {"addresses": ["10.244.0.6"], "conditions": {"ready": true}, "nodeName": "node-a"},
+                {"addresses": ["10.244.0.5"], "nodeName": "node-b"},
+                {"addresses": ["10.244.0.7"], "conditions": {"ready": false, "serving": true, "terminating": true}},
+                {"addresses": ["bogus"]},
+                {"addresses": []}
+            ]
+        }));
+        let s2 = slice(json!({
+            "metadata": {"name": "web-2", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.244.0.5"]}, {"addresses": ["10.244.0.9"]}]
+        }));
+        let v6 = slice(json!({
+            "metadata": {"name": "web-3", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv6",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["fd00::1"]}]
+        }));
+        let other = slice(json!({
+            "metadata": {"name": "x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "other"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 1}],
+            "endpoints": [{"addresses": ["10.1.1.1"]}]
+        }));
+        let s = svc(web());
+        let joined = join([&s], [&s1, &s2, &v6, &other], "node-a");
+        assert_eq!(joined.len(), 2);
+        let dns = &joined[0];
+        assert_eq!(dns.service.port_name, "dns");
+        assert_eq!(dns.endpoints.len(), 3);
+        assert!(dns.endpoints.iter().all(|e| e.port == 5353));
+        let http = &joined[1];
+        let addrs: Vec<String> = http.endpoints.iter().map(Endpoint::addr).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                "10.244.0.5:8080",
+                "10.244.0.6:8080",
+                "10.244.0.7:8080",
+                "10.244.0.9:8080"
+            ]
+        );
+        let e6 = &http.endpoints[1];
+        assert!(e6.ready && e6.serving && !e6.terminating && e6.local);
+        let e7 = &http.endpoints[2];
+        assert!(!e7.ready && e7.serving && e7.terminating && !e7.local);
+        let cat = categorize(&http.service, &http.endpoints);
+        assert_eq!(cat.cluster.len(), 3);
+        assert!(cat.has_any);
+    }
+
+    #[test]
+    fn headless_slices_ignored() {
+        let s = slice(json!({
+            "metadata": {"name": "h", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "h",
+                                    "service.kubernetes.io/headless": ""}},
+            "addressType": "IPv4",
+            "endpoints": []
+        }));
+        assert_eq!(slice_service(&s), None);
+    }
 }
