@@ -26,7 +26,7 @@ APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates ope
   busybox-static containerd runc containernetworking-plugins docker-registry skopeo nftables iproute2 conntrack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 
-.PHONY: all deps build images up down test e2e bench schemas lint fmt clean
+.PHONY: all deps build images up down test e2e bench schemas lint fmt clean install
 
 all: build
 
@@ -131,3 +131,57 @@ fmt:
 
 clean:
 	rm -rf "$(OUT_DIR)"
+
+# Install onto this machine (or into DESTDIR, for packaging) what
+# docs/deploy.md uses: the daemons and ferrokube from _output/bin (run
+# `make build` first) into $(DESTDIR)$(PREFIX)/bin, the systemd units of
+# hack/systemd (ExecStart pointed at $(PREFIX)/bin) and the etcd/containerd
+# drop-ins into $(DESTDIR)/etc/systemd/system; the example /etc/default
+# files, containerd's CRI configuration and the KubeletConfiguration only
+# where they do not exist yet. Nothing is enabled or started.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy \
+  cloud-controller-manager ferrokube
+SYSTEMD_SRC := $(CURDIR)/hack/systemd
+UNIT_DIR := $(DESTDIR)/etc/systemd/system
+
+install:
+	@for b in $(INSTALL_BINS); do \
+	  if [ ! -x "$(BIN_DIR)/$$b" ]; then echo "$(BIN_DIR)/$$b is missing: run 'make build' first" >&2; exit 1; fi; \
+	done
+	@install -d -m 0755 "$(DESTDIR)$(PREFIX)/bin" "$(UNIT_DIR)"
+	@for b in $(INSTALL_BINS); do \
+	  install -m 0755 "$(BIN_DIR)/$$b" "$(DESTDIR)$(PREFIX)/bin/$$b"; \
+	  echo "  $(DESTDIR)$(PREFIX)/bin/$$b"; \
+	done
+	@for u in "$(SYSTEMD_SRC)"/*.service; do \
+	  n="$$(basename "$$u")"; \
+	  sed -e 's#/usr/local/bin/#$(PREFIX)/bin/#g' "$$u" > "$(UNIT_DIR)/.$$n.tmp"; \
+	  chmod 0644 "$(UNIT_DIR)/.$$n.tmp"; \
+	  mv -f "$(UNIT_DIR)/.$$n.tmp" "$(UNIT_DIR)/$$n"; \
+	  echo "  $(UNIT_DIR)/$$n"; \
+	done
+	@for d in etcd containerd; do \
+	  install -D -m 0644 "$(SYSTEMD_SRC)/$$d.service.d/10-ferrokube.conf" "$(UNIT_DIR)/$$d.service.d/10-ferrokube.conf"; \
+	  echo "  $(UNIT_DIR)/$$d.service.d/10-ferrokube.conf"; \
+	done
+	@install_new() { \
+	  if [ -e "$(DESTDIR)$$2" ]; then echo "  $(DESTDIR)$$2 exists, kept"; \
+	  else install -D -m 0644 "$(SYSTEMD_SRC)/$$1" "$(DESTDIR)$$2"; echo "  $(DESTDIR)$$2"; fi; \
+	}; \
+	for f in kube-apiserver kube-controller-manager kube-scheduler cloud-controller-manager kubelet kube-proxy etcd; do \
+	  install_new "default/$$f" "/etc/default/$$f"; \
+	done; \
+	install_new containerd/ferrokube.toml /etc/containerd/ferrokube.toml; \
+	install_new containerd/ferrokube-cni.template /etc/containerd/ferrokube-cni.template; \
+	install_new kubelet/config.yaml /var/lib/kubelet/config.yaml
+	@echo
+	@echo "Installed; nothing was enabled or started. Next (docs/deploy.md walks through it):"
+	@echo "  1. certificates and kubeconfigs into /etc/kubernetes: $(PREFIX)/bin/ferrokube certs --help"
+	@echo "  2. this machine's values in /etc/default/<daemon> (etcd members: /etc/default/etcd)"
+	@echo "  3. systemctl daemon-reload"
+	@echo "  4. etcd members:  systemctl restart etcd"
+	@echo "     control plane: systemctl enable --now kube-apiserver kube-controller-manager kube-scheduler"
+	@echo "     nodes:         systemctl restart containerd && systemctl enable --now kubelet kube-proxy"
+

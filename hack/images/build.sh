@@ -28,7 +28,7 @@ repo="$(cd "$here/../.." && pwd)"
 BIN_DIR="${BIN_DIR:-$repo/_output/bin}"
 IMAGES_DIR="${IMAGES_DIR:-$repo/_output/images}"
 EPOCH="${SOURCE_DATE_EPOCH:-0}"
-ALL_IMAGES=(pause busybox test-server cluster-dns)
+ALL_IMAGES=(pause busybox test-server cluster-dns local-path-provisioner)
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 
@@ -208,6 +208,18 @@ image_cluster-dns() {
   install_binary "$BIN_DIR/cluster-dns" "$root" cluster-dns
   write_image cluster-dns registry.k8s.io/ferrokube/cluster-dns:latest "$root" \
     "\"Env\":$(json_array "PATH=$DEFAULT_PATH"),\"Entrypoint\":$(json_array /cluster-dns),\"ExposedPorts\":{\"53/tcp\":{},\"53/udp\":{},\"8080/tcp\":{},\"8181/tcp\":{},\"9153/tcp\":{}},\"WorkingDir\":\"/\""
+}
+
+# registry.k8s.io/ferrokube/local-path-provisioner:latest —
+# crates/local-path-provisioner, the dynamic hostPath provisioner the
+# hack/addons/local-path.yaml Deployment runs (its helper pods use busybox).
+image_local-path-provisioner() {
+  local root="$work/local-path-provisioner-root"
+  mkdir -p "$root/tmp" "$root/etc/config"
+  chmod 1777 "$root/tmp"
+  install_binary "$BIN_DIR/local-path-provisioner" "$root" local-path-provisioner
+  write_image local-path-provisioner registry.k8s.io/ferrokube/local-path-provisioner:latest "$root" \
+    "\"Env\":$(json_array "PATH=$DEFAULT_PATH"),\"Entrypoint\":$(json_array /local-path-provisioner),\"WorkingDir\":\"/\""
 }
 
 # ---------------------------------------------------------------- main

@@ -227,7 +227,14 @@ spec:
     });
 
     t.check("ClusterIP by DNS name", || {
-        wait_ready_pods(&c, "k8s-app=kube-dns", 1);
+        eventually("cluster DNS Ready", POD_START, || {
+            let out = c.kubectl_ok(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns"]);
+            if out.lines().skip(1).any(|l| l.contains(" 1/1 ")) {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
         let body = eventually("DNS answers", Duration::from_secs(30), || {
             pod_get(&c, "http://web.default.svc.cluster.local/hostname")
         });
@@ -437,10 +444,14 @@ spec:
     });
 
     t.check("traffic keeps flowing through a kube-proxy restart", || {
-        let lb = service(&c, "web-lb")["status"]["loadBalancer"]["ingress"][0]["ip"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let lb = eventually(
+            "an ingress IP",
+            Duration::from_secs(30),
+            || match service(&c, "web-lb")["status"]["loadBalancer"]["ingress"][0]["ip"].as_str() {
+                Some(ip) => Ok(ip.to_string()),
+                None => Err("none yet".into()),
+            },
+        );
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stop.clone();
         let addr = format!("{lb}:80");

@@ -15,7 +15,13 @@ fn conformance_suite_on_a_fresh_cluster() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2e"));
     cmd.args(["--kubeconfig"])
         .arg(&c.kubeconfig)
-        .args(["--context", &c.context, "--ferrokube-cluster", &c.name, "--junit"])
+        .args([
+            "--context",
+            &c.context,
+            "--ferrokube-cluster",
+            &c.name,
+            "--junit",
+        ])
         .arg(&junit)
         .env("FERROKUBE_HOME", c.home())
         .env("FERROKUBE_BIN_DIR", test_e2e::bin_dir());

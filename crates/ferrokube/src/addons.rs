@@ -13,6 +13,28 @@ use serde::Deserialize;
 /// Cluster DNS: the `kube-dns` Service (10.96.0.10) and its Deployment.
 pub const DNS: &str = include_str!("../../../hack/addons/dns.yaml");
 
+/// Local-path storage (StorageClass `standard`, the default): the
+/// provisioner's manifest with a directory per node under the cluster's
+/// state (every node of a local cluster shares the host's filesystem).
+pub fn local_path(cluster_dir: &Path, nodes: &[String]) -> Result<String> {
+    use local_path_provisioner::addon;
+    let cfg = addon::node_path_config(
+        nodes.iter().map(|n| {
+            (
+                n.clone(),
+                cluster_dir
+                    .join("nodes")
+                    .join(n)
+                    .join("local-path")
+                    .display()
+                    .to_string(),
+            )
+        }),
+        Some(&cluster_dir.join("local-path").display().to_string()),
+    )?;
+    addon::manifest_with_config(addon::MANIFEST, &cfg)
+}
+
 /// Create every object of the multi-document YAML `manifests`.
 pub async fn apply(kubeconfig: &Path, manifests: &str) -> Result<()> {
     let client = client_base::client::kube_client(Some(kubeconfig)).await?;

@@ -980,6 +980,14 @@ async fn create_in(
         let r = crate::addons::apply(&layout.kubeconfig(), crate::addons::DNS).await;
         out.end(r.is_ok());
         r?;
+        out.begin("Deploying local-path storage (StorageClass standard)");
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let r = match crate::addons::local_path(&layout.dir, &names) {
+            Ok(m) => crate::addons::apply(&layout.kubeconfig(), &m).await,
+            Err(e) => Err(e),
+        };
+        out.end(r.is_ok());
+        r?;
     }
     if !opts.wait.is_zero() {
         out.status(&format!(

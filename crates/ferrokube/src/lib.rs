@@ -8,6 +8,7 @@
 
 pub mod addons;
 pub mod apiclient;
+pub mod certs_cmd;
 pub mod cluster;
 pub mod config;
 pub mod images;
@@ -112,6 +113,9 @@ pub enum Command {
     /// Restarts a node daemon: [kubelet]
     #[command(subcommand)]
     Restart(RestartCommand),
+    /// Creates certificates and kubeconfigs for a cluster of machines (kubeadm's layout)
+    #[command(subcommand)]
+    Certs(certs_cmd::CertsCommand),
     /// Prints the ferrokube CLI version
     Version,
 }
@@ -273,6 +277,7 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
         Command::Version => {
             writeln!(stdout, "{}", version_string())?;
         }
+        Command::Certs(c) => certs_cmd::run(c, stdout)?,
         Command::Create(CreateCommand::Cluster {
             name,
             wait,

@@ -203,7 +203,9 @@ pub const DEFAULT_CLASS_ANNOTATIONS: &[&str] = &[
 /// Whether a claim already names a class (`spec.storageClassName` present,
 /// even empty, or the beta `volume.beta.kubernetes.io/storage-class`).
 pub fn claim_has_class(claim: &Value) -> bool {
-    claim.pointer("/spec/storageClassName").is_some_and(|v| !v.is_null())
+    claim
+        .pointer("/spec/storageClassName")
+        .is_some_and(|v| !v.is_null())
         || claim
             .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
             .is_some()
@@ -280,11 +282,10 @@ impl AdmissionPlugin for DefaultStorageClass {
         {
             return Ok(());
         }
-        let (items, _) = self
-            .classes
-            .list(&self.key_root, None)
-            .await
-            .map_err(|e| ApiError::internal(format!("failed to get default storage class: {e}")))?;
+        let (items, _) =
+            self.classes.list(&self.key_root, None).await.map_err(|e| {
+                ApiError::internal(format!("failed to get default storage class: {e}"))
+            })?;
         if let Some(name) = default_storage_class(items.iter().map(|c| &*c.object)) {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("storageClassName".into(), Value::String(name));
@@ -303,7 +304,8 @@ mod default_storage_class_tests {
     fn class(name: &str, created: &str, default: Option<&str>) -> Value {
         let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}});
         if let Some(d) = default {
-            c["metadata"]["annotations"] = json!({"storageclass.kubernetes.io/is-default-class": d});
+            c["metadata"]["annotations"] =
+                json!({"storageclass.kubernetes.io/is-default-class": d});
         }
         c
     }
@@ -320,11 +322,64 @@ mod default_storage_class_tests {
         assert_eq!(default_storage_class([&beta]), Some("e".into()));
     }
 
+    /// The plugin on a real etcd and watch cache: a claim without a class
+    /// gets the default one; one with a class (even "") keeps it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fills_the_default_class_from_the_cache() {
+        if !storage::testing::etcd_available() {
+            eprintln!("etcd not available; skipping");
+            return;
+        }
+        let etcd = storage::testing::EtcdProcess::start();
+        let storage = EtcdStorage::connect(&etcd.config()).await.unwrap();
+        let prefix = format!("{}/storageclasses/", storage.prefix().trim_end_matches('/'));
+        for c in [
+            class("slow", "2025-01-01T00:00:00Z", None),
+            class("standard", "2025-01-02T00:00:00Z", Some("true")),
+        ] {
+            let name = apimachinery::meta::name(&c).to_string();
+            storage
+                .put_unconditional(&format!("{prefix}{name}"), serde_json::to_vec(&c).unwrap())
+                .await
+                .unwrap();
+        }
+        let cache = WatchCache::start(storage.clone(), prefix, 16);
+        let plugin = DefaultStorageClass::new(&storage, cache);
+        let pvcs = resources::all()
+            .into_iter()
+            .map(|s| s.info().clone())
+            .find(|i| i.group.is_empty() && i.plural == "persistentvolumeclaims")
+            .unwrap();
+        let ctx = RequestContext::new(super::super::context::UserInfo::anonymous());
+        let mut claim = json!({"metadata": {"name": "c", "namespace": "default"}, "spec": {}});
+        plugin
+            .mutate(Operation::Create, &pvcs, &mut claim, None, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(claim["spec"]["storageClassName"], "standard");
+        let mut empty = json!({"metadata": {"name": "c"}, "spec": {"storageClassName": ""}});
+        plugin
+            .mutate(Operation::Create, &pvcs, &mut empty, None, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(empty["spec"]["storageClassName"], "");
+        let mut update = json!({"metadata": {"name": "c"}, "spec": {}});
+        plugin
+            .mutate(Operation::Update, &pvcs, &mut update, None, &ctx)
+            .await
+            .unwrap();
+        assert!(update["spec"].get("storageClassName").is_none());
+    }
+
     #[test]
     fn claims_with_a_class_keep_it() {
         assert!(!claim_has_class(&json!({"spec": {}})));
-        assert!(!claim_has_class(&json!({"spec": {"storageClassName": null}})));
+        assert!(!claim_has_class(
+            &json!({"spec": {"storageClassName": null}})
+        ));
         assert!(claim_has_class(&json!({"spec": {"storageClassName": ""}})));
-        assert!(claim_has_class(&json!({"metadata": {"annotations": {"volume.beta.kubernetes.io/storage-class": "x"}}, "spec": {}})));
+        assert!(claim_has_class(
+            &json!({"metadata": {"annotations": {"volume.beta.kubernetes.io/storage-class": "x"}}, "spec": {}})
+        ));
     }
 }

@@ -52,7 +52,10 @@ impl Registry {
         caches.insert("priorityclasses", priority_classes.clone());
         let service_accounts = cache_for("serviceaccounts");
         caches.insert("serviceaccounts", service_accounts.clone());
-        // Upstream's order: NamespaceLifecycle, ServiceAccount, Priority.
+        let storage_classes = cache_for("storageclasses");
+        caches.insert("storageclasses", storage_classes.clone());
+        // Upstream's order: NamespaceLifecycle, ServiceAccount, Priority,
+        // DefaultStorageClass.
         let plugins: Vec<Arc<dyn admission::AdmissionPlugin>> = vec![
             Arc::new(NamespaceLifecycle::new(storage.clone(), namespaces)),
             Arc::new(ServiceAccountAdmission::new(
@@ -60,6 +63,10 @@ impl Registry {
                 service_accounts,
             )),
             Arc::new(Priority::new(storage.clone(), priority_classes)),
+            Arc::new(admission::DefaultStorageClass::new(
+                &storage,
+                storage_classes,
+            )),
         ];
         let admission = Arc::new(Admission::new(
             plugins

@@ -175,7 +175,10 @@ pub fn replace_args(dst: Ipv4Net, hops: &[Ipv4Addr], dev: &str, proto: u8) -> Ve
             ]);
         }
         _ => {
+            // `ip` reads everything after the first `nexthop` as nexthops:
+            // the route's own options go before them.
             a.push(dst.to_string());
+            a.extend(s(&["table", "main", "proto", &proto.to_string()]));
             for h in &hops {
                 a.extend([
                     "nexthop".into(),
@@ -187,7 +190,9 @@ pub fn replace_args(dst: Ipv4Net, hops: &[Ipv4Addr], dev: &str, proto: u8) -> Ve
             }
         }
     }
-    a.extend(s(&["table", "main", "proto", &proto.to_string()]));
+    if hops.len() < 2 {
+        a.extend(s(&["table", "main", "proto", &proto.to_string()]));
+    }
     a
 }
 
@@ -255,7 +260,7 @@ mod tests {
         );
         assert_eq!(
             a(&["10.0.0.11", "10.0.0.10", "10.0.0.11"]),
-            "-4 route replace 10.0.0.200/32 nexthop via 10.0.0.10 dev br0 nexthop via 10.0.0.11 dev br0 table main proto 147"
+            "-4 route replace 10.0.0.200/32 table main proto 147 nexthop via 10.0.0.10 dev br0 nexthop via 10.0.0.11 dev br0"
         );
     }
 }

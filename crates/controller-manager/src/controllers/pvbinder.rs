@@ -12,8 +12,9 @@
 //!   the claim gets `volume.kubernetes.io/storage-provisioner`),
 //!   WaitForFirstConsumer, or FailedBinding events;
 //! * volumes whose claim is gone become Released, then are deleted (Delete),
-//!   kept (Retain) or made Available again (Recycle); bound claims whose
-//!   volume is gone become Lost (ClaimLost).
+//!   kept (Retain) or made Available again (Recycle); Delete volumes of an
+//!   external provisioner (`pv.kubernetes.io/provisioned-by`) are left to
+//!   it; bound claims whose volume is gone become Lost (ClaimLost).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
 pub const ANN_BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 
 fn claim_class(c: &PersistentVolumeClaim) -> String {
     c.spec
@@ -195,6 +197,17 @@ pub fn find_match<'a>(
         }
     }
     best
+}
+
+/// Whether a volume was made by an external provisioner
+/// (`pv.kubernetes.io/provisioned-by` names one outside `kubernetes.io/`):
+/// its deletion is left to that provisioner.
+pub fn provisioned_externally(v: &PersistentVolume) -> bool {
+    v.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_PROVISIONED_BY))
+        .is_some_and(|p| !p.is_empty() && !p.starts_with("kubernetes.io/"))
 }
 
 fn claim_phase(c: &PersistentVolumeClaim) -> &str {
@@ -483,6 +496,9 @@ async fn sync_all(
                         .await?;
                 }
                 match policy.as_str() {
+                    // An external provisioner deletes what it provisioned
+                    // (its storage first, then the volume), as upstream.
+                    "Delete" if provisioned_externally(v) => {}
                     "Delete" => match pv_api.delete(&vname, &DeleteParams::default()).await {
                         Ok(_) => tracing::info!(
                             "persistentvolume-binder: deleted released volume {vname}"
@@ -553,6 +569,28 @@ mod tests {
             }),
             status: None,
         }
+    }
+
+    #[test]
+    fn external_volumes_are_deleted_by_their_provisioner() {
+        let mut v = pv("a", "1Gi", "std");
+        assert!(!provisioned_externally(&v));
+        v.metadata.annotations = Some(
+            [(
+                ANN_PROVISIONED_BY.to_string(),
+                "rancher.io/local-path".to_string(),
+            )]
+            .into(),
+        );
+        assert!(provisioned_externally(&v));
+        v.metadata.annotations = Some(
+            [(
+                ANN_PROVISIONED_BY.to_string(),
+                "kubernetes.io/host-path".to_string(),
+            )]
+            .into(),
+        );
+        assert!(!provisioned_externally(&v));
     }
 
     #[test]

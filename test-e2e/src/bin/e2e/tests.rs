@@ -457,18 +457,23 @@ fn rolling_update_and_rollback(c: &Ctx) -> TestOutcome {
     c.k.ok(&["rollout", "status", "deployment/app", "--timeout=120s"])?;
     c.k.ok(&["set", "image", "deployment/app", "busybox=busybox:stable"])?;
     c.k.ok(&["rollout", "status", "deployment/app", "--timeout=120s"])?;
-    let images = c.k.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=app",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].image}",
-    ])?;
-    ensure(
-        images.split_whitespace().all(|i| i == "busybox:stable"),
-        || images.clone(),
-    )?;
+    // Old pods may still be terminating: look at the live ones.
+    eventually("only new pods", Duration::from_secs(60), || {
+        let live: Vec<String> = items(&c.k.json(&["get", "pods", "-l", "app=app"])?)
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        ensure(
+            live.len() == 2 && live.iter().all(|i| i == "busybox:stable"),
+            || format!("{live:?}"),
+        )
+    })?;
     let history = c.k.ok(&["rollout", "history", "deployment/app"])?;
     ensure(history.contains("1 ") && history.contains("2 "), || {
         history.clone()
@@ -608,7 +613,7 @@ fn logs_exec_port_forward(c: &Ctx) -> TestOutcome {
         "web",
         "app: web",
         &format!(
-            "  containers:\n  - name: web\n    image: {}\n    ports: [{{containerPort: 8080}}]\n",
+            "  containers:\n  - name: web\n    image: {}\n    ports: [{{containerPort: 8080}}]\n    readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}\n",
             server_image()
         ),
     ))?;
@@ -617,7 +622,16 @@ fn logs_exec_port_forward(c: &Ctx) -> TestOutcome {
     let res = (|| -> Result<String> {
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line)?;
+        // Keep draining kubectl's output: a closed pipe would kill it at its
+        // next "Handling connection" line.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
         // "Forwarding from 127.0.0.1:PORT -> 8080"
         let port: u16 = line
             .split("127.0.0.1:")
@@ -625,12 +639,19 @@ fn logs_exec_port_forward(c: &Ctx) -> TestOutcome {
             .and_then(|s| s.split_whitespace().next())
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| anyhow!("no port in {line:?}"))?;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
+        // The server may still be starting behind the tunnel: retry.
+        eventually(
+            "an answer through the tunnel",
+            Duration::from_secs(20),
+            || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                write!(s, "GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut body = String::new();
+                s.read_to_string(&mut body)?;
+                ensure(body.starts_with("HTTP/1."), || body.clone()).map(|_| body)
+            },
+        )
     })();
     let _ = child.kill();
     let _ = child.wait();
@@ -764,7 +785,7 @@ fn pod_and_service(c: &Ctx) -> TestOutcome {
         "backend",
         "app: backend",
         &format!(
-            "  containers:\n  - name: web\n    image: {}\n    ports: [{{containerPort: 8080}}]\n",
+            "  containers:\n  - name: web\n    image: {}\n    ports: [{{containerPort: 8080}}]\n    readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}, periodSeconds: 1}}\n",
             server_image()
         ),
     ))?;
