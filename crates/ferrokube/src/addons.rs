@@ -35,6 +35,46 @@ pub fn local_path(cluster_dir: &Path, nodes: &[String]) -> Result<String> {
     addon::manifest_with_config(addon::MANIFEST, &cfg)
 }
 
+/// The add-on Deployments `create cluster` waits for.
+pub const DEPLOYMENTS: &[(&str, &str)] = &[
+    ("kube-system", "cluster-dns"),
+    ("local-path-storage", "local-path-provisioner"),
+];
+
+/// Wait until each Deployment `(namespace, name)` has an available replica.
+pub async fn wait_available(
+    kubeconfig: &Path,
+    deployments: &[(&str, &str)],
+    deadline: std::time::Instant,
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let client = client_base::client::kube_client(Some(kubeconfig)).await?;
+    for (ns, name) in deployments {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        loop {
+            let last = match api.get(name).await {
+                Ok(d) => {
+                    let avail = d
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.available_replicas)
+                        .unwrap_or(0);
+                    if avail > 0 {
+                        break;
+                    }
+                    "no available replica yet".to_string()
+                }
+                Err(e) => e.to_string(),
+            };
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!("timed out waiting for deployment {ns}/{name}: {last}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}
+
 /// Create every object of the multi-document YAML `manifests`.
 pub async fn apply(kubeconfig: &Path, manifests: &str) -> Result<()> {
     let client = client_base::client::kube_client(Some(kubeconfig)).await?;

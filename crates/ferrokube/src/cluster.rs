@@ -988,6 +988,17 @@ async fn create_in(
         };
         out.end(r.is_ok());
         r?;
+        if !opts.wait.is_zero() {
+            out.begin("Waiting for the add-ons (cluster DNS, storage)");
+            let r = crate::addons::wait_available(
+                &layout.kubeconfig(),
+                crate::addons::DEPLOYMENTS,
+                deadline,
+            )
+            .await;
+            out.end(r.is_ok());
+            r?;
+        }
     }
     if !opts.wait.is_zero() {
         out.status(&format!(
