@@ -30,6 +30,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use test_e2e::Cluster;
 
+#[path = "bench/net.rs"]
+mod net;
+
 #[derive(Debug, Clone)]
 struct Opts {
     creates: usize,
@@ -43,6 +46,10 @@ struct Opts {
     sched_pods: usize,
     sched_only: bool,
     deploy_replicas: usize,
+    net_only: bool,
+    net_services: usize,
+    net_endpoints: usize,
+    net_creates: usize,
 }
 
 impl Opts {
@@ -59,6 +66,10 @@ impl Opts {
             sched_pods: 10_000,
             sched_only: false,
             deploy_replicas: 1000,
+            net_only: false,
+            net_services: 1000,
+            net_endpoints: 10,
+            net_creates: 3,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -74,6 +85,10 @@ impl Opts {
                 "--sched-pods" => o.sched_pods = val()?.parse()?,
                 "--sched-only" => o.sched_only = true,
                 "--deploy-replicas" => o.deploy_replicas = val()?.parse()?,
+                "--net-only" => o.net_only = true,
+                "--net-services" => o.net_services = val()?.parse()?,
+                "--net-endpoints" => o.net_endpoints = val()?.parse()?,
+                "--net-creates" => o.net_creates = val()?.parse()?,
                 "--levels" => {
                     o.levels = val()?
                         .split(',')
@@ -82,7 +97,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)] [--sched-nodes N] [--sched-pods N (0: skip)] [--deploy-replicas N (0: skip)] [--sched-only (scheduler and Deployment figures only)]"
+                        "bench [--creates N] [--levels 1,16,64] [--watchers N] [--rounds N] [--rss-objects N] [--pods N] [--pod-rate PER_SEC (0: all at once)] [--sched-nodes N] [--sched-pods N (0: skip)] [--deploy-replicas N (0: skip)] [--sched-only (scheduler and Deployment figures only)] [--net-only (networking figures only)] [--net-services N (1000; 0 skips networking)] [--net-endpoints N (10)] [--net-creates N (3)]"
                     );
                     std::process::exit(0);
                 }
@@ -601,14 +616,28 @@ fn main() -> Result<()> {
         eprintln!("FERROKUBE_BIN_DIR not set; using {}", dir.display());
         std::env::set_var("FERROKUBE_BIN_DIR", dir);
     }
-    eprintln!("== starting cluster");
-    let cluster = Cluster::create();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let res = rt.block_on(run(&cluster, &opts));
+    let mut res = Ok(());
+    if !opts.net_only {
+        eprintln!("== starting cluster");
+        let cluster = Cluster::create();
+        res = rt.block_on(run(&cluster, &opts));
+        drop(cluster);
+    }
+    if opts.net_services > 0 && (opts.net_only || !opts.sched_only) {
+        eprintln!("== networking: 3-node clusters, kube-proxy, ClusterIP");
+        match rt.block_on(net::run(
+            opts.net_services,
+            opts.net_endpoints,
+            opts.net_creates,
+        )) {
+            Ok(f) => f.print(),
+            Err(e) => println!("Networking: FAILED: {e:#}"),
+        }
+    }
     drop(rt);
-    drop(cluster);
     res
 }
 
