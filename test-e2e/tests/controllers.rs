@@ -1401,7 +1401,7 @@ fn scheduler_placement() {
     t.check("topology spread: a missing topology label blocks DoNotSchedule only", || {
         let spread = |when: &str| {
             format!(
-                "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: topology.kubernetes.io/zone\n    whenUnsatisfiable: {when}\n    labelSelector: {{matchLabels: {{spread: e2e}}}}\n"
+                "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: topology.e2e.ferrokube.dev/rack\n    whenUnsatisfiable: {when}\n    labelSelector: {{matchLabels: {{spread: e2e}}}}\n"
             )
         };
         let with_label = |name: &str, when: &str| {
