@@ -23,7 +23,6 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use client_base::events::Recorder;
 use controller_manager::informers::InformerFactory;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::CloudProvider;
@@ -48,18 +47,9 @@ impl Context {
     }
 }
 
-/// A controller's start function: runs until `ctx.stop`.
-pub type StartFn = fn(Context) -> BoxFuture<'static, Result<()>>;
-
-/// A registered controller.
-#[derive(Clone, Copy)]
-pub struct ControllerDescriptor {
-    /// The canonical upstream name, e.g. "cloud-node-controller".
-    pub name: &'static str,
-    /// Other names accepted by --controllers, e.g. "cloud-node".
-    pub aliases: &'static [&'static str],
-    pub start: StartFn,
-}
+/// A registered controller (kube-controller-manager's descriptor over this
+/// manager's [`Context`]).
+pub type ControllerDescriptor = controller_manager::ControllerDescriptor<Context>;
 
 /// The controllers --controllers enables (`*` = all, `foo` = enable,
 /// `-foo` = disable; names and aliases accepted; unknown names are an error).
@@ -67,35 +57,7 @@ pub fn enabled_controllers(
     all: &[ControllerDescriptor],
     flags: &[String],
 ) -> Result<Vec<ControllerDescriptor>> {
-    let canonical = |n: &str| -> Option<&'static str> {
-        all.iter()
-            .find(|d| d.name == n || d.aliases.contains(&n))
-            .map(|d| d.name)
-    };
-    let (mut enabled, mut disabled, mut star) = (Vec::new(), Vec::new(), false);
-    for f in flags.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        if f == "*" {
-            star = true;
-            continue;
-        }
-        let (neg, n) = match f.strip_prefix('-') {
-            Some(n) => (true, n),
-            None => (false, f),
-        };
-        let Some(c) = canonical(n) else {
-            bail!("{n:?} is not in the list of known controllers");
-        };
-        if neg {
-            disabled.push(c);
-        } else {
-            enabled.push(c);
-        }
-    }
-    Ok(all
-        .iter()
-        .filter(|d| enabled.contains(&d.name) || (!disabled.contains(&d.name) && star))
-        .copied()
-        .collect())
+    controller_manager::select_controllers(all, flags, &[])
 }
 
 /// The cloud provider `--cloud-provider` / `--cloud-config` name.
@@ -183,24 +145,8 @@ pub async fn run_until(opts: Options, stop: CancellationToken) -> Result<()> {
 }
 
 async fn start_controllers(ctx: Context, enabled: Vec<ControllerDescriptor>) -> Result<()> {
-    let mut tasks = Vec::new();
-    for d in enabled {
-        tracing::info!(controller = d.name, "Starting controller");
-        let fut = (d.start)(ctx.clone());
-        tasks.push(tokio::spawn(async move {
-            match fut.await {
-                Ok(()) => tracing::debug!(controller = d.name, "controller stopped"),
-                Err(e) => tracing::error!(controller = d.name, "controller failed: {e:#}"),
-            }
-        }));
-    }
-    ctx.stop.cancelled().await;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        futures::future::join_all(tasks),
-    )
-    .await;
-    Ok(())
+    let stop = ctx.stop.clone();
+    controller_manager::run_controllers(ctx, &stop, enabled).await
 }
 
 #[cfg(test)]

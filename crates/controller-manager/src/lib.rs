@@ -51,24 +51,36 @@ impl ControllerContext {
     }
 }
 
-/// A controller's start function: runs the controller until `ctx.stop`
-/// fires (returning earlier is allowed; an error is logged).
-pub type StartFn = fn(ControllerContext) -> BoxFuture<'static, Result<()>>;
+/// A controller's start function: runs the controller until its context's
+/// stop token fires (returning earlier is allowed; an error is logged).
+/// Generic over the context so cloud-controller-manager registers its
+/// controllers the same way.
+pub type StartFn<C = ControllerContext> = fn(C) -> BoxFuture<'static, Result<()>>;
 
 /// A registered controller.
-#[derive(Clone, Copy)]
-pub struct ControllerDescriptor {
+pub struct ControllerDescriptor<C = ControllerContext> {
     /// The canonical upstream name, e.g. "replicaset-controller".
     pub name: &'static str,
     /// Other names accepted by --controllers, e.g. "replicaset".
     pub aliases: &'static [&'static str],
     /// Only started when named explicitly in --controllers.
     pub disabled_by_default: bool,
-    pub start: StartFn,
+    pub start: StartFn<C>,
 }
 
-impl ControllerDescriptor {
-    pub const fn new(name: &'static str, aliases: &'static [&'static str], start: StartFn) -> Self {
+impl<C> Clone for ControllerDescriptor<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C> Copy for ControllerDescriptor<C> {}
+
+impl<C> ControllerDescriptor<C> {
+    pub const fn new(
+        name: &'static str,
+        aliases: &'static [&'static str],
+        start: StartFn<C>,
+    ) -> Self {
         ControllerDescriptor {
             name,
             aliases,
@@ -86,10 +98,20 @@ impl ControllerDescriptor {
 /// The controllers --controllers enables (upstream semantics: `*` = every
 /// controller on by default, `foo` = enable foo, `-foo` = disable foo; names
 /// and aliases both accepted; unknown names are an error).
-pub fn enabled_controllers(
-    all: &[ControllerDescriptor],
+pub fn enabled_controllers<C>(
+    all: &[ControllerDescriptor<C>],
     flags: &[String],
-) -> Result<Vec<ControllerDescriptor>> {
+) -> Result<Vec<ControllerDescriptor<C>>> {
+    select_controllers(all, flags, controllers::NOT_IMPLEMENTED)
+}
+
+/// [`enabled_controllers`] with the names that are upstream's but not
+/// implemented here (accepted with a warning).
+pub fn select_controllers<C>(
+    all: &[ControllerDescriptor<C>],
+    flags: &[String],
+    not_implemented: &[&str],
+) -> Result<Vec<ControllerDescriptor<C>>> {
     let canonical = |n: &str| -> Option<&'static str> {
         all.iter()
             .find(|d| d.name == n || d.aliases.contains(&n))
@@ -109,7 +131,7 @@ pub fn enabled_controllers(
             None => (false, f),
         };
         let Some(c) = canonical(n) else {
-            if controllers::NOT_IMPLEMENTED.contains(&n) {
+            if not_implemented.contains(&n) {
                 tracing::warn!(
                     "controller {n:?} is not implemented by this controller-manager; ignoring"
                 );
@@ -215,6 +237,17 @@ async fn start_controllers(
     ctx: ControllerContext,
     enabled: Vec<ControllerDescriptor>,
 ) -> Result<()> {
+    let stop = ctx.stop.clone();
+    run_controllers(ctx, &stop, enabled).await
+}
+
+/// Start every controller in `enabled` with a clone of `ctx`, wait for
+/// `stop`, then give them 5 s to finish.
+pub async fn run_controllers<C: Clone + Send + 'static>(
+    ctx: C,
+    stop: &CancellationToken,
+    enabled: Vec<ControllerDescriptor<C>>,
+) -> Result<()> {
     let mut tasks = Vec::new();
     for d in enabled {
         tracing::info!(controller = d.name, "Starting controller");
@@ -226,7 +259,7 @@ async fn start_controllers(
             }
         }));
     }
-    ctx.stop.cancelled().await;
+    stop.cancelled().await;
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         futures::future::join_all(tasks),

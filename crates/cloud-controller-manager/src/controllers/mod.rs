@@ -17,25 +17,11 @@ pub const NODE_ROUTE: &str = "node-route-controller";
 /// Every controller, in upstream's start order.
 pub fn all() -> Vec<ControllerDescriptor> {
     vec![
-        ControllerDescriptor {
-            name: CLOUD_NODE,
-            aliases: &["cloud-node"],
-            start: |c| Box::pin(node::run(c)),
-        },
-        ControllerDescriptor {
-            name: CLOUD_NODE_LIFECYCLE,
-            aliases: &["cloud-node-lifecycle"],
-            start: |c| Box::pin(nodelifecycle::run(c)),
-        },
-        ControllerDescriptor {
-            name: SERVICE_LB,
-            aliases: &["service"],
-            start: |c| Box::pin(service::run(c)),
-        },
-        ControllerDescriptor {
-            name: NODE_ROUTE,
-            aliases: &["route"],
-            start: |c| Box::pin(route::run(c)),
-        },
+        ControllerDescriptor::new(CLOUD_NODE, &["cloud-node"], |c| Box::pin(node::run(c))),
+        ControllerDescriptor::new(CLOUD_NODE_LIFECYCLE, &["cloud-node-lifecycle"], |c| {
+            Box::pin(nodelifecycle::run(c))
+        }),
+        ControllerDescriptor::new(SERVICE_LB, &["service"], |c| Box::pin(service::run(c))),
+        ControllerDescriptor::new(NODE_ROUTE, &["route"], |c| Box::pin(route::run(c))),
     ]
 }
