@@ -21,11 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Notify;
@@ -110,21 +108,7 @@ where
         + Sync
         + 'static,
 {
-    tokio::spawn(async move {
-        let stream = reflector::reflector(
-            writer,
-            watcher::watcher(api, watcher::Config::default()).default_backoff(),
-        );
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed, retrying")
-                }
-            }
-        }
-    });
+    client_base::watch::spawn_reflector(api, writer, move |_| changed.notify_one());
 }
 
 fn unix_serial() -> u32 {

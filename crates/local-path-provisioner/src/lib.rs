@@ -37,12 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -123,21 +121,7 @@ where
         + Sync
         + 'static,
 {
-    tokio::spawn(async move {
-        let stream = reflector::reflector(
-            writer,
-            watcher::watcher(api, watcher::Config::default()).default_backoff(),
-        );
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed, retrying")
-                }
-            }
-        }
-    });
+    client_base::watch::spawn_reflector(api, writer, move |_| changed.notify_one());
 }
 
 fn api_code(e: &anyhow::Error) -> Option<u16> {

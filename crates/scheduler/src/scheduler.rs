@@ -647,21 +647,10 @@ where
         + Sync
         + 'static,
 {
-    tokio::spawn(async move {
-        let stream = kube::runtime::reflector(
-            writer,
-            watcher::watcher(api, watcher::Config::default()).default_backoff(),
-        );
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(Event::Apply(_)) | Ok(Event::Delete(_)) => {
-                    if let Some(q) = &queue {
-                        q.move_all_to_active_or_backoff();
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "watch"),
-                _ => {}
+    client_base::watch::spawn_reflector(api, writer, move |ev| {
+        if matches!(ev, Event::Apply(_) | Event::Delete(_)) {
+            if let Some(q) = &queue {
+                q.move_all_to_active_or_backoff();
             }
         }
     })
