@@ -1195,14 +1195,8 @@ pub fn load_image_archive(name: &str, file: &Path, out: &Output) -> Result<()> {
     Ok(())
 }
 
-/// `ferrokube restart kubelet`: stop each selected node's kubelet (SIGTERM,
-/// then SIGKILL after the grace period), start it again with the same
-/// command line, and wait until its Node is Ready again. Running pods are
-/// left alone: the new kubelet adopts them from containerd.
-pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Result<()> {
-    let layout = existing_layout(name)?;
-    let mut st = ClusterState::load(&layout)?
-        .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
+/// The nodes `only` selects (all when `None`) of a loaded cluster.
+fn selected_nodes(st: &ClusterState, name: &str, only: Option<&str>) -> Result<Vec<NodeState>> {
     let nodes: Vec<NodeState> = st
         .nodes
         .iter()
@@ -1212,6 +1206,53 @@ pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Re
     if nodes.is_empty() {
         bail!("cluster '{name}' has no node {}", only.unwrap_or("at all"));
     }
+    Ok(nodes)
+}
+
+/// Stop the recorded process `pname` and start `component(binary)` in its
+/// place (the binary from its recorded command line); returns the new
+/// process and the component.
+fn replace_process(
+    layout: &Layout,
+    st: &mut ClusterState,
+    pname: &str,
+    component: impl FnOnce(&Path) -> Component,
+    out: &Output,
+    what: &str,
+) -> Result<(RunningProcess, Component)> {
+    let Some(idx) = st.processes.iter().position(|p| p.name == pname) else {
+        bail!("no {pname} process recorded");
+    };
+    let old = st.processes[idx].clone();
+    let binary = old
+        .cmdline
+        .first()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
+    let c = component(&binary);
+    out.begin(what);
+    old.stop(&layout.marker(), STOP_GRACE);
+    let p = match process::spawn(&c, &layout.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            out.end(false);
+            return Err(e);
+        }
+    };
+    st.processes[idx] = p.clone();
+    st.save(layout)?;
+    Ok((p, c))
+}
+
+/// `ferrokube restart kubelet`: stop each selected node's kubelet (SIGTERM,
+/// then SIGKILL after the grace period), start it again with the same
+/// command line, and wait until its Node is Ready again. Running pods are
+/// left alone: the new kubelet adopts them from containerd.
+pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Result<()> {
+    let layout = existing_layout(name)?;
+    let mut st = ClusterState::load(&layout)?
+        .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
+    let nodes = selected_nodes(&st, name, only)?;
     let read = |f: &str| {
         fs::read_to_string(layout.pki_file(f))
             .with_context(|| format!("reading {}", layout.pki_file(f).display()))
@@ -1227,33 +1268,19 @@ pub async fn restart_kubelet(name: &str, only: Option<&str>, out: &Output) -> Re
         .ports
         .get("apiserver")
         .ok_or_else(|| anyhow!("cluster.json has no apiserver port"))?;
+    let external = st
+        .processes
+        .iter()
+        .any(|p| p.name == "cloud-controller-manager");
     for nd in &nodes {
-        let pname = node::kubelet_process(&nd.name);
-        let Some(idx) = st.processes.iter().position(|p| p.name == pname) else {
-            bail!("node {} has no kubelet process recorded", nd.name);
-        };
-        let old = st.processes[idx].clone();
-        let binary = old
-            .cmdline
-            .first()
-            .map(PathBuf::from)
-            .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
-        let external = st
-            .processes
-            .iter()
-            .any(|p| p.name == "cloud-controller-manager");
-        let c = node::kubelet_component(&layout, nd, &binary, port, external);
-        out.begin(&format!("Restarting kubelet on {}", nd.name));
-        old.stop(&layout.marker(), STOP_GRACE);
-        let p = match process::spawn(&c, &layout.dir) {
-            Ok(p) => p,
-            Err(e) => {
-                out.end(false);
-                return Err(e);
-            }
-        };
-        st.processes[idx] = p.clone();
-        st.save(&layout)?;
+        let (p, c) = replace_process(
+            &layout,
+            &mut st,
+            &node::kubelet_process(&nd.name),
+            |bin| node::kubelet_component(&layout, nd, bin, port, external),
+            out,
+            &format!("Restarting kubelet on {}", nd.name),
+        )?;
         let deadline = Instant::now() + NODE_MIN_WAIT;
         // The old kubelet's Ready status may still be current: wait for the
         // new process to renew it, then for Ready.
@@ -1271,39 +1298,17 @@ pub fn restart_kube_proxy(name: &str, only: Option<&str>, out: &Output) -> Resul
     let layout = existing_layout(name)?;
     let mut st = ClusterState::load(&layout)?
         .ok_or_else(|| anyhow!("could not locate a cluster named '{name}'"))?;
-    let nodes: Vec<NodeState> = st
-        .nodes
-        .iter()
-        .filter(|n| only.is_none_or(|o| o == n.name))
-        .cloned()
-        .collect();
-    if nodes.is_empty() {
-        bail!("cluster '{name}' has no node {}", only.unwrap_or("at all"));
-    }
-    let n = st.index.unwrap_or_default();
+    let nodes = selected_nodes(&st, name, only)?;
+    let cidr = net::cluster_pod_cidr(st.index.unwrap_or_default());
     for nd in &nodes {
-        let pname = node::kube_proxy_process(&nd.name);
-        let Some(idx) = st.processes.iter().position(|p| p.name == pname) else {
-            bail!("node {} has no kube-proxy process recorded", nd.name);
-        };
-        let old = st.processes[idx].clone();
-        let binary = old
-            .cmdline
-            .first()
-            .map(PathBuf::from)
-            .ok_or_else(|| anyhow!("no command line recorded for {pname}"))?;
-        let c = node::kube_proxy_component(&layout, nd, &binary, &net::cluster_pod_cidr(n));
-        out.begin(&format!("Restarting kube-proxy on {}", nd.name));
-        old.stop(&layout.marker(), STOP_GRACE);
-        let p = match process::spawn(&c, &layout.dir) {
-            Ok(p) => p,
-            Err(e) => {
-                out.end(false);
-                return Err(e);
-            }
-        };
-        st.processes[idx] = p;
-        st.save(&layout)?;
+        replace_process(
+            &layout,
+            &mut st,
+            &node::kube_proxy_process(&nd.name),
+            |bin| node::kube_proxy_component(&layout, nd, bin, &cidr),
+            out,
+            &format!("Restarting kube-proxy on {}", nd.name),
+        )?;
         out.end(true);
     }
     Ok(())
