@@ -41,3 +41,21 @@ where
         }
     })
 }
+
+/// [`spawn_reflector`] that wakes `changed` on every event.
+pub fn spawn_notifying<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    changed: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    spawn_reflector(api, writer, move |_| changed.notify_one())
+}

@@ -75,13 +75,7 @@ pub fn new_cloud(opts: &Options) -> Result<Arc<dyn CloudProvider>> {
 /// Runs until SIGTERM/SIGINT (Ok) or until the leader lease is lost (Err).
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            component_base::signals::shutdown_signal().await;
-            stop.cancel();
-        });
-    }
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 

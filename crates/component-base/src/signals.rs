@@ -63,3 +63,13 @@ mod tests {
             .expect("task ok");
     }
 }
+
+/// Cancel `token` when the process receives SIGTERM or SIGINT (a daemon's
+/// `run` over its `run_until`).
+pub fn cancel_on_signal(token: &tokio_util::sync::CancellationToken) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        token.cancel();
+    });
+}

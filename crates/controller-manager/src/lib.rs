@@ -164,13 +164,7 @@ pub fn select_controllers<C>(
 /// leader lease is lost (Err, like upstream's exit).
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            component_base::signals::shutdown_signal().await;
-            stop.cancel();
-        });
-    }
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 

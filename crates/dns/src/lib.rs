@@ -53,11 +53,7 @@ pub struct Running {
 /// Run until a shutdown signal.
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        component_base::signals::shutdown_signal().await;
-        s.cancel();
-    });
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 
@@ -96,19 +92,6 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
         addr.ip(),
         last
     ))
-}
-
-fn spawn_reflector<K>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    client_base::watch::spawn_reflector(api, writer, move |_| changed.notify_one());
 }
 
 fn unix_serial() -> u32 {
@@ -159,12 +142,12 @@ pub async fn start(opts: Options, stop: CancellationToken) -> Result<Running> {
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (eps_store, eps_writer) = reflector::store::<EndpointSlice>();
     let changed = Arc::new(Notify::new());
-    spawn_reflector(
+    client_base::watch::spawn_notifying(
         Api::<Service>::all(client.clone()),
         svc_writer,
         changed.clone(),
     );
-    spawn_reflector(
+    client_base::watch::spawn_notifying(
         Api::<EndpointSlice>::all(client.clone()),
         eps_writer,
         changed.clone(),

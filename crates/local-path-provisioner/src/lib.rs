@@ -59,11 +59,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(120);
 /// Run until a shutdown signal.
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        component_base::signals::shutdown_signal().await;
-        s.cancel();
-    });
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 
@@ -111,19 +107,6 @@ pub struct Controller {
     changed: Arc<Notify>,
 }
 
-fn spawn_reflector<K>(api: Api<K>, writer: reflector::store::Writer<K>, changed: Arc<Notify>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    client_base::watch::spawn_reflector(api, writer, move |_| changed.notify_one());
-}
-
 fn api_code(e: &anyhow::Error) -> Option<u16> {
     match e.downcast_ref::<kube::Error>() {
         Some(kube::Error::Api(s)) => Some(s.code),
@@ -157,17 +140,17 @@ impl Controller {
         let (claims, claims_w) = reflector::store::<PersistentVolumeClaim>();
         let (volumes, volumes_w) = reflector::store::<PersistentVolume>();
         let (classes, classes_w) = reflector::store::<StorageClass>();
-        spawn_reflector(
+        client_base::watch::spawn_notifying(
             Api::all(self.client.clone()),
             claims_w,
             self.changed.clone(),
         );
-        spawn_reflector(
+        client_base::watch::spawn_notifying(
             Api::all(self.client.clone()),
             volumes_w,
             self.changed.clone(),
         );
-        spawn_reflector(
+        client_base::watch::spawn_notifying(
             Api::all(self.client.clone()),
             classes_w,
             self.changed.clone(),

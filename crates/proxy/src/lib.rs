@@ -49,11 +49,7 @@ pub fn build_ruleset(cfg: &RuleConfig, services: &[ServiceEndpoints]) -> Ruleset
 /// Run kube-proxy until SIGTERM/SIGINT (rules stay in place).
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        component_base::signals::shutdown_signal().await;
-        s.cancel();
-    });
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 

@@ -25,11 +25,7 @@ use crate::options::{Options, DEFAULT_SECURE_PORT};
 /// Run kube-scheduler until a shutdown signal (or lost leadership).
 pub async fn run(opts: Options) -> Result<()> {
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        component_base::signals::shutdown_signal().await;
-        s.cancel();
-    });
+    component_base::signals::cancel_on_signal(&stop);
     run_until(opts, stop).await
 }
 
