@@ -8,6 +8,7 @@
 //! * [`serving`]: the HTTPS `/healthz` `/livez` `/readyz` `/metrics` server on
 //!   the secure port (`--bind-address`, `--secure-port`, `--tls-cert-file`,
 //!   `--tls-private-key-file`; a self-signed certificate otherwise);
+//! * [`manifests`]: creating the objects of a YAML manifest (add-ons);
 //! * [`watch`]: a reflector as a background task with an event callback;
 //! * [`events`]: a non-blocking core/v1 Event recorder with upstream-style
 //!   aggregation of repeats.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod events;
 pub mod leader;
+pub mod manifests;
 pub mod serving;
 pub mod watch;
 

@@ -4,10 +4,7 @@
 use apiserver::testing::TestServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::DynamicObject;
-use kube::discovery::Scope;
-use kube::{Api, ResourceExt};
-use serde::Deserialize;
+use kube::Api;
 
 const MANIFEST: &str = include_str!("../../../hack/addons/dns.yaml");
 
@@ -15,35 +12,9 @@ const MANIFEST: &str = include_str!("../../../hack/addons/dns.yaml");
 async fn addon_manifest_is_valid() {
     let server = TestServer::start().await.expect("test apiserver");
     let client = server.client().await.unwrap();
-    let mut kinds = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(MANIFEST) {
-        let v = serde_yaml::Value::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_yaml::from_value(v).unwrap();
-        let tm = obj.types.clone().unwrap();
-        let gvk = kube::core::GroupVersionKind::try_from(&tm).unwrap();
-        let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                obj.namespace().as_deref().unwrap_or("default"),
-                &ar,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &ar),
-        };
-        let req = http::Request::post(format!("{}?fieldValidation=Strict", api.resource_url()))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&obj).unwrap())
-            .unwrap();
-        let created: serde_json::Value = client
-            .request(req)
-            .await
-            .unwrap_or_else(|e| panic!("creating {} {}: {e}", tm.kind, obj.name_any()));
-        assert_eq!(created["metadata"]["name"], obj.name_any().as_str());
-        kinds.push(tm.kind.clone());
-    }
+    let kinds = client_base::manifests::create_all(&client, MANIFEST)
+        .await
+        .expect("creating the manifest with strict validation");
     assert_eq!(
         kinds,
         [

@@ -4,11 +4,8 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
-use kube::api::{DynamicObject, PostParams};
-use kube::discovery::Scope;
-use kube::{Api, ResourceExt};
-use serde::Deserialize;
+use anyhow::Result;
+use kube::Api;
 
 /// Cluster DNS: the `kube-dns` Service (10.96.0.10) and its Deployment.
 pub const DNS: &str = include_str!("../../../hack/addons/dns.yaml");
@@ -78,37 +75,6 @@ pub async fn wait_available(
 /// Create every object of the multi-document YAML `manifests`.
 pub async fn apply(kubeconfig: &Path, manifests: &str) -> Result<()> {
     let client = client_base::client::kube_client(Some(kubeconfig)).await?;
-    for (i, doc) in serde_yaml::Deserializer::from_str(manifests).enumerate() {
-        let v = serde_yaml::Value::deserialize(doc).context("parsing the add-on manifests")?;
-        if v.is_null() {
-            continue;
-        }
-        let obj: DynamicObject =
-            serde_yaml::from_value(v).with_context(|| format!("add-on document {i}"))?;
-        let tm = obj
-            .types
-            .clone()
-            .ok_or_else(|| anyhow!("add-on document {i} has no apiVersion/kind"))?;
-        let gvk = kube::core::GroupVersionKind::try_from(&tm)
-            .map_err(|e| anyhow!("add-on document {i}: {e}"))?;
-        let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk)
-            .await
-            .with_context(|| format!("discovering {}/{}", tm.api_version, tm.kind))?;
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                obj.namespace().as_deref().unwrap_or("default"),
-                &ar,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &ar),
-        };
-        match api.create(&PostParams::default(), &obj).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating {} {}", tm.kind, obj.name_any()))
-            }
-        }
-    }
+    client_base::manifests::create_all(&client, manifests).await?;
     Ok(())
 }
