@@ -662,3 +662,12 @@ pub fn condition<'a>(o: &'a Value, ty: &str) -> &'a Value {
         .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
         .unwrap_or(&Value::Null)
 }
+
+/// An apps/v1 Deployment `name` with label `app: <name>`, `replicas` and a
+/// pod spec given as YAML lines at pod-spec indentation (six spaces), e.g.
+/// `"      containers:\n      - name: c\n        image: busybox\n"`.
+pub fn deployment_manifest(name: &str, replicas: u32, pod_spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n{pod_spec}"
+    )
+}

@@ -139,25 +139,16 @@ fn wait_event(
 }
 
 fn deployment_yaml(name: &str, replicas: u32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
+    test_e2e::deployment_manifest(
+        name,
+        replicas,
+        &format!(
+            r#"      containers:
       - name: c
         image: busybox
         command: ["sleep", "3600"]
 "#
+        ),
     )
 }
 

@@ -121,21 +121,11 @@ fn start_standby(c: &Cluster, component: &str) -> Standby {
 fn web_deployment(name: &str, replicas: u32) -> String {
     // Tolerating unreachable/not-ready for 2 s only, so eviction follows the
     // NoExecute taints quickly (the default toleration is 300 s).
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      tolerations:
+    test_e2e::deployment_manifest(
+        name,
+        replicas,
+        &format!(
+            r#"      tolerations:
       - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
       - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
       containers:
@@ -144,6 +134,7 @@ spec:
         imagePullPolicy: IfNotPresent
         command: [sleep, "3600"]
 "#
+        ),
     )
 }
 

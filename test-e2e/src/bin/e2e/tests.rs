@@ -165,21 +165,11 @@ fn schedulable_nodes(c: &Ctx) -> Result<Vec<String>> {
 }
 
 fn server_deployment(name: &str, replicas: u32) -> String {
-    format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
+    test_e2e::deployment_manifest(
+        name,
+        replicas,
+        &format!(
+            r#"      containers:
       - name: server
         image: {image}
         ports: [{{containerPort: 8080}}]
@@ -187,7 +177,8 @@ spec:
           httpGet: {{path: /readyz, port: 8080}}
           periodSeconds: 1
 "#,
-        image = server_image()
+            image = server_image()
+        ),
     )
 }
 
