@@ -164,7 +164,22 @@ spec:
 
 #[test]
 fn services_across_nodes() {
-    let c = Cluster::create_with(&["--nodes", "3"]);
+    // A kind config: three nodes, a label, and a host port mapped to a
+    // NodePort on the first worker.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let cfg = std::env::temp_dir().join(format!("fk-net-{}.yaml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n- role: worker\n  extraPortMappings:\n  - {{containerPort: 30080, hostPort: {host_port}, listenAddress: 127.0.0.1}}\n- role: worker\n  labels: {{tier: backend}}\n"
+        ),
+    )
+    .unwrap();
+    let c = Cluster::create_with(&["--config", cfg.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&cfg);
     let mut t = Checks::new("network");
     let (w1, w2) = (worker(&c, 1), worker(&c, 2));
     let (ip1, ip2) = (node_ip(&c, &w1), node_ip(&c, &w2));
@@ -216,6 +231,19 @@ spec:
         let cip = client["status"]["podIP"].as_str().unwrap();
         let seen = pod_get(&c, &format!("http://{ip}:8080/clientip")).unwrap();
         assert!(seen.starts_with(&format!("{cip}:")), "{seen} vs {cip}");
+    });
+
+    t.check("the config's labels and host port mapping", || {
+        let labelled = c.kubectl_ok(&["get", "nodes", "-l", "tier=backend", "-o", "name"]);
+        assert_eq!(labelled.trim(), format!("node/{w2}"));
+        c.kubectl_stdin_ok(
+            &["apply", "-f", "-"],
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web-mapped}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]\n",
+        );
+        let body = eventually("the mapped host port", Duration::from_secs(15), || {
+            host_get(&format!("127.0.0.1:{host_port}"), "/hostname")
+        });
+        assert!(web_pods.contains(&body), "{body}");
     });
 
     t.check("ClusterIP by IP spreads over the backends", || {

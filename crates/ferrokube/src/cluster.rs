@@ -975,6 +975,25 @@ async fn create_in(
             }
         }
     }
+    let exe = std::env::current_exe().context("locating the ferrokube executable")?;
+    for nd in &nodes {
+        for m in &nd.port_mappings {
+            let c = crate::forward::component(layout, nd, m, &exe);
+            start(
+                &c,
+                layout,
+                &mut st,
+                &client,
+                None,
+                &format!(
+                    "Mapping host port {}:{} to {}:{}",
+                    m.listen_address, m.host_port, nd.name, m.container_port
+                ),
+                out,
+            )
+            .await?;
+        }
+    }
     if !nodes.is_empty() && bins.node.as_ref().is_some_and(|nb| nb.kubelet.is_some()) {
         out.begin("Deploying cluster DNS");
         let r = crate::addons::apply(&layout.kubeconfig(), crate::addons::DNS).await;

@@ -11,6 +11,7 @@ pub mod apiclient;
 pub mod certs_cmd;
 pub mod cluster;
 pub mod config;
+pub mod forward;
 pub mod images;
 pub mod kubeconfig;
 pub mod net;
@@ -116,6 +117,14 @@ pub enum Command {
     /// Creates certificates and kubeconfigs for a cluster of machines (kubeadm's layout)
     #[command(subcommand)]
     Certs(certs_cmd::CertsCommand),
+    /// Relays a host port to a node (a cluster's extraPortMappings)
+    #[command(name = "forward-port", hide = true)]
+    ForwardPort {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+    },
     /// Prints the ferrokube CLI version
     Version,
 }
@@ -278,6 +287,12 @@ pub fn run(cli: Cli, stdout: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(stdout, "{}", version_string())?;
         }
         Command::Certs(c) => certs_cmd::run(c, stdout)?,
+        Command::ForwardPort { listen, to } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(forward::run(listen, to))?;
+        }
         Command::Create(CreateCommand::Cluster {
             name,
             wait,

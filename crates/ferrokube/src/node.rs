@@ -73,6 +73,7 @@ pub fn plan_nodes(cluster: &str, n: u8, config: &[NodeConfig]) -> Vec<NodeState>
                 ip: net::node_ip(n, k).to_string(),
                 labels: c.labels.clone(),
                 taints,
+                port_mappings: c.extra_port_mappings.clone(),
                 host_veth: net::host_veth(n, k),
                 containerd_socket: net::containerd_socket(n, k),
                 name,

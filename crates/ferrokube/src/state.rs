@@ -210,6 +210,9 @@ pub struct NodeState {
     /// Taints the kubelet registers the node with (`key[=value]:Effect`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<String>,
+    /// Host ports relayed to this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<crate::config::PortMapping>,
     /// The host end of the node's veth pair.
     pub host_veth: String,
     /// containerd's socket.
