@@ -70,6 +70,44 @@ async fn ensure(
     }
 }
 
+/// How long an apiserver's liveness key outlives its last refresh
+/// (upstream's lease endpoint reconciler: 15 s, refreshed every 10 s).
+const MASTER_LEASE_TTL_SECS: i64 = 15;
+
+/// The addresses of the live apiservers: this one's liveness key
+/// (`<prefix>/masterleases/<ip>`, an etcd lease) is refreshed, and every
+/// unexpired key is an endpoint of the `kubernetes` Service. Several
+/// apiservers behind one Service all stay in it; a stopped one drops out
+/// once its key expires.
+async fn live_apiservers(reg: &Registry, advertise: IpAddr) -> anyhow::Result<Vec<String>> {
+    let prefix = format!("{}/masterleases/", reg.storage.prefix());
+    reg.storage
+        .put_with_ttl(
+            &format!("{prefix}{advertise}"),
+            advertise.to_string().into_bytes(),
+            MASTER_LEASE_TTL_SECS,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("refreshing the master lease: {e}"))?;
+    let (kvs, _) = reg
+        .storage
+        .list(&prefix)
+        .await
+        .map_err(|e| anyhow::anyhow!("listing master leases: {e}"))?;
+    let mut ips: Vec<String> = kvs
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(&prefix))
+        .filter(|ip| ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4() == advertise.is_ipv4()))
+        .map(String::from)
+        .collect();
+    if !ips.contains(&advertise.to_string()) {
+        ips.push(advertise.to_string());
+    }
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
+}
+
 /// One reconciliation pass.
 pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::Result<()> {
     for ns in SYSTEM_NAMESPACES {
@@ -96,6 +134,12 @@ pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::
         )
         .await?;
     }
+    let live = live_apiservers(reg, advertise).await?;
+    let addresses: Vec<Value> = live.iter().map(|ip| json!({"ip": ip})).collect();
+    let slice_endpoints: Vec<Value> = live
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+        .collect();
     let cluster_ip = reg.service_allocator.first_ip().to_string();
     ensure(
         reg,
@@ -121,7 +165,7 @@ pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::
         json!({
             "apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-            "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+            "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
         }),
         true,
     )
@@ -136,7 +180,7 @@ pub async fn reconcile(reg: &Registry, advertise: IpAddr, port: u16) -> anyhow::
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
             "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
-            "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
+            "endpoints": slice_endpoints,
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
         }),
         true,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
-    MaintenanceClient, TlsOptions, Txn, TxnOp, WatchClient,
+    LeaseClient, MaintenanceClient, PutOptions, TlsOptions, Txn, TxnOp, WatchClient,
 };
 use futures::{Stream, StreamExt};
 use tokio::task::JoinHandle;
@@ -76,6 +76,7 @@ struct Member {
     kv: KvClient,
     watch: WatchClient,
     maintenance: MaintenanceClient,
+    lease: LeaseClient,
 }
 
 /// How a failed request may be retried on another member.
@@ -159,6 +160,7 @@ impl EtcdStorage {
                     .watch_client()
                     .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
                 maintenance: client.maintenance_client(),
+                lease: client.lease_client(),
             });
         }
         let n = members.len();
@@ -620,6 +622,32 @@ impl EtcdStorage {
             .call("update", key, |mut kv| {
                 let value = value.clone();
                 async move { kv.put(key, value, None).await }
+            })
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Writes `key` attached to a new etcd lease of `ttl_secs`: the key
+    /// disappears unless written again in time (apiservers' liveness keys).
+    pub async fn put_with_ttl(&self, key: &str, value: Vec<u8>, ttl_secs: i64) -> Result<Revision> {
+        let idx = self.member_order().first().copied().unwrap_or(0);
+        let mut leases = self.inner.members[idx].lease.clone();
+        let lease = match tokio::time::timeout(REQUEST_TIMEOUT, leases.grant(ttl_secs, None)).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                self.report_failure(idx);
+                return Err(map_etcd_error(e));
+            }
+            Err(_) => {
+                self.report_failure(idx);
+                return Err(StorageError::Unavailable("etcd lease grant timed out".into()));
+            }
+        };
+        let id = lease.id();
+        let resp = self
+            .call("update", key, |mut kv| {
+                let value = value.clone();
+                async move { kv.put(key, value, Some(PutOptions::new().with_lease(id))).await }
             })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
