@@ -20,6 +20,8 @@ CREATE_FLAGS ?=
 # Extra flags for `cargo nextest run`, e.g. NEXTEST_FLAGS="-E 'test(kubectl)'".
 NEXTEST_FLAGS ?=
 BENCH_ARGS ?=
+# What `build` compiles besides the binaries (`test` adds --tests).
+CARGO_BUILD_TARGETS ?= --bins
 
 # Debian packages the build and the clusters need.
 APT_PACKAGES := etcd-server protobuf-compiler gcc pkg-config ca-certificates openssl curl \
@@ -50,9 +52,10 @@ deps:
 # CARGO_TARGET_DIR and picks up new daemons without changes here.
 build:
 	@mkdir -p "$(BIN_DIR)"
-	@$(CARGO) build --release --workspace --bins --message-format=json-render-diagnostics \
+	@$(CARGO) build --release --workspace $(CARGO_BUILD_TARGETS) --message-format=json-render-diagnostics \
 	  > "$(OUT_DIR)/build-messages.json"
-	@grep -o '"executable":"[^"]*"' "$(OUT_DIR)/build-messages.json" \
+	@grep '"kind":\["bin"\]' "$(OUT_DIR)/build-messages.json" | grep '"test":false' \
+	  | grep -o '"executable":"[^"]*"' \
 	  | sed -e 's/^"executable":"//' -e 's/"$$//' | sort -u \
 	  | while read -r exe; do \
 	      cp -f "$$exe" "$(BIN_DIR)/"; \
@@ -93,7 +96,10 @@ down:
 # Tests run in the release profile so they reuse the artifacts of `build`.
 # FERROKUBE_BIN_DIR makes the end-to-end tests use (and require) the built
 # daemons.
-test: deps build
+# The tests are compiled together with the binaries: one feature
+# resolution (dev-dependencies included) for both, so nothing is built twice.
+test: deps
+	@$(MAKE) --no-print-directory build CARGO_BUILD_TARGETS="--bins --tests"
 	FERROKUBE_BIN_DIR="$(BIN_DIR)" $(CARGO) nextest run --release --workspace --no-fail-fast $(NEXTEST_FLAGS)
 
 # The conformance-style suite against the cluster your kubeconfig points at
