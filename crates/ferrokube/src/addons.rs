@@ -38,6 +38,9 @@ pub const DEPLOYMENTS: &[(&str, &str)] = &[
     ("local-path-storage", "local-path-provisioner"),
 ];
 
+/// How long a Deployment may go unobserved before waiting is pointless.
+const NO_CONTROLLER_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Wait until each Deployment `(namespace, name)` has an available replica.
 pub async fn wait_available(
     kubeconfig: &Path,
@@ -46,10 +49,23 @@ pub async fn wait_available(
 ) -> Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
     let client = client_base::client::kube_client(Some(kubeconfig)).await?;
+    let started = std::time::Instant::now();
     for (ns, name) in deployments {
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
         loop {
             let last = match api.get(name).await {
+                Ok(d)
+                    if d.status
+                        .as_ref()
+                        .and_then(|s| s.observed_generation)
+                        .is_none()
+                        && started.elapsed() > NO_CONTROLLER_AFTER =>
+                {
+                    anyhow::bail!(
+                        "no controller has acted on deployment {ns}/{name} after {}s",
+                        NO_CONTROLLER_AFTER.as_secs()
+                    );
+                }
                 Ok(d) => {
                     let avail = d
                         .status

@@ -1016,7 +1016,12 @@ async fn create_in(
             )
             .await;
             out.end(r.is_ok());
-            r?;
+            // As kind with CoreDNS: the cluster is up; say what is missing.
+            if let Err(e) = r {
+                out.status(&format!(
+                    " • WARNING: the add-ons are not available yet: {e:#}"
+                ));
+            }
         }
     }
     if !opts.wait.is_zero() {

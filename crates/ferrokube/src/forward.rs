@@ -18,7 +18,12 @@ pub fn process_name(m: &PortMapping) -> String {
 }
 
 /// The relay for one of `node`'s mappings.
-pub fn component(layout: &Layout, node: &NodeState, m: &PortMapping, ferrokube: &std::path::Path) -> Component {
+pub fn component(
+    layout: &Layout,
+    node: &NodeState,
+    m: &PortMapping,
+    ferrokube: &std::path::Path,
+) -> Component {
     let listen = SocketAddr::new(
         m.listen_address.parse().unwrap_or([0, 0, 0, 0].into()),
         m.host_port,
