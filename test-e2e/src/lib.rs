@@ -395,6 +395,20 @@ impl Cluster {
     pub fn create_namespace(&self, ns: &str) {
         let out = self.kubectl_ok(&["create", "namespace", ns]);
         assert_eq!(out.trim(), format!("namespace/{ns} created"));
+        // Pods need the namespace's default ServiceAccount, which the
+        // controller-manager creates a moment later (as upstream).
+        eventually(
+            "the default ServiceAccount",
+            Duration::from_secs(30),
+            || {
+                let out = self.kubectl(&["-n", ns, "get", "serviceaccount", "default"]);
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&out.stderr).to_string())
+                }
+            },
+        );
     }
 
     /// Raw HTTPS request with curl, authenticated with the admin client

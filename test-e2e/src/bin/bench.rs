@@ -201,6 +201,16 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     api.create(&PostParams::default(), &ns)
         .await
         .with_context(|| format!("creating namespace {name}"))?;
+    // Pods need the namespace's "default" ServiceAccount (ServiceAccount
+    // admission); the controller-manager makes it, but may be paused here.
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), name);
+    let default_sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}}))?;
+    match sa.create(&PostParams::default(), &default_sa).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("creating the default ServiceAccount"),
+    }
     Ok(())
 }
 

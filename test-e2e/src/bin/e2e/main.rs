@@ -130,6 +130,13 @@ fn main() {
         let outcome = match admin.ok(&["create", "namespace", &ns]) {
             Err(e) => Err(anyhow!("creating namespace {ns}: {e:#}")),
             Ok(_) => {
+                // Pods need the namespace's default ServiceAccount, which the
+                // controller-manager creates a moment later (as upstream).
+                let _ = kubectl::eventually(
+                    "the default ServiceAccount",
+                    std::time::Duration::from_secs(30),
+                    || admin.ok(&["-n", &ns, "get", "serviceaccount", "default"]),
+                );
                 let ctx = Ctx {
                     k: Kubectl::new(&opts.kubeconfig, opts.context.as_deref(), Some(&ns)),
                     ns: ns.clone(),
