@@ -97,7 +97,10 @@ async fn live_apiservers(reg: &Registry, advertise: IpAddr) -> anyhow::Result<Ve
     let mut ips: Vec<String> = kvs
         .iter()
         .filter_map(|kv| kv.key.strip_prefix(&prefix))
-        .filter(|ip| ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4() == advertise.is_ipv4()))
+        .filter(|ip| {
+            ip.parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_ipv4() == advertise.is_ipv4())
+        })
         .map(String::from)
         .collect();
     if !ips.contains(&advertise.to_string()) {

@@ -632,7 +632,8 @@ impl EtcdStorage {
     pub async fn put_with_ttl(&self, key: &str, value: Vec<u8>, ttl_secs: i64) -> Result<Revision> {
         let idx = self.member_order().first().copied().unwrap_or(0);
         let mut leases = self.inner.members[idx].lease.clone();
-        let lease = match tokio::time::timeout(REQUEST_TIMEOUT, leases.grant(ttl_secs, None)).await {
+        let lease = match tokio::time::timeout(REQUEST_TIMEOUT, leases.grant(ttl_secs, None)).await
+        {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 self.report_failure(idx);
@@ -640,14 +641,19 @@ impl EtcdStorage {
             }
             Err(_) => {
                 self.report_failure(idx);
-                return Err(StorageError::Unavailable("etcd lease grant timed out".into()));
+                return Err(StorageError::Unavailable(
+                    "etcd lease grant timed out".into(),
+                ));
             }
         };
         let id = lease.id();
         let resp = self
             .call("update", key, |mut kv| {
                 let value = value.clone();
-                async move { kv.put(key, value, Some(PutOptions::new().with_lease(id))).await }
+                async move {
+                    kv.put(key, value, Some(PutOptions::new().with_lease(id)))
+                        .await
+                }
             })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
