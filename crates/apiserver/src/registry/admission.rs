@@ -39,15 +39,17 @@ pub trait AdmissionPlugin: Send + Sync {
     ) -> Result<(), ApiError> {
         Ok(())
     }
-    /// The validating phase.
+    /// The validating phase. Default: admit.
     async fn admit(
         &self,
-        op: Operation,
-        info: &ResourceInfo,
-        obj: &Value,
-        old: Option<&Value>,
-        ctx: &RequestContext,
-    ) -> Result<(), ApiError>;
+        _op: Operation,
+        _info: &ResourceInfo,
+        _obj: &Value,
+        _old: Option<&Value>,
+        _ctx: &RequestContext,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// The ordered admission chain.
@@ -254,17 +256,6 @@ impl DefaultStorageClass {
 impl AdmissionPlugin for DefaultStorageClass {
     fn name(&self) -> &'static str {
         "DefaultStorageClass"
-    }
-
-    async fn admit(
-        &self,
-        _op: Operation,
-        _info: &ResourceInfo,
-        _obj: &Value,
-        _old: Option<&Value>,
-        _ctx: &RequestContext,
-    ) -> Result<(), ApiError> {
-        Ok(())
     }
 
     async fn mutate(

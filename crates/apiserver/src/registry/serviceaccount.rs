@@ -303,17 +303,6 @@ impl AdmissionPlugin for ServiceAccountAdmission {
         }
         Ok(())
     }
-
-    async fn admit(
-        &self,
-        _op: Operation,
-        _info: &ResourceInfo,
-        _obj: &Value,
-        _old: Option<&Value>,
-        _ctx: &RequestContext,
-    ) -> Result<(), ApiError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
