@@ -142,13 +142,11 @@ fn deployment_yaml(name: &str, replicas: u32) -> String {
     test_e2e::deployment_manifest(
         name,
         replicas,
-        &format!(
-            r#"      containers:
+        r#"      containers:
       - name: c
         image: busybox
         command: ["sleep", "3600"]
-"#
-        ),
+"#,
     )
 }
 

@@ -124,17 +124,15 @@ fn web_deployment(name: &str, replicas: u32) -> String {
     test_e2e::deployment_manifest(
         name,
         replicas,
-        &format!(
-            r#"      tolerations:
-      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
-      - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+        r#"      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
       containers:
       - name: c
         image: busybox:stable
         imagePullPolicy: IfNotPresent
         command: [sleep, "3600"]
-"#
-        ),
+"#,
     )
 }
 

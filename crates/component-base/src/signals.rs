@@ -44,6 +44,16 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Cancel `token` when the process receives SIGTERM or SIGINT (a daemon's
+/// `run` over its `run_until`).
+pub fn cancel_on_signal(token: &tokio_util::sync::CancellationToken) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        token.cancel();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]
@@ -62,14 +72,4 @@ mod tests {
             .expect("shutdown_signal resolved")
             .expect("task ok");
     }
-}
-
-/// Cancel `token` when the process receives SIGTERM or SIGINT (a daemon's
-/// `run` over its `run_until`).
-pub fn cancel_on_signal(token: &tokio_util::sync::CancellationToken) {
-    let token = token.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        token.cancel();
-    });
 }

@@ -63,46 +63,69 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
     }
 }
 
-/// The event handlers of a controller of `owners` that also watches the
-/// `owned` objects they control (client-go's "enqueue the controller of"
-/// pattern), spawned until `stop` or an informer ends: an owner added or
-/// updated enqueues its key, a change to an owned object enqueues the key
+/// The work queue of a controller of `owners` that also watches the `owned`
+/// objects they control (client-go's "enqueue the controller of" pattern):
+/// subscribes to both informers, waits for both caches, queues every owner and
+/// spawns the event handlers until `stop` or an informer ends. An owner added
+/// or updated enqueues its key, a change to an owned object enqueues the key
 /// `owner_key` derives from it, and a resync of either re-enqueues every
 /// owner. Deleted owners are not enqueued (their dependents go by GC).
-pub fn spawn_owner_handlers<O, D>(
-    owners: Informer<O>,
-    mut owner_sub: Subscription<O>,
-    mut owned_sub: Subscription<D>,
-    queue: crate::workqueue::WorkQueue<String>,
+pub async fn owner_queue<O, D>(
+    owners: &Informer<O>,
+    owned: &Informer<D>,
     stop: CancellationToken,
     owner_key: fn(&D) -> Option<String>,
-) where
+) -> crate::workqueue::WorkQueue<String>
+where
     O: Resource + Clone + Send + Sync + 'static,
     D: Clone + Send + Sync + 'static,
 {
+    owner_queue_with(owners, owned, stop, move |n| {
+        n.object().and_then(|d| owner_key(d))
+    })
+    .await
+}
+
+/// [`owner_queue`] for controllers that react to some changes of the owned
+/// objects only: `owner_key` gets the whole notification (never a `Resync`,
+/// which re-enqueues every owner).
+pub async fn owner_queue_with<O, D>(
+    owners: &Informer<O>,
+    owned: &Informer<D>,
+    stop: CancellationToken,
+    owner_key: impl Fn(&Notification<D>) -> Option<String> + Send + 'static,
+) -> crate::workqueue::WorkQueue<String>
+where
+    O: Resource + Clone + Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
+{
+    let mut owner_sub = owners.subscribe();
+    let mut owned_sub = owned.subscribe();
+    owners.wait_synced().await;
+    owned.wait_synced().await;
+    let queue = crate::workqueue::WorkQueue::new();
+    queue.add_all(owners.keys());
+    let (owners, q) = (owners.clone(), queue.clone());
     tokio::spawn(async move {
-        let enqueue_all = || {
-            for o in owners.list() {
-                queue.add(key_of(o.as_ref()));
-            }
-        };
+        let enqueue_all = || q.add_all(owners.keys());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 n = owner_sub.recv() => match n {
                     Some(Notification::Resync) => enqueue_all(),
                     Some(Notification::Deleted(_)) => {}
-                    Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
+                    Some(n) => if let Some(o) = n.object() { q.add(key_of(o.as_ref())) },
                     None => break,
                 },
                 n = owned_sub.recv() => match n {
                     Some(Notification::Resync) => enqueue_all(),
-                    Some(n) => if let Some(k) = n.object().and_then(|d| owner_key(d)) { queue.add(k) },
+                    Some(n) => if let Some(k) = owner_key(&n) { q.add(k) },
                     None => break,
                 },
             }
         }
     });
+    queue
 }
 
 /// Splits a key made by [`key_of`] into (namespace, name).

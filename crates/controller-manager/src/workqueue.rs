@@ -89,6 +89,13 @@ impl<T: Hash + Eq + Clone + Send + Sync + 'static> WorkQueue<T> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds every one of `items` (e.g. all of an informer's keys, for a resync).
+    pub fn add_all(&self, items: impl IntoIterator<Item = T>) {
+        for item in items {
+            self.add(item);
+        }
+    }
+
     /// Queues `item` (no-op when already queued).
     pub fn add(&self, item: T) {
         let mut s = self.lock();

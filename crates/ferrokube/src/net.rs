@@ -54,7 +54,6 @@ pub fn load_balancer_pool(n: u8) -> String {
 pub const NETNS_PREFIX: &str = "fk-";
 /// The network namespace of a node (`/run/netns/<name>`). Node names start
 /// with the cluster name, so this is `fk-<cluster>-<role...>`.
-
 pub fn netns_name(node: &str) -> String {
     format!("fk-{node}")
 }

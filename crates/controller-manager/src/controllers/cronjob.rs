@@ -254,8 +254,8 @@ use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::Api;
 
 use super::job::finished;
-use crate::informers::{key_of, spawn_owner_handlers, split_key, Informer};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::informers::{owner_queue, split_key, Informer};
+use crate::workqueue::run_workers;
 use crate::ControllerContext;
 
 fn owner_cronjob_key(job: &Job) -> Option<String> {
@@ -266,22 +266,7 @@ fn owner_cronjob_key(job: &Job) -> Option<String> {
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let cronjobs = ctx.informers.get::<CronJob>();
     let jobs = ctx.informers.get::<Job>();
-    let c_sub = cronjobs.subscribe();
-    let j_sub = jobs.subscribe();
-    cronjobs.wait_synced().await;
-    jobs.wait_synced().await;
-    let queue: WorkQueue<String> = WorkQueue::new();
-    for c in cronjobs.list() {
-        queue.add(key_of(c.as_ref()));
-    }
-    spawn_owner_handlers(
-        cronjobs.clone(),
-        c_sub,
-        j_sub,
-        queue.clone(),
-        ctx.stop.clone(),
-        owner_cronjob_key,
-    );
+    let queue = owner_queue(&cronjobs, &jobs, ctx.stop.clone(), owner_cronjob_key).await;
     let recorder = ctx.recorder("cronjob-controller");
     let workers = ctx.options.concurrent_cron_job_syncs.max(1);
     let client = ctx.client.clone();

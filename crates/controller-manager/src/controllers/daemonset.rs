@@ -10,22 +10,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Result;
-use client_base::events::{EventType, Recorder};
+use client_base::events::{object_ref, EventType, Recorder};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectReference, Pod, PodTemplateSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    PodTemplateSpec, Taint, Toleration,
 };
-use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::history;
+use super::pod_control::{pod_for_owner, PodControl};
 use super::podutil;
-use super::replicaset::{is_conflict, is_not_found};
 use super::workload_utils as wu;
 use crate::informers::{key_of, split_key, Informer, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::workqueue::WorkQueue;
 use crate::ControllerContext;
 
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -272,11 +271,11 @@ pub fn plan_nodes(
                         let newest_new = live
                             .iter()
                             .rev()
-                            .find(|p| pod_hash(p) == Some(h))
+                            .find(|p| history::pod_revision(p) == Some(h))
                             .map(|p| p.metadata.name.clone());
                         let oldest_old = live
                             .iter()
-                            .find(|p| pod_hash(p) != Some(h))
+                            .find(|p| history::pod_revision(p) != Some(h))
                             .map(|p| p.metadata.name.clone());
                         for p in &live {
                             if Some(p.metadata.name.clone()) != newest_new
@@ -323,12 +322,19 @@ pub fn plan_nodes(
     plan
 }
 
-fn pod_hash(p: &Pod) -> Option<&str> {
-    p.metadata
-        .labels
-        .as_ref()?
-        .get(history::CONTROLLER_REVISION_HASH)
-        .map(|s| s.as_str())
+/// The pods on `node` that pass `keep`.
+fn pods_on<'a>(
+    by_node: &HashMap<String, Vec<&'a Pod>>,
+    node: &str,
+    keep: impl Fn(&Pod) -> bool,
+) -> Vec<&'a Pod> {
+    by_node
+        .get(node)
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|p| keep(p))
+        .collect()
 }
 
 /// Old pods to delete for a rolling update with maxUnavailable (maxSurge 0):
@@ -345,19 +351,13 @@ pub fn rolling_deletes(
     let mut old_available = vec![];
     let mut out = vec![];
     for n in nodes_should_run {
-        let pods: Vec<&Pod> = by_node
-            .get(n)
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
+        let pods = pods_on(by_node, n, |p| p.metadata.deletion_timestamp.is_none());
         let Some(p) = pods.first() else {
             unavailable += 1;
             continue;
         };
         let avail = wu::is_pod_available(p, min_ready, now);
-        if pod_hash(p) != Some(hash) {
+        if history::pod_revision(p) != Some(hash) {
             if avail {
                 old_available.push(p.metadata.name.clone().unwrap_or_default());
             } else {
@@ -393,15 +393,11 @@ pub fn surge_plan(
     let mut candidates = vec![];
     let mut surging = 0;
     for n in nodes_should_run {
-        let pods: Vec<&Pod> = by_node
-            .get(n)
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && wu::is_pod_active(p))
-            .collect();
-        let new = pods.iter().find(|p| pod_hash(p) == Some(hash));
-        let old = pods.iter().find(|p| pod_hash(p) != Some(hash));
+        let pods = pods_on(by_node, n, |p| {
+            p.metadata.deletion_timestamp.is_none() && wu::is_pod_active(p)
+        });
+        let new = pods.iter().find(|p| history::pod_revision(p) == Some(hash));
+        let old = pods.iter().find(|p| history::pod_revision(p) != Some(hash));
         match (old, new) {
             (None, _) => {}
             (Some(o), None) => {
@@ -438,9 +434,7 @@ pub struct DaemonSetController {
 
 impl DaemonSetController {
     fn enqueue_all(&self) {
-        for k in self.sets.keys() {
-            self.queue.add(k);
-        }
+        self.queue.add_all(self.sets.keys());
     }
 
     fn enqueue_for_pod(&self, pod: &Pod) {
@@ -491,128 +485,52 @@ impl DaemonSetController {
         self.nodes.wait_synced().await;
         self.revisions.wait_synced().await;
         self.enqueue_all();
-        let this = self.clone();
-        run_workers(
+        wu::run_sync_workers(
+            self.clone(),
             self.queue.clone(),
             workers,
             stop,
             "daemonset",
-            move |key: String| {
-                let this = this.clone();
-                async move {
-                    let r = this.sync(&key).await;
-                    wu::requeue_on_conflict(&this.queue, &key, r)
-                }
-            },
+            |this, key| async move { this.sync(&key).await },
         )
         .await;
         Ok(())
-    }
-
-    fn oref(d: &DaemonSet) -> ObjectReference {
-        client_base::events::object_ref(d)
     }
 
     /// The current revision's hash, creating the revision when needed.
     async fn sync_revision(&self, ds: &DaemonSet) -> Result<String> {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let mut revs: Vec<ControllerRevision> = self
-            .revisions
-            .list_namespaced(&ns)
-            .into_iter()
-            .filter(|r| wu::is_controlled_by(&r.metadata, &uid))
-            .map(|r| (*r).clone())
-            .collect();
-        history::sort_revisions(&mut revs);
+        let revs = history::owned_revisions(&self.revisions, &ns, &uid);
         let template = ds
             .spec
             .as_ref()
             .map(|s| s.template.clone())
             .unwrap_or_default();
-        let data = history::template_patch(&template);
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
-        let next = history::next_revision(&revs);
+        let mut collision = ds.status.as_ref().and_then(|s| s.collision_count);
+        let cur = history::ensure_revision(
+            &api,
+            &revs,
+            &ds.metadata,
+            "DaemonSet",
+            &template,
+            &mut collision,
+        )
+        .await?;
+        // history limit: drop the oldest revisions no pod uses (daemon pods
+        // carry the revision's hash)
         let hash_of = |r: &ControllerRevision| {
-            r.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(history::CONTROLLER_REVISION_HASH))
-                .cloned()
+            history::revision_label(&r.metadata)
                 .unwrap_or_default()
+                .to_string()
         };
-        let cur = match revs.iter().rposition(|r| history::equal_revision(r, &data)) {
-            Some(i) if i == revs.len() - 1 => revs[i].clone(),
-            Some(i) => {
-                let mut r = revs[i].clone();
-                r.revision = next;
-                api.replace(
-                    r.metadata.name.as_deref().unwrap_or_default(),
-                    &PostParams::default(),
-                    &r,
-                )
-                .await?
-            }
-            None => {
-                let mut collision = ds.status.as_ref().and_then(|s| s.collision_count);
-                let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
-                let owner = wu::new_controller_ref(&ds.metadata, "apps/v1", "DaemonSet");
-                loop {
-                    let rev = history::new_revision(
-                        &ds.metadata,
-                        owner.clone(),
-                        labels.clone(),
-                        data.clone(),
-                        next,
-                        collision,
-                    );
-                    match api.create(&PostParams::default(), &rev).await {
-                        Ok(r) => break r,
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            let c = api
-                                .get(rev.metadata.name.as_deref().unwrap_or_default())
-                                .await?;
-                            if history::equal_revision(&c, &data)
-                                && wu::is_controlled_by(&c.metadata, &uid)
-                            {
-                                break c;
-                            }
-                            collision = Some(collision.unwrap_or(0).saturating_add(1));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        };
-        // history limit: drop the oldest revisions no pod uses
-        let limit = ds
-            .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize;
-        let in_use: Vec<String> = self
-            .pods
-            .list_namespaced(&ns)
-            .iter()
-            .filter(|p| wu::is_controlled_by(&p.metadata, &uid))
-            .filter_map(|p| pod_hash(p).map(String::from))
-            .collect();
-        let cur_name = cur.metadata.name.clone();
-        let unused: Vec<&ControllerRevision> = revs
-            .iter()
-            .filter(|r| r.metadata.name != cur_name && !in_use.contains(&hash_of(r)))
-            .collect();
-        if unused.len() > limit {
-            for r in unused.iter().take(unused.len() - limit) {
-                let _ = api
-                    .delete(
-                        r.metadata.name.as_deref().unwrap_or_default(),
-                        &DeleteParams::default(),
-                    )
-                    .await;
-            }
-        }
+        let in_use = history::revisions_in_use(&self.pods, &ns, &uid);
+        let limit = ds.spec.as_ref().and_then(|s| s.revision_history_limit);
+        history::truncate_history(&api, &revs, limit, |r| {
+            r.metadata.name == cur.metadata.name || in_use.contains(&hash_of(r))
+        })
+        .await;
         Ok(hash_of(&cur))
     }
 
@@ -628,7 +546,7 @@ impl DaemonSetController {
         let sel = ds.spec.as_ref().map(|s| s.selector.clone());
         if wu::selector_is_empty(sel.as_ref()) {
             self.recorder.event(
-                &Self::oref(&ds),
+                &object_ref(&ds),
                 EventType::Warning,
                 "SelectingAll",
                 "This daemon set is selecting all pods. A non-empty selector is required.",
@@ -657,13 +575,7 @@ impl DaemonSetController {
                 .map(|s| s.template.clone())
                 .unwrap_or_default(),
         );
-        let pods_inf = self.pods.clone();
-        let ns2 = ns.clone();
-        let satisfied = self.exp.satisfied(key, |n| {
-            pods_inf
-                .get(Some(&ns2), n)
-                .map(|p| wu::is_terminating(&p.metadata))
-        });
+        let satisfied = self.exp.satisfied_by_pods(key, &self.pods, &ns);
         let now = wu::now();
         let min_ready = ds
             .spec
@@ -744,13 +656,7 @@ impl DaemonSetController {
         for node in &node_refs {
             let n = node.metadata.name.clone().unwrap_or_default();
             let (run, _) = should_run(&template, node);
-            let pods: Vec<&Pod> = by_node
-                .get(&n)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| wu::is_pod_active(p))
-                .collect();
+            let pods = pods_on(&by_node, &n, wu::is_pod_active);
             if run {
                 desired += 1;
                 if let Some(p) = pods.first() {
@@ -761,7 +667,7 @@ impl DaemonSetController {
                             avail += 1;
                         }
                     }
-                    if pod_hash(p) == Some(hash.as_str()) {
+                    if history::pod_revision(p) == Some(hash.as_str()) {
                         updated += 1;
                     }
                 }
@@ -781,17 +687,11 @@ impl DaemonSetController {
             collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
             conditions: ds.status.as_ref().and_then(|s| s.conditions.clone()),
         };
-        if serde_json::to_value(&st).ok()
-            != serde_json::to_value(ds.status.clone().unwrap_or_default()).ok()
-        {
+        if wu::status_changed(&st, ds.status.as_ref()) {
             let mut obj = ds.clone();
             obj.status = Some(st.clone());
             let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
-            match api.replace_status(name, &PostParams::default(), &obj).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            wu::replace_status(&api, name, &obj).await?;
         }
         if min_ready > 0 && ready != avail {
             self.queue
@@ -809,9 +709,8 @@ impl DaemonSetController {
         plan: Plan,
     ) -> Result<()> {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let dname = ds.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let oref = Self::oref(ds);
+        let oref = object_ref(ds);
         for (pod, node) in &plan.failed {
             self.recorder.event(
                 &oref,
@@ -820,88 +719,32 @@ impl DaemonSetController {
                 format!("Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it"),
             );
         }
-        let mut err = None;
-        let deletes = plan.delete.iter().map(|pn| {
-            self.exp.expect_delete(key, pn);
-            let api = api.clone();
-            let pn = pn.clone();
-            async move { (pn.clone(), api.delete(&pn, &DeleteParams::default()).await) }
-        });
-        for (pn, r) in futures::future::join_all(deletes).await {
-            match r {
-                Ok(_) => self.recorder.event(
-                    &oref,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pn}"),
-                ),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    self.recorder.event(
-                        &oref,
-                        EventType::Warning,
-                        "FailedDelete",
-                        format!("Error deleting: {e}"),
-                    );
-                    err = Some(e);
-                }
-            }
-        }
-        let owner = wu::new_controller_ref(&ds.metadata, "apps/v1", "DaemonSet");
-        let mut base = wu::pod_from_template(template, Some(owner));
-        base.metadata.generate_name = Some(wu::pod_generate_name(&dname));
-        base.metadata.namespace = Some(ns.clone());
+        let control = PodControl {
+            api: &api,
+            recorder: &self.recorder,
+            oref: &oref,
+            expectations: &self.exp,
+            key,
+        };
+        let delete_err = control.delete_pods(&plan.delete).await;
+        let mut base = pod_for_owner(template, &ds.metadata, "apps/v1", "DaemonSet");
         let labels = base.metadata.labels.get_or_insert_with(BTreeMap::new);
         labels.insert(history::CONTROLLER_REVISION_HASH.into(), hash.into());
         if let Some(g) = ds.metadata.generation {
             labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
         }
-        let mut remaining: &[String] = &plan.create_on;
-        for batch in wu::slow_start_batches(plan.create_on.len(), 1) {
-            let (now, rest) = remaining.split_at(batch);
-            remaining = rest;
-            let creates = now.iter().map(|node| {
+        let pods = plan
+            .create_on
+            .iter()
+            .map(|node| {
                 let mut pod = base.clone();
                 if let Some(spec) = pod.spec.as_mut() {
                     spec.affinity = Some(pin_to_node(spec.affinity.take(), node));
                 }
-                let api = api.clone();
-                async move { api.create(&PostParams::default(), &pod).await }
-            });
-            let mut failed = false;
-            for r in futures::future::join_all(creates).await {
-                match r {
-                    Ok(p) => {
-                        let pn = p.metadata.name.clone().unwrap_or_default();
-                        self.exp.expect_create(key, &pn);
-                        self.recorder.event(
-                            &oref,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            format!("Created pod: {pn}"),
-                        );
-                    }
-                    Err(e) => {
-                        let msg = match &e {
-                            kube::Error::Api(s) => s.message.clone(),
-                            o => o.to_string(),
-                        };
-                        self.recorder.event(
-                            &oref,
-                            EventType::Warning,
-                            "FailedCreate",
-                            format!("Error creating: {msg}"),
-                        );
-                        failed = true;
-                        err = Some(e);
-                    }
-                }
-            }
-            if failed {
-                break;
-            }
-        }
-        match err {
+                pod
+            })
+            .collect();
+        match control.create_pods(pods).await.or(delete_err) {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
@@ -911,7 +754,7 @@ impl DaemonSetController {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{NodeSpec, PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::{NodeSpec, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn node(name: &str, labels: &[(&str, &str)], taints: Vec<Taint>) -> Node {
@@ -969,16 +812,17 @@ mod tests {
                 affinity: Some(pin_to_node(None, node)),
                 ..Default::default()
             }),
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(wu::testing::pod_status("Running", ready)),
         }
+    }
+
+    /// Pods by the node they are on.
+    fn by_node<'a>(pods: &[(&str, &'a Pod)]) -> HashMap<String, Vec<&'a Pod>> {
+        let mut m: HashMap<String, Vec<&Pod>> = HashMap::new();
+        for (n, p) in pods {
+            m.entry(n.to_string()).or_default().push(p);
+        }
+        m
     }
 
     #[test]
@@ -1029,8 +873,7 @@ mod tests {
         let t = template(None);
         let n1 = node("node-1", &[], vec![]);
         let n2 = node("node-2", &[], vec![]);
-        let mut by_node: HashMap<String, Vec<&Pod>> = HashMap::new();
-        by_node.entry("node-1".into()).or_default().push(&p);
+        let by_node = by_node(&[("node-1", &p)]);
         let plan = plan_nodes(&t, &[&n1, &n2], &by_node, None);
         assert_eq!(plan.create_on, vec!["node-2".to_string()]);
         assert!(plan.delete.is_empty());
@@ -1043,9 +886,7 @@ mod tests {
     fn rolling() {
         let a = pod("a", "n1", "old", true);
         let b = pod("b", "n2", "old", true);
-        let mut by_node: HashMap<String, Vec<&Pod>> = HashMap::new();
-        by_node.entry("n1".into()).or_default().push(&a);
-        by_node.entry("n2".into()).or_default().push(&b);
+        let mut by_node = by_node(&[("n1", &a), ("n2", &b)]);
         let nodes = vec!["n1".to_string(), "n2".to_string()];
         assert_eq!(
             rolling_deletes(&nodes, &by_node, "new", 1, 0, wu::now()).len(),
@@ -1060,9 +901,7 @@ mod tests {
     fn surge() {
         let a = pod("a", "n1", "old", true);
         let b = pod("b", "n2", "old", true);
-        let mut by_node: HashMap<String, Vec<&Pod>> = HashMap::new();
-        by_node.entry("n1".into()).or_default().push(&a);
-        by_node.entry("n2".into()).or_default().push(&b);
+        let mut by_node = by_node(&[("n1", &a), ("n2", &b)]);
         let nodes = vec!["n1".to_string(), "n2".to_string()];
         let (c, d) = surge_plan(&nodes, &by_node, "new", 1, 0, wu::now());
         assert_eq!((c.len(), d.len()), (1, 0));

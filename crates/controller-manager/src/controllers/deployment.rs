@@ -11,19 +11,22 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use client_base::events::{EventType, Recorder};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use client_base::events::{object_ref, EventType, Recorder};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::deployment_util as du;
-use super::replicaset::{adopt_patch, is_conflict, is_not_found, release_patch};
-use super::workload_utils as wu;
+use super::podutil::{err_message, is_conflict, is_not_found};
+use super::replicaset::{adopt_patch, release_patch};
+use super::workload_utils::{self as wu, ClaimAction};
 use crate::informers::{key_of, split_key, Informer, InformerFactory, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::workqueue::WorkQueue;
 use crate::ControllerContext;
 
 /// The deployment controller ("deployment-controller").
@@ -67,26 +70,16 @@ impl DeploymentController {
     }
 
     fn enqueue_all(&self) {
-        for k in self.deployments.keys() {
-            self.queue.add(k);
-        }
+        self.queue.add_all(self.deployments.keys());
     }
 
     fn enqueue_for_rs(&self, rs: &ReplicaSet) {
-        let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = wu::controller_of(&rs.metadata) {
-            if r.kind == "Deployment" {
-                self.queue.add(wu::obj_key(&ns, &r.name));
-            }
-            return;
-        }
-        for d in self.deployments.list_namespaced(&ns) {
-            let sel = d.spec.as_ref().map(|s| &s.selector);
-            if !wu::selector_is_empty(sel) && wu::selector_matches(sel, rs.metadata.labels.as_ref())
-            {
-                self.queue.add(key_of(d.as_ref()));
-            }
-        }
+        self.queue.add_all(wu::controller_keys_for(
+            &rs.metadata,
+            "Deployment",
+            &self.deployments,
+            |o| o.spec.as_ref().map(|s| &s.selector),
+        ));
     }
 
     fn enqueue_for_pod(&self, pod: &Pod) {
@@ -153,26 +146,16 @@ impl DeploymentController {
         self.rss.wait_synced().await;
         self.pods.wait_synced().await;
         self.enqueue_all();
-        let this = self.clone();
-        run_workers(
+        wu::run_sync_workers(
+            self.clone(),
             self.queue.clone(),
             workers,
             stop,
             "deployment",
-            move |key: String| {
-                let this = this.clone();
-                async move {
-                    let r = this.sync(&key).await;
-                    wu::requeue_on_conflict(&this.queue, &key, r)
-                }
-            },
+            |this, key| async move { this.sync(&key).await },
         )
         .await;
         Ok(())
-    }
-
-    fn oref(d: &Deployment) -> ObjectReference {
-        client_base::events::object_ref(d)
     }
 
     /// One sync of `namespace/name`.
@@ -186,7 +169,7 @@ impl DeploymentController {
         let selector = d.spec.as_ref().map(|s| s.selector.clone());
         if wu::selector_is_empty(selector.as_ref()) {
             self.recorder.event(
-                &Self::oref(&d),
+                &object_ref(&d),
                 EventType::Warning,
                 "SelectingAll",
                 "This deployment is selecting all pods. A non-empty selector is required.",
@@ -230,9 +213,7 @@ impl DeploymentController {
                 None
             };
             if let Some(c) = cond {
-                let mut st = st.clone();
-                du::set_condition(&mut st, c);
-                d = self.write_status(&d, st).await?.unwrap_or(d);
+                self.write_condition(&mut d, c).await?;
             }
         }
         if du::is_paused(&d) {
@@ -261,39 +242,34 @@ impl DeploymentController {
         let mut out = vec![];
         for rs in self.rss.list_namespaced(&ns) {
             let matches = wu::selector_matches(selector, rs.metadata.labels.as_ref());
-            match wu::controller_of(&rs.metadata) {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        out.push((*rs).clone());
-                    } else if !deleting && rs.metadata.deletion_timestamp.is_none() {
-                        let _ = api
-                            .patch(
-                                &name_of(&rs.metadata),
-                                &PatchParams::default(),
-                                &Patch::Merge(release_patch(&rs.metadata, &uid)),
-                            )
-                            .await;
+            match wu::claim_action(&rs.metadata, &uid, matches, deleting) {
+                ClaimAction::Keep => out.push((*rs).clone()),
+                ClaimAction::Release => {
+                    let _ = api
+                        .patch(
+                            &name_of(&rs.metadata),
+                            &PatchParams::default(),
+                            &Patch::Merge(release_patch(&rs.metadata, &uid)),
+                        )
+                        .await;
+                }
+                ClaimAction::Adopt => {
+                    match api
+                        .patch(
+                            &name_of(&rs.metadata),
+                            &PatchParams::default(),
+                            &Patch::Merge(adopt_patch(&rs.metadata, owner.clone())),
+                        )
+                        .await
+                    {
+                        Ok(n) => out.push(n),
+                        Err(e) => tracing::info!(
+                            "deployment: adopting replica set {ns}/{}: {e}",
+                            name_of(&rs.metadata)
+                        ),
                     }
                 }
-                Some(_) => {}
-                None => {
-                    if matches && !deleting && rs.metadata.deletion_timestamp.is_none() {
-                        match api
-                            .patch(
-                                &name_of(&rs.metadata),
-                                &PatchParams::default(),
-                                &Patch::Merge(adopt_patch(&rs.metadata, owner.clone())),
-                            )
-                            .await
-                        {
-                            Ok(n) => out.push(n),
-                            Err(e) => tracing::info!(
-                                "deployment: adopting replica set {ns}/{}: {e}",
-                                name_of(&rs.metadata)
-                            ),
-                        }
-                    }
-                }
+                ClaimAction::Ignore => {}
             }
         }
         out
@@ -324,6 +300,17 @@ impl DeploymentController {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Sets `cond` in the deployment's status and writes it; `d` becomes the
+    /// written deployment.
+    async fn write_condition(&self, d: &mut Deployment, cond: DeploymentCondition) -> Result<()> {
+        let mut st = d.status.clone().unwrap_or_default();
+        du::set_condition(&mut st, cond);
+        if let Some(nd) = self.write_status(d, st).await? {
+            *d = nd;
+        }
+        Ok(())
     }
 
     async fn sync_status_only(&self, d: &Deployment, rss: &[ReplicaSet]) -> Result<()> {
@@ -396,20 +383,14 @@ impl DeploymentController {
             if du::progress_deadline(d).is_some()
                 && du::get_condition(&st, du::PROGRESSING).is_none()
             {
-                let mut st = st;
-                du::set_condition(
-                    &mut st,
-                    du::new_condition(
-                        du::PROGRESSING,
-                        "True",
-                        du::FOUND_NEW_RS_REASON,
-                        format!("Found new replica set {:?}", name_of(&rs.metadata)),
-                        now,
-                    ),
+                let c = du::new_condition(
+                    du::PROGRESSING,
+                    "True",
+                    du::FOUND_NEW_RS_REASON,
+                    format!("Found new replica set {:?}", name_of(&rs.metadata)),
+                    now,
                 );
-                if let Some(nd) = self.write_status(d, st).await? {
-                    *d = nd;
-                }
+                self.write_condition(d, c).await?;
             }
             return Ok(Some(i));
         }
@@ -482,26 +463,19 @@ impl DeploymentController {
                 anyhow::bail!("hash collision for replica set {}", name_of(&rs.metadata));
             }
             Err(e) => {
-                let msg = match &e {
-                    kube::Error::Api(s) => s.message.clone(),
-                    o => o.to_string(),
-                };
+                let msg = err_message(&e);
                 if du::progress_deadline(d).is_some() {
-                    let mut st = d.status.clone().unwrap_or_default();
-                    du::set_condition(
-                        &mut st,
-                        du::new_condition(
-                            du::PROGRESSING,
-                            "False",
-                            du::FAILED_RS_CREATE_REASON,
-                            msg.clone(),
-                            now,
-                        ),
+                    let c = du::new_condition(
+                        du::PROGRESSING,
+                        "False",
+                        du::FAILED_RS_CREATE_REASON,
+                        msg.clone(),
+                        now,
                     );
-                    self.write_status(d, st).await?;
+                    self.write_condition(d, c).await?;
                 }
                 self.recorder.event(
-                    &Self::oref(d),
+                    &object_ref(d),
                     EventType::Warning,
                     du::FAILED_RS_CREATE_REASON,
                     msg,
@@ -511,7 +485,7 @@ impl DeploymentController {
         };
         if replicas > 0 {
             self.recorder.event(
-                &Self::oref(d),
+                &object_ref(d),
                 EventType::Normal,
                 "ScalingReplicaSet",
                 format!(
@@ -523,20 +497,14 @@ impl DeploymentController {
         self.set_deployment_revision(d, &new_revision.to_string())
             .await?;
         if du::progress_deadline(d).is_some() {
-            let mut st = d.status.clone().unwrap_or_default();
-            du::set_condition(
-                &mut st,
-                du::new_condition(
-                    du::PROGRESSING,
-                    "True",
-                    du::NEW_RS_REASON,
-                    format!("Created new replica set {:?}", name_of(&created.metadata)),
-                    now,
-                ),
+            let c = du::new_condition(
+                du::PROGRESSING,
+                "True",
+                du::NEW_RS_REASON,
+                format!("Created new replica set {:?}", name_of(&created.metadata)),
+                now,
             );
-            if let Some(nd) = self.write_status(d, st).await? {
-                *d = nd;
-            }
+            self.write_condition(d, c).await?;
         }
         rss.push(created);
         Ok(Some(rss.len() - 1))
@@ -603,7 +571,7 @@ impl DeploymentController {
         if size_changed {
             let op = if new_scale > cur { "up" } else { "down" };
             self.recorder.event(
-                &Self::oref(d),
+                &object_ref(d),
                 EventType::Normal,
                 "ScalingReplicaSet",
                 format!(

@@ -167,9 +167,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     pdbs.wait_synced().await;
     pods.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for p in pdbs.list() {
-        queue.add(key_of(p.as_ref()));
-    }
+    queue.add_all(pdbs.keys());
     {
         let (pdbs, queue, stop) = (pdbs.clone(), queue.clone(), ctx.stop.clone());
         tokio::spawn(async move {
@@ -177,15 +175,15 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = resync.tick() => for p in pdbs.list() { queue.add(key_of(p.as_ref())) },
+                    _ = resync.tick() => queue.add_all(pdbs.keys()),
                     n = d_sub.recv() => match n {
                         Some(Notification::Deleted(_)) => {}
-                        Some(Notification::Resync) => for p in pdbs.list() { queue.add(key_of(p.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(pdbs.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },
                     n = p_sub.recv() => match n {
-                        Some(Notification::Resync) => for p in pdbs.list() { queue.add(key_of(p.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(pdbs.keys()),
                         Some(n) => {
                             let Some(pod) = n.object() else { continue };
                             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -217,6 +215,28 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The replicas (default 1) `replicas` reads from the `K` named `name` in
+/// `ns`, fetched from the API.
+async fn spec_replicas<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    replicas: fn(K) -> Option<i32>,
+) -> Result<i32, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let obj = Api::<K>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(replicas(obj).unwrap_or(1))
+}
+
 /// The summed scale of the controllers of the pods.
 async fn controllers_scale(client: &kube::Client, ns: &str, pods: &[&Pod]) -> Result<i32, String> {
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
@@ -245,34 +265,21 @@ async fn controllers_scale(client: &kube::Client, ns: &str, pods: &[&Pod]) -> Re
             continue;
         }
         let n = match kind.as_str() {
-            "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
-                .get(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
-            "ReplicaSet" => Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                .get(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
-            "StatefulSet" => Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
-            "ReplicationController" => Api::<ReplicationController>::namespaced(client.clone(), ns)
-                .get(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .spec
-                .and_then(|s| s.replicas)
-                .unwrap_or(1),
+            "Deployment" => {
+                spec_replicas(client, ns, &name, |d: Deployment| d.spec?.replicas).await?
+            }
+            "ReplicaSet" => {
+                spec_replicas(client, ns, &name, |r: ReplicaSet| r.spec?.replicas).await?
+            }
+            "StatefulSet" => {
+                spec_replicas(client, ns, &name, |s: StatefulSet| s.spec?.replicas).await?
+            }
+            "ReplicationController" => {
+                spec_replicas(client, ns, &name, |r: ReplicationController| {
+                    r.spec?.replicas
+                })
+                .await?
+            }
             other => {
                 return Err(format!(
                     "found no controllers for pod {:?} (controller kind {other} has no scale)",
@@ -339,7 +346,7 @@ async fn sync_pdb(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use crate::controllers::workload_utils::testing::pod_status;
     use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -350,15 +357,7 @@ mod tests {
                 ..Default::default()
             },
             spec: None,
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(pod_status("Running", ready)),
         }
     }
 

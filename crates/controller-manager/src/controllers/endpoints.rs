@@ -239,9 +239,7 @@ pub fn enqueue_pod_services(
             vec![old, new]
         }
         Notification::Resync => {
-            for s in services.list() {
-                queue.add(key_of(s.as_ref()));
-            }
+            queue.add_all(services.keys());
             return;
         }
     };
@@ -265,9 +263,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     pods.wait_synced().await;
     endpoints.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for s in services.list() {
-        queue.add(key_of(s.as_ref()));
-    }
+    queue.add_all(services.keys());
     // Endpoints left behind by deleted services.
     for e in endpoints.list() {
         if services.get_by_key(&key_of(e.as_ref())).is_none() {
@@ -281,7 +277,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     n = s_sub.recv() => match n {
-                        Some(Notification::Resync) => for s in services.list() { queue.add(key_of(s.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(services.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },

@@ -362,9 +362,11 @@ use crate::informers::{key_of, split_key, Informer, Notification};
 use crate::workqueue::{run_workers, WorkQueue};
 use crate::ControllerContext;
 
-fn managed_service_key(s: &EndpointSlice) -> Option<String> {
+/// The `namespace/service` key of a slice `manager` manages (its
+/// managed-by and service-name labels), None for other slices.
+pub fn service_key_if_managed_by(s: &EndpointSlice, manager: &str) -> Option<String> {
     let labels = s.metadata.labels.as_ref()?;
-    if labels.get(MANAGED_BY_LABEL).map(|s| s.as_str()) != Some(MANAGED_BY) {
+    if labels.get(MANAGED_BY_LABEL).map(|s| s.as_str()) != Some(manager) {
         return None;
     }
     let svc = labels.get(SERVICE_NAME_LABEL)?;
@@ -372,6 +374,10 @@ fn managed_service_key(s: &EndpointSlice) -> Option<String> {
         "{}/{svc}",
         s.metadata.namespace.as_deref().unwrap_or("")
     ))
+}
+
+fn managed_service_key(s: &EndpointSlice) -> Option<String> {
+    service_key_if_managed_by(s, MANAGED_BY)
 }
 
 /// The endpointslice controller ("endpointslice-controller").
@@ -389,9 +395,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     slices.wait_synced().await;
     nodes.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for s in services.list() {
-        queue.add(key_of(s.as_ref()));
-    }
+    queue.add_all(services.keys());
     for s in slices.list() {
         if let Some(k) = managed_service_key(&s) {
             queue.add(k);
@@ -404,7 +408,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     n = s_sub.recv() => match n {
-                        Some(Notification::Resync) => for s in services.list() { queue.add(key_of(s.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(services.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },
@@ -414,14 +418,14 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                     },
                     n = e_sub.recv() => match n {
                         Some(Notification::Added(_)) => {}
-                        Some(Notification::Resync) => for s in services.list() { queue.add(key_of(s.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(services.keys()),
                         Some(n) => if let Some(k) = n.object().and_then(|o| managed_service_key(o)) { queue.add(k) },
                         None => break,
                     },
                     n = n_sub.recv() => match n {
                         // Zone labels feed endpoint.zone.
                         Some(Notification::Updated { old, new }) if old.metadata.labels != new.metadata.labels => {
-                            for s in services.list() { queue.add(key_of(s.as_ref())) }
+                            queue.add_all(services.keys())
                         }
                         Some(_) => {}
                         None => break,

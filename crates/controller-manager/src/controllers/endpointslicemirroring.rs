@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 
-use super::endpointslice::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use super::endpointslice::{service_key_if_managed_by, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use super::podutil;
 use crate::informers::{key_of, split_key, Informer, Notification};
 use crate::workqueue::{run_workers, WorkQueue};
@@ -131,15 +131,7 @@ pub fn desired_slices(ep: &Endpoints) -> Vec<EndpointSlice> {
 }
 
 fn mirrored_key(s: &EndpointSlice) -> Option<String> {
-    let l = s.metadata.labels.as_ref()?;
-    if l.get(MANAGED_BY_LABEL).map(|s| s.as_str()) != Some(MIRRORING_MANAGED_BY) {
-        return None;
-    }
-    let svc = l.get(SERVICE_NAME_LABEL)?;
-    Some(format!(
-        "{}/{svc}",
-        s.metadata.namespace.as_deref().unwrap_or("")
-    ))
+    service_key_if_managed_by(s, MIRRORING_MANAGED_BY)
 }
 
 /// The mirroring controller ("endpointslice-mirroring-controller").
@@ -154,9 +146,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     services.wait_synced().await;
     slices.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for e in endpoints.list() {
-        queue.add(key_of(e.as_ref()));
-    }
+    queue.add_all(endpoints.keys());
     for s in slices.list() {
         if let Some(k) = mirrored_key(&s) {
             queue.add(k);
@@ -170,12 +160,12 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     n = e_sub.recv() => match n {
-                        Some(Notification::Resync) => for e in endpoints.list() { queue.add(key_of(e.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(endpoints.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },
                     n = s_sub.recv() => match n {
-                        Some(Notification::Resync) => for e in endpoints.list() { queue.add(key_of(e.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(endpoints.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, PostParams, Preconditions, PropagationPolicy,
 };
@@ -27,6 +27,7 @@ use kube::discovery::{verbs, Scope};
 use kube::{Api, ResourceExt};
 use tokio::sync::mpsc;
 
+use super::podutil::is_not_found;
 use crate::informers::{Informer, Notification};
 use crate::workqueue::{run_workers, WorkQueue};
 use crate::ControllerContext;
@@ -417,10 +418,6 @@ fn dyn_api(client: &kube::Client, res: &ResourceInfo, ns: Option<&str>) -> Api<D
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(ae) if ae.code == 404)
-}
-
 enum OwnerState {
     Solid,
     Dangling,
@@ -602,6 +599,39 @@ async fn attempt_to_orphan(shared: &Shared, uid: &str) -> anyhow::Result<()> {
     remove_finalizer(shared, &node, uid, FINALIZER_ORPHAN).await
 }
 
+/// Read-modify-write of `node`'s object metadata, retried on conflicts (five
+/// attempts). `change` edits the metadata and says whether anything changed;
+/// Ok(true) when the object was written, Ok(false) when nothing needed
+/// changing or the object (with this `uid`) is gone. `what` names the change
+/// in the error after the last conflict.
+async fn update_metadata(
+    shared: &Shared,
+    node: &Node,
+    uid: &str,
+    what: &str,
+    change: impl Fn(&mut ObjectMeta) -> bool,
+) -> anyhow::Result<bool> {
+    let api = dyn_api(&shared.client, &node.res, node.namespace.as_deref());
+    for _ in 0..5 {
+        let Some(mut obj) = api.get_opt(&node.name).await? else {
+            return Ok(false);
+        };
+        if obj.metadata.uid.as_deref() != Some(uid) {
+            return Ok(false);
+        }
+        if !change(&mut obj.metadata) {
+            return Ok(false);
+        }
+        match api.replace(&node.name, &PostParams::default(), &obj).await {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(ae)) if ae.code == 409 => continue,
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("conflicts removing {what} from {}", node.name)
+}
+
 /// Removes the ownerReferences with the given uids (read-modify-write).
 async fn remove_owner_refs(
     shared: &Shared,
@@ -609,32 +639,21 @@ async fn remove_owner_refs(
     uid: &str,
     drop: &HashSet<String>,
 ) -> anyhow::Result<()> {
-    let api = dyn_api(&shared.client, &node.res, node.namespace.as_deref());
-    for _ in 0..5 {
-        let Some(mut obj) = api.get_opt(&node.name).await? else {
-            return Ok(());
-        };
-        if obj.metadata.uid.as_deref() != Some(uid) {
-            return Ok(());
-        }
-        let refs = obj.metadata.owner_references.clone().unwrap_or_default();
+    update_metadata(shared, node, uid, "owner references", |meta| {
+        let refs = meta.owner_references.clone().unwrap_or_default();
         let kept: Vec<OwnerReference> = refs
             .iter()
             .filter(|o| !drop.contains(&o.uid))
             .cloned()
             .collect();
         if kept.len() == refs.len() {
-            return Ok(());
+            return false;
         }
-        obj.metadata.owner_references = if kept.is_empty() { None } else { Some(kept) };
-        match api.replace(&node.name, &PostParams::default(), &obj).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(ae)) if ae.code == 409 => continue,
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    anyhow::bail!("conflicts removing owner references from {}", node.name)
+        meta.owner_references = if kept.is_empty() { None } else { Some(kept) };
+        true
+    })
+    .await?;
+    Ok(())
 }
 
 async fn remove_finalizer(
@@ -643,35 +662,27 @@ async fn remove_finalizer(
     uid: &str,
     finalizer: &str,
 ) -> anyhow::Result<()> {
-    let api = dyn_api(&shared.client, &node.res, node.namespace.as_deref());
-    for _ in 0..5 {
-        let Some(mut obj) = api.get_opt(&node.name).await? else {
-            return Ok(());
-        };
-        if obj.metadata.uid.as_deref() != Some(uid) {
-            return Ok(());
-        }
-        let fins = obj.metadata.finalizers.clone().unwrap_or_default();
-        if !fins.iter().any(|f| f == finalizer) {
-            return Ok(());
-        }
-        obj.metadata.finalizers = Some(fins.into_iter().filter(|f| f != finalizer).collect());
-        match api.replace(&node.name, &PostParams::default(), &obj).await {
-            Ok(_) => {
-                tracing::info!(
-                    "garbage collector: removed finalizer {finalizer} from {} {}",
-                    node.res.ar.kind,
-                    node.name
-                );
-                return Ok(());
+    let removed = update_metadata(
+        shared,
+        node,
+        uid,
+        &format!("finalizer {finalizer}"),
+        |meta| {
+            let fins = meta.finalizers.clone().unwrap_or_default();
+            if !fins.iter().any(|f| f == finalizer) {
+                return false;
             }
-            Err(kube::Error::Api(ae)) if ae.code == 409 => continue,
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    anyhow::bail!(
-        "conflicts removing finalizer {finalizer} from {}",
-        node.name
+            meta.finalizers = Some(fins.into_iter().filter(|f| f != finalizer).collect());
+            true
+        },
     )
+    .await?;
+    if removed {
+        tracing::info!(
+            "garbage collector: removed finalizer {finalizer} from {} {}",
+            node.res.ar.kind,
+            node.name
+        );
+    }
+    Ok(())
 }

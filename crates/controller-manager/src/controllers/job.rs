@@ -49,6 +49,17 @@ pub fn finished(job: &Job) -> Option<(String, Option<DateTime<Utc>>)> {
         })
 }
 
+/// The failures of the pod's index before this pod (its
+/// job-index-failure-count annotation, 0 when absent).
+fn index_failure_count(pod: &Pod) -> i32 {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INDEX_FAILURE_COUNT_ANNOTATION))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn pod_index(pod: &Pod) -> Option<i32> {
     let v = pod
         .metadata
@@ -348,15 +359,8 @@ pub fn plan(job: &Job, pods: &[&Pod], now: DateTime<Utc>) -> JobPlan {
             .filter(|q| podutil::phase(q) == "Failed" || podutil::is_terminating(q))
         {
             if let Some(i) = pod_index(q) {
-                let prev: i32 = q
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(INDEX_FAILURE_COUNT_ANNOTATION))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
                 let e = p.index_failures.entry(i).or_insert(0);
-                *e = (*e).max(prev + 1);
+                *e = (*e).max(index_failure_count(q) + 1);
             }
         }
     }
@@ -440,14 +444,7 @@ pub fn plan(job: &Job, pods: &[&Pod], now: DateTime<Utc>) -> JobPlan {
                 }
                 PolicyAction::Count => {
                     if let (true, Some(limit), Some(i)) = (indexed, per_index, pod_index(pod)) {
-                        let count: i32 = pod
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get(INDEX_FAILURE_COUNT_ANNOTATION))
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        if count + 1 > limit {
+                        if index_failure_count(pod) + 1 > limit {
                             failed_idx.insert(i);
                         }
                     }
@@ -895,7 +892,7 @@ use client_base::events::Recorder;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::informers::{key_of, spawn_owner_handlers, split_key, Informer};
+use crate::informers::{owner_queue, split_key, Informer};
 use crate::workqueue::{run_workers, WorkQueue};
 use crate::ControllerContext;
 
@@ -909,22 +906,7 @@ fn owner_job_key(pod: &Pod) -> Option<String> {
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let jobs = ctx.informers.get::<Job>();
     let pods = ctx.informers.get::<Pod>();
-    let j_sub = jobs.subscribe();
-    let p_sub = pods.subscribe();
-    jobs.wait_synced().await;
-    pods.wait_synced().await;
-    let queue: WorkQueue<String> = WorkQueue::new();
-    for j in jobs.list() {
-        queue.add(key_of(j.as_ref()));
-    }
-    spawn_owner_handlers(
-        jobs.clone(),
-        j_sub,
-        p_sub,
-        queue.clone(),
-        ctx.stop.clone(),
-        owner_job_key,
-    );
+    let queue = owner_queue(&jobs, &pods, ctx.stop.clone(), owner_job_key).await;
     let recorder = ctx.recorder("job-controller");
     let workers = ctx.options.concurrent_job_syncs.max(1);
     let client = ctx.client.clone();

@@ -33,6 +33,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod deployment_util;
 pub mod history;
+pub mod pod_control;
 pub mod replicaset;
 pub mod statefulset;
 pub mod workload_utils;

@@ -585,20 +585,7 @@ async fn mark_pods_not_ready(
 
 /// Adds (or refreshes) the DisruptionTarget condition before a pod is deleted.
 pub async fn add_disruption_target(api: &Api<Pod>, pod: &Pod, reason: &str, message: &str) {
-    let mut conds: Vec<PodCondition> = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    conds.retain(|c| c.type_ != "DisruptionTarget");
-    conds.push(PodCondition {
-        type_: "DisruptionTarget".into(),
-        status: "True".into(),
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        last_transition_time: Some(podutil::now_time()),
-        ..Default::default()
-    });
+    let conds = podutil::conditions_with_disruption_target(pod, reason, message);
     let patch = serde_json::json!({"status": {"conditions": conds}});
     let name = pod.metadata.name.clone().unwrap_or_default();
     if let Err(e) = api

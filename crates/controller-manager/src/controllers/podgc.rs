@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
 
@@ -182,20 +182,7 @@ async fn force_delete(
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     if let Some((reason, message)) = cond {
         if !podutil::is_terminal(pod) {
-            let mut conds: Vec<PodCondition> = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default();
-            conds.retain(|c| c.type_ != "DisruptionTarget");
-            conds.push(PodCondition {
-                type_: "DisruptionTarget".into(),
-                status: "True".into(),
-                reason: Some(reason.into()),
-                message: Some(message.into()),
-                last_transition_time: Some(podutil::now_time()),
-                ..Default::default()
-            });
+            let conds = podutil::conditions_with_disruption_target(pod, reason, message);
             let mut st = serde_json::json!({"conditions": conds});
             if mark_failed {
                 st["phase"] = "Failed".into();

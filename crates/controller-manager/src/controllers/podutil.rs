@@ -221,6 +221,31 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+/// The pod's conditions with DisruptionTarget=True (`reason`, `message`, now)
+/// in place of any earlier DisruptionTarget: what the taint eviction and pod
+/// GC controllers write before deleting a pod.
+pub fn conditions_with_disruption_target(
+    pod: &Pod,
+    reason: &str,
+    message: &str,
+) -> Vec<PodCondition> {
+    let mut conds: Vec<PodCondition> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conds.retain(|c| c.type_ != "DisruptionTarget");
+    conds.push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time: Some(now_time()),
+        ..Default::default()
+    });
+    conds
+}
+
 /// An API time as a chrono UTC time.
 pub fn to_utc(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
@@ -238,6 +263,25 @@ pub fn api_time(d: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta:
 /// Now, as an API time.
 pub fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     api_time(Utc::now())
+}
+
+/// The API said 404.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The message of an API error (the Status message, as upstream prints a
+/// StatusError), else the error itself.
+pub fn err_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The API said 409 (conflict / already exists).
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 #[cfg(test)]
@@ -342,14 +386,4 @@ mod tests {
         };
         assert!(tolerates(&tol, &taint));
     }
-}
-
-/// The API said 404.
-pub fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-/// The API said 409 (conflict / already exists).
-pub fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use client_base::events::{EventType, Recorder};
+use client_base::events::Recorder;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{
     ObjectReference, Pod, PodTemplateSpec, ReplicationController, ReplicationControllerCondition,
@@ -21,13 +21,15 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::workload_utils as wu;
+use super::pod_control::{pod_for_owner, PodControl};
+use super::podutil::{err_message, is_not_found};
+use super::workload_utils::{self as wu, ClaimAction};
 use crate::informers::{key_of, split_key, Informer, InformerFactory, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::workqueue::WorkQueue;
 use crate::ControllerContext;
 
 /// The replicaset controller ("replicaset-controller").
@@ -257,21 +259,14 @@ pub fn claim_pods<'a>(
         let p: &Pod = p;
         let matches = wu::selector_matches(selector, p.metadata.labels.as_ref())
             && !wu::selector_is_empty(selector);
-        match wu::controller_of(&p.metadata) {
-            Some(r) if r.uid == uid => {
-                if matches {
-                    c.owned.push(p);
-                } else if !deleting && !wu::is_terminating(&p.metadata) {
-                    c.release.push(p);
-                }
+        match wu::claim_action(&p.metadata, uid, matches, deleting) {
+            ClaimAction::Keep => c.owned.push(p),
+            ClaimAction::Release => c.release.push(p),
+            ClaimAction::Adopt => {
+                c.adopt.push(p);
+                c.owned.push(p);
             }
-            Some(_) => {}
-            None => {
-                if matches && !deleting && !wu::is_terminating(&p.metadata) {
-                    c.adopt.push(p);
-                    c.owned.push(p);
-                }
-            }
+            ClaimAction::Ignore => {}
         }
     }
     c
@@ -298,21 +293,6 @@ pub fn release_patch(obj: &ObjectMeta, owner_uid: &str) -> serde_json::Value {
         serde_json::json!({"metadata": {"ownerReferences": null, "uid": obj.uid}})
     } else {
         serde_json::json!({"metadata": {"ownerReferences": refs, "uid": obj.uid}})
-    }
-}
-
-pub(crate) fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-pub(crate) fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
-fn err_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -414,6 +394,32 @@ impl ReplicaSetController {
         }
     }
 
+    /// Enqueues the controller objects of `inf` as they change (all of them on
+    /// a resync) until `stop`, and waits for `inf` to sync.
+    async fn spawn_owner_events<K>(&self, inf: &Informer<K>, stop: &CancellationToken)
+    where
+        K: kube::Resource + Clone + Send + Sync + 'static,
+    {
+        let this = self.clone();
+        let stop = stop.clone();
+        let mut sub = inf.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let n = tokio::select! { n = sub.recv() => n, _ = stop.cancelled() => None };
+                match n {
+                    None => break,
+                    Some(Notification::Resync) => this.enqueue_all(),
+                    Some(n) => {
+                        if let Some(o) = n.object() {
+                            this.queue.add(key_of(o.as_ref()));
+                        }
+                    }
+                }
+            }
+        });
+        inf.wait_synced().await;
+    }
+
     /// Runs the controller until `stop`.
     pub async fn run(self, workers: usize, stop: CancellationToken) -> Result<()> {
         let mut pod_sub = self.pods.subscribe();
@@ -437,67 +443,29 @@ impl ReplicaSetController {
                 }
             }
         });
-        let this = self.clone();
-        let s2 = stop.clone();
         match self.flavor {
             Flavor::ReplicaSet => {
-                let inf = self.rss.clone().expect("rs informer");
-                let mut sub = inf.subscribe();
-                tokio::spawn(async move {
-                    loop {
-                        let n = tokio::select! { n = sub.recv() => n, _ = s2.cancelled() => None };
-                        match n {
-                            None => break,
-                            Some(Notification::Resync) => this.enqueue_all(),
-                            Some(n) => {
-                                if let Some(o) = n.object() {
-                                    this.queue.add(key_of(o.as_ref()));
-                                }
-                            }
-                        }
-                    }
-                });
-                inf.wait_synced().await;
+                self.spawn_owner_events(self.rss.as_ref().expect("rs informer"), &stop)
+                    .await
             }
             Flavor::ReplicationController => {
-                let inf = self.rcs.clone().expect("rc informer");
-                let mut sub = inf.subscribe();
-                tokio::spawn(async move {
-                    loop {
-                        let n = tokio::select! { n = sub.recv() => n, _ = s2.cancelled() => None };
-                        match n {
-                            None => break,
-                            Some(Notification::Resync) => this.enqueue_all(),
-                            Some(n) => {
-                                if let Some(o) = n.object() {
-                                    this.queue.add(key_of(o.as_ref()));
-                                }
-                            }
-                        }
-                    }
-                });
-                inf.wait_synced().await;
+                self.spawn_owner_events(self.rcs.as_ref().expect("rc informer"), &stop)
+                    .await
             }
         }
         self.pods.wait_synced().await;
         self.enqueue_all();
-        let this = self.clone();
         let name = match self.flavor {
             Flavor::ReplicaSet => "replicaset",
             Flavor::ReplicationController => "replicationcontroller",
         };
-        run_workers(
+        wu::run_sync_workers(
+            self.clone(),
             self.queue.clone(),
             workers,
             stop,
             name,
-            move |key: String| {
-                let this = this.clone();
-                async move {
-                    let r = this.sync(&key).await;
-                    wu::requeue_on_conflict(&this.queue, &key, r)
-                }
-            },
+            |this, key| async move { this.sync(&key).await },
         )
         .await;
         Ok(())
@@ -557,13 +525,7 @@ impl ReplicaSetController {
             .filter(|p| !adopted_failed.contains(p.metadata.name.as_deref().unwrap_or_default()))
             .collect();
 
-        let pods_inf = self.pods.clone();
-        let ns2 = ns.clone();
-        let satisfied = self.exp.satisfied(key, |n| {
-            pods_inf
-                .get(Some(&ns2), n)
-                .map(|p| wu::is_terminating(&p.metadata))
-        });
+        let satisfied = self.exp.satisfied_by_pods(key, &self.pods, &ns);
         let mut manage_err: Option<(&'static str, String)> = None;
         if satisfied && !deleting {
             manage_err = self.manage(key, &ns, &rs, &oref, &active).await;
@@ -574,7 +536,7 @@ impl ReplicaSetController {
             manage_err.as_ref().map(|(r, m)| (*r, m.as_str())),
             wu::now(),
         );
-        if serde_json::to_value(&status).ok() != serde_json::to_value(&rs.status).ok() {
+        if wu::status_changed(&status, Some(&rs.status)) {
             self.write_status(&ns, name, &status).await?;
         }
         if rs.min_ready_seconds > 0 && status.ready_replicas != status.available_replicas {
@@ -590,7 +552,7 @@ impl ReplicaSetController {
     }
 
     async fn write_status(&self, ns: &str, name: &str, status: &ReplicaSetStatus) -> Result<()> {
-        let r = match self.flavor {
+        match self.flavor {
             Flavor::ReplicaSet => {
                 let Some(cur) = self.rss.as_ref().and_then(|i| i.get(Some(ns), name)) else {
                     return Ok(());
@@ -598,9 +560,7 @@ impl ReplicaSetController {
                 let mut obj = (*cur).clone();
                 obj.status = Some(status.clone());
                 let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), ns);
-                api.replace_status(name, &PostParams::default(), &obj)
-                    .await
-                    .map(|_| ())
+                wu::replace_status(&api, name, &obj).await
             }
             Flavor::ReplicationController => {
                 let Some(cur) = self.rcs.as_ref().and_then(|i| i.get(Some(ns), name)) else {
@@ -609,19 +569,8 @@ impl ReplicaSetController {
                 let mut obj = (*cur).clone();
                 obj.status = Some(rc_status(status));
                 let api: Api<ReplicationController> = Api::namespaced(self.client.clone(), ns);
-                api.replace_status(name, &PostParams::default(), &obj)
-                    .await
-                    .map(|_| ())
+                wu::replace_status(&api, name, &obj).await
             }
-        };
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) if is_conflict(&e) => {
-                // the informer will bring the newer object and requeue
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -635,86 +584,34 @@ impl ReplicaSetController {
     ) -> Option<(&'static str, String)> {
         let diff = active.len() as i64 - i64::from(rs.replicas.max(0));
         let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let control = PodControl {
+            api: &pod_api,
+            recorder: &self.recorder,
+            oref,
+            expectations: &self.exp,
+            key,
+        };
         if diff < 0 {
             let template = rs.template.as_ref()?;
             let want = ((-diff) as usize).min(BURST_REPLICAS);
-            let owner =
-                wu::new_controller_ref(&rs.meta, self.flavor.api_version(), self.flavor.kind());
-            let mut pod = wu::pod_from_template(template, Some(owner));
-            pod.metadata.generate_name = Some(wu::pod_generate_name(
-                rs.meta.name.as_deref().unwrap_or_default(),
-            ));
-            pod.metadata.namespace = Some(ns.to_string());
-            for batch in wu::slow_start_batches(want, 1) {
-                let futs = (0..batch).map(|_| {
-                    let api = pod_api.clone();
-                    let pod = pod.clone();
-                    async move { api.create(&PostParams::default(), &pod).await }
-                });
-                let results = futures::future::join_all(futs).await;
-                let mut err = None;
-                for r in results {
-                    match r {
-                        Ok(p) => {
-                            let pn = p.metadata.name.clone().unwrap_or_default();
-                            self.exp.expect_create(key, &pn);
-                            self.recorder.event(
-                                oref,
-                                EventType::Normal,
-                                "SuccessfulCreate",
-                                format!("Created pod: {pn}"),
-                            );
-                        }
-                        Err(e) => {
-                            let msg = err_message(&e);
-                            self.recorder.event(
-                                oref,
-                                EventType::Warning,
-                                "FailedCreate",
-                                format!("Error creating: {msg}"),
-                            );
-                            err = Some(("FailedCreate", msg));
-                        }
-                    }
-                }
-                if err.is_some() {
-                    return err;
-                }
-            }
+            let pod = pod_for_owner(
+                template,
+                &rs.meta,
+                self.flavor.api_version(),
+                self.flavor.kind(),
+            );
+            let err = control.create_pods(vec![pod; want]).await;
+            return err.map(|e| ("FailedCreate", err_message(&e)));
         } else if diff > 0 {
             let n = (diff as usize).min(BURST_REPLICAS);
             let related = self.related_pods(ns, rs);
             let related_refs: Vec<&Pod> = related.iter().map(|p| p.as_ref()).collect();
-            let victims = wu::pods_to_delete(active, &related_refs, n);
-            let futs = victims.iter().map(|p| {
-                let api = pod_api.clone();
-                let pn = p.metadata.name.clone().unwrap_or_default();
-                self.exp.expect_delete(key, &pn);
-                async move { (pn.clone(), api.delete(&pn, &DeleteParams::default()).await) }
-            });
-            let mut err = None;
-            for (pn, r) in futures::future::join_all(futs).await {
-                match r {
-                    Ok(_) => self.recorder.event(
-                        oref,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {pn}"),
-                    ),
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => {
-                        let msg = err_message(&e);
-                        self.recorder.event(
-                            oref,
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {msg}"),
-                        );
-                        err = Some(("FailedDelete", msg));
-                    }
-                }
-            }
-            return err;
+            let victims: Vec<String> = wu::pods_to_delete(active, &related_refs, n)
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap_or_default())
+                .collect();
+            let err = control.delete_pods(&victims).await;
+            return err.map(|e| ("FailedDelete", err_message(&e)));
         }
         None
     }
@@ -751,7 +648,7 @@ pub fn rc_selector(m: &BTreeMap<String, String>) -> LabelSelector {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::PodSpec;
 
     fn rs(replicas: i32) -> RsView {
         RsView::from_rs(&ReplicaSet {
@@ -809,15 +706,7 @@ mod tests {
                 ..Default::default()
             },
             spec: Some(PodSpec::default()),
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(wu::testing::pod_status("Running", ready)),
         })
     }
 

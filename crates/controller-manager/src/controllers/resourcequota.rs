@@ -335,9 +335,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     services.wait_synced().await;
     pvcs.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for q in quotas.list() {
-        queue.add(key_of(q.as_ref()));
-    }
+    queue.add_all(quotas.keys());
     {
         let (quotas, queue, stop) = (quotas.clone(), queue.clone(), ctx.stop.clone());
         let period = ctx
@@ -356,9 +354,9 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = resync.tick() => for q in quotas.list() { queue.add(key_of(q.as_ref())) },
+                    _ = resync.tick() => queue.add_all(quotas.keys()),
                     n = q_sub.recv() => match n {
-                        Some(Notification::Resync) => for q in quotas.list() { queue.add(key_of(q.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(quotas.keys()),
                         Some(Notification::Updated { old, new }) => if old.spec != new.spec || new.status.is_none() { queue.add(key_of(new.as_ref())) },
                         Some(Notification::Added(q)) => queue.add(key_of(q.as_ref())),
                         Some(Notification::Deleted(_)) => {}

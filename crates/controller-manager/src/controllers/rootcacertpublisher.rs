@@ -10,8 +10,8 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::controllers::serviceaccount::namespace_active;
-use crate::informers::{Informer, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::informers::{owner_queue, Informer};
+use crate::workqueue::run_workers;
 use crate::ControllerContext;
 
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
@@ -26,40 +26,10 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     };
     let namespaces = ctx.informers.get::<Namespace>();
     let cms = ctx.informers.get::<ConfigMap>();
-    let mut ns_sub = namespaces.subscribe();
-    let mut cm_sub = cms.subscribe();
-    namespaces.wait_synced().await;
-    cms.wait_synced().await;
-    let queue: WorkQueue<String> = WorkQueue::new();
-    for ns in namespaces.list() {
-        queue.add(ns.name_any());
-    }
-    {
-        let (queue, namespaces) = (queue.clone(), namespaces.clone());
-        let stop = ctx.stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    n = ns_sub.recv() => match n {
-                        None => return,
-                        Some(Notification::Resync) => namespaces.list().iter().for_each(|n| queue.add(n.name_any())),
-                        Some(Notification::Deleted(_)) => {}
-                        Some(n) => if let Some(o) = n.object() { queue.add(o.name_any()) },
-                    },
-                    n = cm_sub.recv() => match n {
-                        None => return,
-                        Some(Notification::Resync) => namespaces.list().iter().for_each(|n| queue.add(n.name_any())),
-                        Some(n) => if let Some(cm) = n.object() {
-                            if cm.name_any() == ROOT_CA_CONFIGMAP {
-                                queue.add(cm.namespace().unwrap_or_default());
-                            }
-                        },
-                    },
-                }
-            }
-        });
-    }
+    let queue = owner_queue(&namespaces, &cms, ctx.stop.clone(), |cm: &ConfigMap| {
+        (cm.name_any() == ROOT_CA_CONFIGMAP).then(|| cm.namespace().unwrap_or_default())
+    })
+    .await;
     let client = ctx.client.clone();
     run_workers(
         queue,

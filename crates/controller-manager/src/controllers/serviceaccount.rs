@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
-use crate::informers::{Informer, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::informers::{owner_queue_with, Informer, Notification};
+use crate::workqueue::run_workers;
 use crate::ControllerContext;
 
 /// The service accounts every namespace gets.
@@ -20,41 +20,16 @@ pub fn namespace_active(ns: &Namespace) -> bool {
 pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
     let namespaces = ctx.informers.get::<Namespace>();
     let sas = ctx.informers.get::<ServiceAccount>();
-    let mut ns_sub = namespaces.subscribe();
-    let mut sa_sub = sas.subscribe();
-    namespaces.wait_synced().await;
-    sas.wait_synced().await;
-    let queue: WorkQueue<String> = WorkQueue::new();
-    for ns in namespaces.list() {
-        queue.add(ns.name_any());
-    }
-    {
-        let (queue, namespaces) = (queue.clone(), namespaces.clone());
-        let stop = ctx.stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    n = ns_sub.recv() => match n {
-                        None => return,
-                        Some(Notification::Resync) => namespaces.list().iter().for_each(|n| queue.add(n.name_any())),
-                        Some(Notification::Deleted(_)) => {}
-                        Some(n) => if let Some(o) = n.object() { queue.add(o.name_any()) },
-                    },
-                    n = sa_sub.recv() => match n {
-                        None => return,
-                        Some(Notification::Deleted(sa)) => {
-                            if SERVICE_ACCOUNTS_TO_ENSURE.contains(&sa.name_any().as_str()) {
-                                queue.add(sa.namespace().unwrap_or_default());
-                            }
-                        }
-                        Some(Notification::Resync) => namespaces.list().iter().for_each(|n| queue.add(n.name_any())),
-                        Some(_) => {}
-                    },
-                }
-            }
-        });
-    }
+    // only a deleted ServiceAccount needs re-creating
+    let queue = owner_queue_with(&namespaces, &sas, ctx.stop.clone(), |n| match n {
+        Notification::Deleted(sa)
+            if SERVICE_ACCOUNTS_TO_ENSURE.contains(&sa.name_any().as_str()) =>
+        {
+            Some(sa.namespace().unwrap_or_default())
+        }
+        _ => None,
+    })
+    .await;
     let client = ctx.client.clone();
     run_workers(
         queue,

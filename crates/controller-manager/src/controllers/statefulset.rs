@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use client_base::events::{EventType, Recorder};
+use client_base::events::{object_ref, EventType, Recorder};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    ObjectReference, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod,
-    PodTemplateSpec, Volume,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -23,10 +22,11 @@ use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::history;
-use super::replicaset::{adopt_patch, is_not_found, release_patch};
-use super::workload_utils as wu;
+use super::podutil::is_not_found;
+use super::replicaset::{adopt_patch, release_patch};
+use super::workload_utils::{self as wu, ClaimAction};
 use crate::informers::{key_of, split_key, Informer, Notification};
-use crate::workqueue::{run_workers, WorkQueue};
+use crate::workqueue::WorkQueue;
 use crate::ControllerContext;
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -121,14 +121,6 @@ fn min_ready(s: &StatefulSet) -> i32 {
         .as_ref()
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0)
-}
-
-pub fn pod_revision(p: &Pod) -> Option<&str> {
-    p.metadata
-        .labels
-        .as_ref()?
-        .get(history::CONTROLLER_REVISION_HASH)
-        .map(|s| s.as_str())
 }
 
 fn running_and_ready(p: &Pod) -> bool {
@@ -252,10 +244,10 @@ pub fn compute_status(
             }
         }
         if p.metadata.deletion_timestamp.is_none() {
-            if pod_revision(p) == Some(current) {
+            if history::pod_revision(p) == Some(current) {
                 cur += 1;
             }
-            if pod_revision(p) == Some(update) {
+            if history::pod_revision(p) == Some(update) {
                 upd += 1;
             }
         }
@@ -363,7 +355,7 @@ pub fn plan(
         let Some(p) = pods.get(&pod_name(&name, ord)) else {
             continue;
         };
-        if pod_revision(p) != Some(update_rev) && p.metadata.deletion_timestamp.is_none() {
+        if history::pod_revision(p) != Some(update_rev) && p.metadata.deletion_timestamp.is_none() {
             if unavailable >= max_unavail && healthy(p) {
                 break;
             }
@@ -391,27 +383,16 @@ pub struct StatefulSetController {
 
 impl StatefulSetController {
     fn enqueue_all(&self) {
-        for k in self.sets.keys() {
-            self.queue.add(k);
-        }
+        self.queue.add_all(self.sets.keys());
     }
 
     fn enqueue_for_pod(&self, pod: &Pod) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = wu::controller_of(&pod.metadata) {
-            if r.kind == "StatefulSet" {
-                self.queue.add(wu::obj_key(&ns, &r.name));
-            }
-            return;
-        }
-        for s in self.sets.list_namespaced(&ns) {
-            let sel = s.spec.as_ref().map(|s| &s.selector);
-            if !wu::selector_is_empty(sel)
-                && wu::selector_matches(sel, pod.metadata.labels.as_ref())
-            {
-                self.queue.add(key_of(s.as_ref()));
-            }
-        }
+        self.queue.add_all(wu::controller_keys_for(
+            &pod.metadata,
+            "StatefulSet",
+            &self.sets,
+            |o| o.spec.as_ref().map(|s| &s.selector),
+        ));
     }
 
     pub async fn run(self, workers: usize, stop: CancellationToken) -> Result<()> {
@@ -444,26 +425,16 @@ impl StatefulSetController {
         self.pods.wait_synced().await;
         self.revisions.wait_synced().await;
         self.enqueue_all();
-        let this = self.clone();
-        run_workers(
+        wu::run_sync_workers(
+            self.clone(),
             self.queue.clone(),
             workers,
             stop,
             "statefulset",
-            move |key: String| {
-                let this = this.clone();
-                async move {
-                    let r = this.sync(&key).await;
-                    wu::requeue_on_conflict(&this.queue, &key, r)
-                }
-            },
+            |this, key| async move { this.sync(&key).await },
         )
         .await;
         Ok(())
-    }
-
-    fn oref(s: &StatefulSet) -> ObjectReference {
-        client_base::events::object_ref(s)
     }
 
     /// Current and update revisions, creating the update revision when needed.
@@ -473,66 +444,23 @@ impl StatefulSetController {
     ) -> Result<(ControllerRevision, ControllerRevision, Option<i32>)> {
         let ns = set.metadata.namespace.clone().unwrap_or_default();
         let uid = set.metadata.uid.clone().unwrap_or_default();
-        let mut revs: Vec<ControllerRevision> = self
-            .revisions
-            .list_namespaced(&ns)
-            .into_iter()
-            .filter(|r| wu::is_controlled_by(&r.metadata, &uid))
-            .map(|r| (*r).clone())
-            .collect();
-        history::sort_revisions(&mut revs);
+        let revs = history::owned_revisions(&self.revisions, &ns, &uid);
         let template = set
             .spec
             .as_ref()
             .map(|s| s.template.clone())
             .unwrap_or_default();
-        let data = history::template_patch(&template);
         let mut collision = set.status.as_ref().and_then(|s| s.collision_count);
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
-        let next = history::next_revision(&revs);
-        let update = match revs.iter().rposition(|r| history::equal_revision(r, &data)) {
-            Some(i) if i == revs.len() - 1 => revs[i].clone(),
-            Some(i) => {
-                // rolled back to an older revision: it becomes the newest
-                let mut r = revs[i].clone();
-                r.revision = next;
-                api.replace(
-                    r.metadata.name.as_deref().unwrap_or_default(),
-                    &PostParams::default(),
-                    &r,
-                )
-                .await?
-            }
-            None => {
-                let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
-                let owner = wu::new_controller_ref(&set.metadata, "apps/v1", "StatefulSet");
-                loop {
-                    let rev = history::new_revision(
-                        &set.metadata,
-                        owner.clone(),
-                        labels.clone(),
-                        data.clone(),
-                        next,
-                        collision,
-                    );
-                    match api.create(&PostParams::default(), &rev).await {
-                        Ok(r) => break r,
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            let cur = api
-                                .get(rev.metadata.name.as_deref().unwrap_or_default())
-                                .await?;
-                            if history::equal_revision(&cur, &data)
-                                && wu::is_controlled_by(&cur.metadata, &uid)
-                            {
-                                break cur;
-                            }
-                            collision = Some(collision.unwrap_or(0).saturating_add(1));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        };
+        let update = history::ensure_revision(
+            &api,
+            &revs,
+            &set.metadata,
+            "StatefulSet",
+            &template,
+            &mut collision,
+        )
+        .await?;
         let cur_name = set.status.as_ref().and_then(|s| s.current_revision.clone());
         let current = cur_name
             .and_then(|n| {
@@ -541,39 +469,17 @@ impl StatefulSetController {
                     .cloned()
             })
             .unwrap_or_else(|| update.clone());
-        // truncate history: keep revisionHistoryLimit unused revisions
-        let limit = set
-            .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize;
-        let in_use: Vec<String> = self
-            .pods
-            .list_namespaced(&ns)
-            .iter()
-            .filter(|p| wu::is_controlled_by(&p.metadata, &uid))
-            .filter_map(|p| pod_revision(p).map(String::from))
-            .collect();
-        let unused: Vec<&ControllerRevision> = revs
-            .iter()
-            .filter(|r| {
-                let n = r.metadata.name.clone().unwrap_or_default();
-                n != current.metadata.name.clone().unwrap_or_default()
-                    && n != update.metadata.name.clone().unwrap_or_default()
-                    && !in_use.contains(&n)
-            })
-            .collect();
-        if unused.len() > limit {
-            for r in unused.iter().take(unused.len() - limit) {
-                let _ = api
-                    .delete(
-                        r.metadata.name.as_deref().unwrap_or_default(),
-                        &DeleteParams::default(),
-                    )
-                    .await;
-            }
-        }
+        // truncate history: keep revisionHistoryLimit unused revisions (a
+        // stateful pod's label holds its revision's name)
+        let in_use = history::revisions_in_use(&self.pods, &ns, &uid);
+        let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit);
+        history::truncate_history(&api, &revs, limit, |r| {
+            let n = r.metadata.name.clone().unwrap_or_default();
+            n == current.metadata.name.clone().unwrap_or_default()
+                || n == update.metadata.name.clone().unwrap_or_default()
+                || in_use.contains(&n)
+        })
+        .await;
         Ok((current, update, collision))
     }
 
@@ -596,35 +502,30 @@ impl StatefulSetController {
                 && wu::selector_matches(sel.as_ref(), p.metadata.labels.as_ref())
                 && ordinal_of(name, p.metadata.name.as_deref().unwrap_or_default()).is_some();
             let pn = p.metadata.name.clone().unwrap_or_default();
-            match wu::controller_of(&p.metadata) {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        owned.push((*p).clone());
-                    } else if !deleting && p.metadata.deletion_timestamp.is_none() {
-                        let _ = pod_api
-                            .patch(
-                                &pn,
-                                &PatchParams::default(),
-                                &Patch::Merge(release_patch(&p.metadata, &uid)),
-                            )
-                            .await;
+            match wu::claim_action(&p.metadata, &uid, matches, deleting) {
+                ClaimAction::Keep => owned.push((*p).clone()),
+                ClaimAction::Release => {
+                    let _ = pod_api
+                        .patch(
+                            &pn,
+                            &PatchParams::default(),
+                            &Patch::Merge(release_patch(&p.metadata, &uid)),
+                        )
+                        .await;
+                }
+                ClaimAction::Adopt => {
+                    if let Ok(np) = pod_api
+                        .patch(
+                            &pn,
+                            &PatchParams::default(),
+                            &Patch::Merge(adopt_patch(&p.metadata, owner.clone())),
+                        )
+                        .await
+                    {
+                        owned.push(np);
                     }
                 }
-                Some(_) => {}
-                None => {
-                    if matches && !deleting && p.metadata.deletion_timestamp.is_none() {
-                        if let Ok(np) = pod_api
-                            .patch(
-                                &pn,
-                                &PatchParams::default(),
-                                &Patch::Merge(adopt_patch(&p.metadata, owner.clone())),
-                            )
-                            .await
-                        {
-                            owned.push(np);
-                        }
-                    }
-                }
+                ClaimAction::Ignore => {}
             }
         }
         let (current, update, collision) = self.sync_revisions(&set).await?;
@@ -684,7 +585,7 @@ impl StatefulSetController {
                         if let Some(p) = by_name.get(&pn) {
                             match wu::pod_phase(p) {
                                 "Failed" => self.recorder.event(
-                                    &Self::oref(&set),
+                                    &object_ref(&set),
                                     EventType::Warning,
                                     "RecreatingFailedPod",
                                     format!(
@@ -692,7 +593,7 @@ impl StatefulSetController {
                                     ),
                                 ),
                                 "Succeeded" => self.recorder.event(
-                                    &Self::oref(&set),
+                                    &object_ref(&set),
                                     EventType::Normal,
                                     "RecreatingTerminatedPod",
                                     format!(
@@ -709,17 +610,11 @@ impl StatefulSetController {
         }
         let refs: Vec<&Pod> = owned.iter().collect();
         let st = compute_status(&set, &refs, &cur_name, &upd_name, collision, now);
-        if serde_json::to_value(&st).ok()
-            != serde_json::to_value(set.status.clone().unwrap_or_default()).ok()
-        {
+        if wu::status_changed(&st, set.status.as_ref()) {
             let mut obj = set.clone();
             obj.status = Some(st.clone());
             let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &ns);
-            match api.replace_status(name, &PostParams::default(), &obj).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) || super::replicaset::is_conflict(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            wu::replace_status(&api, name, &obj).await?;
         }
         if min_ready(&set) > 0 && st.ready_replicas != st.available_replicas {
             self.queue
@@ -744,14 +639,14 @@ impl StatefulSetController {
             let cname = c.metadata.name.clone().unwrap_or_default();
             match pvc_api.create(&PostParams::default(), &c).await {
                 Ok(_) => self.recorder.event(
-                    &Self::oref(set),
+                    &object_ref(set),
                     EventType::Normal,
                     "SuccessfulCreate",
                     format!("create Claim {cname} Pod {pname} in StatefulSet {sname} success"),
                 ),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => {
-                    self.recorder.event(&Self::oref(set), EventType::Warning, "FailedCreate", format!("create Claim {cname} for Pod {pname} in StatefulSet {sname} failed error: {e}"));
+                    self.recorder.event(&object_ref(set), EventType::Warning, "FailedCreate", format!("create Claim {cname} for Pod {pname} in StatefulSet {sname} failed error: {e}"));
                     return Err(e.into());
                 }
             }
@@ -760,7 +655,7 @@ impl StatefulSetController {
         match api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
                 self.recorder.event(
-                    &Self::oref(set),
+                    &object_ref(set),
                     EventType::Normal,
                     "SuccessfulCreate",
                     format!("create Pod {pname} in StatefulSet {sname} successful"),
@@ -770,7 +665,7 @@ impl StatefulSetController {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => {
                 self.recorder.event(
-                    &Self::oref(set),
+                    &object_ref(set),
                     EventType::Warning,
                     "FailedCreate",
                     format!("create Pod {pname} in StatefulSet {sname} failed error: {e}"),
@@ -823,7 +718,7 @@ impl StatefulSetController {
         match api.delete(pname, &DeleteParams::default()).await {
             Ok(_) => {
                 self.recorder.event(
-                    &Self::oref(set),
+                    &object_ref(set),
                     EventType::Normal,
                     "SuccessfulDelete",
                     format!("delete Pod {pname} in StatefulSet {sname} successful"),
@@ -833,7 +728,7 @@ impl StatefulSetController {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => {
                 self.recorder.event(
-                    &Self::oref(set),
+                    &object_ref(set),
                     EventType::Warning,
                     "FailedDelete",
                     format!("delete Pod {pname} in StatefulSet {sname} failed error: {e}"),
@@ -850,7 +745,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{
         RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetUpdateStrategy,
     };
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
     fn set(replicas: i32, parallel: bool) -> StatefulSet {
@@ -914,15 +809,10 @@ mod tests {
                 ..Default::default()
             },
             spec: Some(PodSpec::default()),
-            status: Some(PodStatus {
-                phase: Some(if ready { "Running" } else { "Pending" }.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(wu::testing::pod_status(
+                if ready { "Running" } else { "Pending" },
+                ready,
+            )),
         }
     }
 

@@ -65,9 +65,7 @@ pub async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
     pvcs.wait_synced().await;
     pods.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for c in pvcs.list() {
-        queue.add(key_of(c.as_ref()));
-    }
+    queue.add_all(pvcs.keys());
     {
         let (pvcs, queue, stop) = (pvcs.clone(), queue.clone(), ctx.stop.clone());
         tokio::spawn(async move {
@@ -76,7 +74,7 @@ pub async fn run_pvc(ctx: ControllerContext) -> anyhow::Result<()> {
                     _ = stop.cancelled() => break,
                     n = c_sub.recv() => match n {
                         Some(Notification::Deleted(_)) => {}
-                        Some(Notification::Resync) => for c in pvcs.list() { queue.add(key_of(c.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(pvcs.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },
@@ -172,9 +170,7 @@ pub async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
     let mut sub = pvs.subscribe();
     pvs.wait_synced().await;
     let queue: WorkQueue<String> = WorkQueue::new();
-    for v in pvs.list() {
-        queue.add(key_of(v.as_ref()));
-    }
+    queue.add_all(pvs.keys());
     {
         let (pvs, queue, stop) = (pvs.clone(), queue.clone(), ctx.stop.clone());
         tokio::spawn(async move {
@@ -183,7 +179,7 @@ pub async fn run_pv(ctx: ControllerContext) -> anyhow::Result<()> {
                     _ = stop.cancelled() => break,
                     n = sub.recv() => match n {
                         Some(Notification::Deleted(_)) => {}
-                        Some(Notification::Resync) => for v in pvs.list() { queue.add(key_of(v.as_ref())) },
+                        Some(Notification::Resync) => queue.add_all(pvs.keys()),
                         Some(n) => if let Some(o) = n.object() { queue.add(key_of(o.as_ref())) },
                         None => break,
                     },

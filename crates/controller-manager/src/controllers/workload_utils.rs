@@ -1,7 +1,8 @@
 //! Helpers shared by the workload controllers (replicaset, replicationcontroller,
 //! deployment, statefulset, daemonset): template hashing, label-selector matching,
 //! controller owner references, pod state predicates, pod construction from a
-//! template and the ranking used to pick pods to delete.
+//! template, the ranking used to pick pods to delete, the sync workers and
+//! status writes they share, and controller expectations.
 
 use std::collections::BTreeMap;
 
@@ -69,6 +70,40 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     podutil::controller_ref(meta)
 }
 
+/// The keys of the `kind` controllers in `owners` to sync after a change to
+/// a dependent with `meta` (upstream resolveControllerRef and
+/// getPodStatefulSets / getDeploymentsForReplicaSet): its controller when that
+/// is a `kind`, none when another controller has it, and for an orphan every
+/// controller of its namespace whose non-empty selector matches it (it may
+/// be adopted).
+pub fn controller_keys_for<O>(
+    meta: &ObjectMeta,
+    kind: &str,
+    owners: &crate::informers::Informer<O>,
+    selector: fn(&O) -> Option<&LabelSelector>,
+) -> Vec<String>
+where
+    O: kube::Resource + Clone,
+{
+    let ns = meta.namespace.clone().unwrap_or_default();
+    if let Some(r) = controller_of(meta) {
+        return if r.kind == kind {
+            vec![obj_key(&ns, &r.name)]
+        } else {
+            vec![]
+        };
+    }
+    owners
+        .list_namespaced(&ns)
+        .iter()
+        .filter(|o| {
+            let sel = selector(o);
+            !selector_is_empty(sel) && selector_matches(sel, meta.labels.as_ref())
+        })
+        .map(|o| crate::informers::key_of(o.as_ref()))
+        .collect()
+}
+
 /// A controller owner reference (controller and blockOwnerDeletion true) to `owner`.
 pub fn new_controller_ref(owner: &ObjectMeta, api_version: &str, kind: &str) -> OwnerReference {
     OwnerReference {
@@ -84,6 +119,48 @@ pub fn new_controller_ref(owner: &ObjectMeta, api_version: &str, kind: &str) -> 
 /// Whether `meta` is controlled by the object with `uid`.
 pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)
+}
+
+/// What a controller does with an object its selector may match (upstream
+/// ControllerRefManager.ClaimObject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAction {
+    /// Controlled by this controller and matching: keep it.
+    Keep,
+    /// An orphan that matches: adopt it (add a controller reference).
+    Adopt,
+    /// Controlled by this controller but no longer matching: release it
+    /// (remove the reference).
+    Release,
+    /// Another controller's, or nothing to do.
+    Ignore,
+}
+
+/// The [`ClaimAction`] of the controller with `uid` for an object with `meta`
+/// that its selector `matches` or not. A controller being deleted
+/// (`owner_deleting`) neither adopts nor releases, and objects being deleted
+/// are neither adopted nor released.
+pub fn claim_action(
+    meta: &ObjectMeta,
+    uid: &str,
+    matches: bool,
+    owner_deleting: bool,
+) -> ClaimAction {
+    let settled = owner_deleting || is_terminating(meta);
+    match controller_of(meta) {
+        Some(r) if r.uid == uid => {
+            if matches {
+                ClaimAction::Keep
+            } else if settled {
+                ClaimAction::Ignore
+            } else {
+                ClaimAction::Release
+            }
+        }
+        Some(_) => ClaimAction::Ignore,
+        None if matches && !settled => ClaimAction::Adopt,
+        None => ClaimAction::Ignore,
+    }
 }
 
 pub fn is_terminating(meta: &ObjectMeta) -> bool {
@@ -399,6 +476,56 @@ pub fn requeue_on_conflict(
     }
 }
 
+/// Runs `workers` workers over `queue` (see [`run_workers`]) until `stop`,
+/// each key synced by `sync(ctrl.clone(), key)`, with a sync's conflict turned
+/// into a quiet requeue ([`requeue_on_conflict`]).
+///
+/// [`run_workers`]: crate::workqueue::run_workers
+pub async fn run_sync_workers<C, F, Fut>(
+    ctrl: C,
+    queue: crate::workqueue::WorkQueue<String>,
+    workers: usize,
+    stop: tokio_util::sync::CancellationToken,
+    name: &'static str,
+    sync: F,
+) where
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C, String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let q = queue.clone();
+    crate::workqueue::run_workers(queue, workers, stop, name, move |key: String| {
+        let res = sync(ctrl.clone(), key.clone());
+        let q = q.clone();
+        async move { requeue_on_conflict(&q, &key, res.await) }
+    })
+    .await;
+}
+
+/// Whether a newly computed status differs from the object's `current` one
+/// (compared as JSON; no status counts as the default one).
+pub fn status_changed<S: serde::Serialize + Default + Clone>(new: &S, current: Option<&S>) -> bool {
+    serde_json::to_value(new).ok()
+        != serde_json::to_value(current.cloned().unwrap_or_default()).ok()
+}
+
+/// PUTs `obj`, carrying its new status, to its status subresource. The object
+/// being gone or a conflict is not an error: the informer brings the change
+/// and the object is synced again.
+pub async fn replace_status<K>(api: &kube::Api<K>, name: &str, obj: &K) -> anyhow::Result<()>
+where
+    K: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api
+        .replace_status(name, &kube::api::PostParams::default(), obj)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if podutil::is_not_found(&e) || podutil::is_conflict(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// How long unobserved expectations are trusted (upstream ExpectationsTimeout).
 pub const EXPECTATIONS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -439,6 +566,19 @@ impl Expectations {
             .remove(key);
     }
 
+    /// [`satisfied`](Self::satisfied) against the pods of `ns` in the pod
+    /// informer (a pod being deleted counts as terminating).
+    pub fn satisfied_by_pods(
+        &self,
+        key: &str,
+        pods: &crate::informers::Informer<Pod>,
+        ns: &str,
+    ) -> bool {
+        self.satisfied(key, |n| {
+            pods.get(Some(ns), n).map(|p| is_terminating(&p.metadata))
+        })
+    }
+
     /// Whether everything expected has been observed. `state(name)` tells whether the
     /// informer has the pod: None = absent, Some(true) = present and terminating,
     /// Some(false) = present.
@@ -456,10 +596,29 @@ impl Expectations {
     }
 }
 
+/// Fixtures for the controllers' unit tests.
+#[cfg(test)]
+pub mod testing {
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    /// A pod status in `phase` with a Ready condition of `ready`.
+    pub fn pod_status(phase: &str, ready: bool) -> PodStatus {
+        PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool) -> Pod {
@@ -472,15 +631,7 @@ mod tests {
                 node_name: node.map(String::from),
                 ..Default::default()
             }),
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            status: Some(testing::pod_status(phase, ready)),
         }
     }
 
@@ -540,6 +691,36 @@ mod tests {
             .map(|p| p.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(names, vec!["b", "d", "c"]);
+    }
+
+    #[test]
+    fn claims() {
+        let owned_by = |uid: Option<&str>, deleting: bool| ObjectMeta {
+            owner_references: uid.map(|u| {
+                vec![OwnerReference {
+                    uid: u.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            }),
+            deletion_timestamp: deleting.then(now_time),
+            ..Default::default()
+        };
+        let mine = owned_by(Some("u"), false);
+        assert_eq!(claim_action(&mine, "u", true, false), ClaimAction::Keep);
+        assert_eq!(claim_action(&mine, "u", false, false), ClaimAction::Release);
+        assert_eq!(claim_action(&mine, "u", false, true), ClaimAction::Ignore);
+        let orphan = owned_by(None, false);
+        assert_eq!(claim_action(&orphan, "u", true, false), ClaimAction::Adopt);
+        assert_eq!(claim_action(&orphan, "u", true, true), ClaimAction::Ignore);
+        assert_eq!(
+            claim_action(&orphan, "u", false, false),
+            ClaimAction::Ignore
+        );
+        let going = owned_by(None, true);
+        assert_eq!(claim_action(&going, "u", true, false), ClaimAction::Ignore);
+        let theirs = owned_by(Some("other"), false);
+        assert_eq!(claim_action(&theirs, "u", true, false), ClaimAction::Ignore);
     }
 
     #[test]
