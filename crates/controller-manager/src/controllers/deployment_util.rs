@@ -845,14 +845,16 @@ mod tests {
     fn timed_out() {
         let d = dep(2, None, None);
         let old = Timestamp::from_second(Timestamp::now().as_second() - 700).unwrap();
-        let mut s = DeploymentStatus::default();
-        s.conditions = Some(vec![new_condition(
-            PROGRESSING,
-            "True",
-            RS_UPDATED_REASON,
-            "x".into(),
-            old,
-        )]);
+        let mut s = DeploymentStatus {
+            conditions: Some(vec![new_condition(
+                PROGRESSING,
+                "True",
+                RS_UPDATED_REASON,
+                "x".into(),
+                old,
+            )]),
+            ..Default::default()
+        };
         assert!(deployment_timed_out(&d, &s, Timestamp::now()));
         s.conditions = Some(vec![new_condition(
             PROGRESSING,

@@ -359,7 +359,7 @@ pub async fn run(ctx: ControllerContext) -> anyhow::Result<()> {
                     .as_ref()?
                     .renew_time
                     .as_ref()
-                    .map(|t| t.0.as_microsecond() as i64)
+                    .map(|t| t.0.as_microsecond())
             });
             let h = health.entry(name.clone()).or_insert_with(|| {
                 recorder.event(
@@ -785,7 +785,7 @@ mod tests {
             spec: Some(PodSpec::default()),
             ..Default::default()
         };
-        assert_eq!(eviction_time(&pod, &[taint.clone()], now), Some(now));
+        assert_eq!(eviction_time(&pod, std::slice::from_ref(&taint), now), Some(now));
         pod.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
             key: Some(TAINT_UNREACHABLE.into()),
             operator: Some("Exists".into()),
@@ -793,7 +793,7 @@ mod tests {
             toleration_seconds: Some(30),
             ..Default::default()
         }]);
-        let at = eviction_time(&pod, &[taint.clone()], now).unwrap();
+        let at = eviction_time(&pod, std::slice::from_ref(&taint), now).unwrap();
         assert_eq!(
             (at - api_time(now).0.as_second().pipe_secs()).num_seconds(),
             30
