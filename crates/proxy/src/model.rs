@@ -412,6 +412,29 @@ pub struct ServiceEndpoints {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// The service ports of `svc` with their endpoints from `slices` (the
+/// slices of that Service), sorted by key.
+pub fn service_entries(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    hostname: &str,
+) -> Vec<ServiceEndpoints> {
+    let mut out: Vec<ServiceEndpoints> = service_ports(svc)
+        .into_iter()
+        .map(|sp| {
+            let endpoints = endpoints_for(&sp, slices, hostname);
+            ServiceEndpoints {
+                service: sp,
+                endpoints,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.service.port_name, a.service.protocol).cmp(&(&b.service.port_name, b.service.protocol))
+    });
+    out
+}
+
 /// Join services and slices into [`ServiceEndpoints`] (sorted by key).
 pub fn join<'a>(
     services: impl IntoIterator<Item = &'a Service>,

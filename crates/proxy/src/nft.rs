@@ -96,9 +96,34 @@ pub async fn list_table(netns: Option<&str>) -> Result<Option<String>> {
 }
 
 /// The chains and sets our table holds now (empty when it does not exist).
+/// Lists only names (`nft -t list chains/sets/maps`): listing the whole
+/// table would print every rule and element, which takes long at scale.
 pub async fn existing(netns: Option<&str>) -> Result<Existing> {
-    Ok(list_table(netns)
-        .await?
-        .map(|t| Existing::parse_listing(&t))
-        .unwrap_or_default())
+    let mut child = command(netns, "nft", &["-t", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(
+                format!("list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n")
+                    .as_bytes(),
+            )
+            .await
+            .context("writing to nft")?;
+        drop(stdin);
+    }
+    let out = child.wait_with_output().await.context("waiting for nft")?;
+    if !out.status.success() {
+        bail!(
+            "nft list failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(Existing::parse_listing(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
 }

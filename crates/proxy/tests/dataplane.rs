@@ -388,3 +388,214 @@ fn many_services() {
     eprintln!("full {full:?}, partial {partial:?}");
     assert!(partial < full, "partial {partial:?} full {full:?}");
 }
+
+mod syncs {
+    //! The proxier's own syncs (Services and EndpointSlices as the watches
+    //! deliver them): a partial sync after one endpoint change sends only
+    //! that Service's changes, and chains of deleted Services go away.
+
+    use super::*;
+    use clap::Parser;
+    use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus, Service, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{
+        Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
+    };
+    use kube::api::ObjectMeta;
+    use proxy::proxier::{Proxier, Syncer};
+    use std::sync::Arc;
+
+    fn service(name: &str, ip: &str) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(ip.into()),
+                ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(svc: &str, ips: &[String]) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{svc}-1")),
+                namespace: Some("default".into()),
+                labels: Some([("kubernetes.io/service-name".to_string(), svc.to_string())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: ips
+                .iter()
+                .map(|ip| SliceEndpoint {
+                    addresses: vec![ip.clone()],
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        serving: Some(true),
+                        terminating: Some(false),
+                    }),
+                    node_name: Some("node-a".into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+        }
+    }
+
+    fn ips(i: usize) -> Vec<String> {
+        (1..=3)
+            .map(|k| format!("10.244.{}.{}", 100 + i, k))
+            .collect()
+    }
+
+    /// Every chain and set of `tx` that is not node-level belongs to `svc`.
+    fn only_touches(tx: &str, svc: &str) {
+        for line in tx.lines() {
+            if line.starts_with("add table") {
+                continue;
+            }
+            assert!(
+                line.contains(&format!("/{svc}/")),
+                "line not about {svc}: {line}\n{tx}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partial_syncs_send_only_changes() {
+        let ns = Netns::new(&["10.244.7.5", "10.244.7.6"], "10.200.0.14");
+        ns.serve("10.244.7.5:8080", "backend-a");
+        ns.serve("10.244.7.6:8080", "backend-b");
+        // A chain left over by an earlier kube-proxy run: the first (full)
+        // sync removes it.
+        let leftover = "service-AAAAAAAA-default/gone/tcp/http";
+        proxy::nft::apply_blocking(
+            &format!("add table ip kube-proxy\nadd chain ip kube-proxy {leftover}\n"),
+            Some(&ns.name),
+        )
+        .unwrap();
+
+        let settings = proxy::options::Options::parse_from([
+            "kube-proxy",
+            "--netns",
+            &ns.name,
+            "--hostname-override",
+            "node-a",
+            "--cluster-cidr",
+            "10.244.0.0/16",
+        ])
+        .settings()
+        .unwrap();
+        let proxier = Proxier::new(
+            settings,
+            Arc::new(proxy::metrics::Metrics::new()),
+            proxy::health::ProxierHealth::new(Duration::from_secs(60)),
+        );
+        proxier.set_node(Some(Node {
+            metadata: ObjectMeta {
+                name: Some("node-a".into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: "10.200.0.14".into(),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        let mut services: Vec<Service> = (0..20)
+            .map(|i| service(&format!("svc-{i}"), &format!("10.96.7.{}", i + 1)))
+            .collect();
+        services.push(service("web", "10.96.7.100"));
+        proxier.replace_services(services);
+        let mut slices: Vec<EndpointSlice> = (0..20)
+            .map(|i| slice(&format!("svc-{i}"), &ips(i)))
+            .collect();
+        slices.push(slice("web", &["10.244.7.5".to_string()]));
+        proxier.replace_slices(slices);
+
+        let mut syncer = Syncer::new(proxier.clone());
+        syncer.sync(true).await.unwrap();
+        let in_kernel = || Existing::parse_listing(&ns.table());
+        let wanted = |s: &Syncer| Existing::of(s.ruleset().unwrap());
+        assert_eq!(in_kernel(), wanted(&syncer));
+        assert!(!ns.table().contains(leftover));
+        assert_eq!(ns.get("10.96.7.100:80").unwrap(), "backend-a");
+
+        // One endpoint of svc-7 changes: only svc-7's chains and map.
+        let mut changed = ips(7);
+        changed[1] = "10.244.107.9".into();
+        proxier.upsert_slice(slice("svc-7", &changed));
+        syncer.sync(false).await.unwrap();
+        let tx = syncer.last_partial_transaction().to_string();
+        eprintln!("one endpoint of svc-7 changed:\n{tx}");
+        only_touches(&tx, "svc-7");
+        assert!(tx.contains("__10.244.107.9/8080"), "{tx}");
+        assert!(
+            tx.lines().count() < 12,
+            "a handful of commands, not the table: {tx}"
+        );
+        assert_eq!(in_kernel(), wanted(&syncer));
+        let table = ns.table();
+        assert!(table.contains("10.244.107.9:8080") && !table.contains("10.244.107.2:8080"));
+
+        // No change: nothing is sent.
+        syncer.sync(false).await.unwrap();
+        assert_eq!(syncer.last_partial_transaction(), "");
+
+        // The web backend moves: traffic follows after a partial sync.
+        proxier.upsert_slice(slice("web", &["10.244.7.6".to_string()]));
+        syncer.sync(false).await.unwrap();
+        only_touches(syncer.last_partial_transaction(), "web");
+        for _ in 0..5 {
+            assert_eq!(ns.get("10.96.7.100:80").unwrap(), "backend-b");
+        }
+
+        // svc-3 is deleted: its chains and map go (at the latest with the
+        // next sync, on kernels that need the deletion deferred).
+        proxier.remove_service(&("default".to_string(), "svc-3".to_string()));
+        proxier.remove_slice(&("default".to_string(), "svc-3-1".to_string()));
+        syncer.sync(false).await.unwrap();
+        let tx = syncer.last_partial_transaction().to_string();
+        eprintln!("svc-3 deleted:\n{tx}");
+        only_touches(
+            &tx.lines()
+                .filter(|l| !l.contains("element ip kube-proxy service-ips"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "svc-3",
+        );
+        assert!(
+            tx.contains("delete element ip kube-proxy service-ips { 10.96.7.4 . tcp . 80 }"),
+            "{tx}"
+        );
+        syncer.sync(false).await.unwrap();
+        let table = ns.table();
+        assert!(!table.contains("/svc-3/"), "{table}");
+        assert_eq!(in_kernel(), wanted(&syncer));
+        // Its ClusterIP is no longer handled; the others still are.
+        assert!(!table.contains("10.96.7.4 "), "{table}");
+        assert!(table.contains("10.96.7.5 . tcp . 80"), "{table}");
+
+        // A later full sync over the table changes nothing visible.
+        syncer.sync(true).await.unwrap();
+        assert_eq!(in_kernel(), wanted(&syncer));
+        assert_eq!(ns.get("10.96.7.100:80").unwrap(), "backend-b");
+    }
+}
