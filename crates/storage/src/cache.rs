@@ -21,7 +21,7 @@
 //!   [`StorageError::Expired`] if their revision is no longer covered.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -78,6 +78,44 @@ pub struct CacheEvent {
     pub prev: Option<Arc<Value>>,
     /// The revision of the change.
     pub revision: Revision,
+    /// `object` as JSON, encoded once for all watchers (see [`CacheEvent::encoded`]).
+    encoded: Arc<OnceLock<Arc<[u8]>>>,
+}
+
+impl CacheEvent {
+    /// An event (its encoding is computed on first use).
+    pub fn new(
+        event_type: EventType,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+        revision: Revision,
+    ) -> Self {
+        CacheEvent {
+            event_type,
+            key,
+            object,
+            prev,
+            revision,
+            encoded: Arc::default(),
+        }
+    }
+
+    /// The same event with an encoding of its own (not shared with the clones of `self`).
+    fn unshared(self) -> Self {
+        CacheEvent {
+            encoded: Arc::default(),
+            ..self
+        }
+    }
+
+    /// `serde_json::to_vec(&*self.object)`, computed once and shared by
+    /// every clone of this event (every watcher it is delivered to).
+    pub fn encoded(&self) -> Arc<[u8]> {
+        self.encoded
+            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default().into())
+            .clone()
+    }
 }
 
 /// What a cache watcher receives.
@@ -331,13 +369,7 @@ impl WatchCache {
             tx,
         };
         for obj in initial {
-            let ev = CacheEvent {
-                event_type: EventType::Added,
-                key: obj.key,
-                object: obj.object,
-                prev: None,
-                revision: obj.revision,
-            };
+            let ev = CacheEvent::new(EventType::Added, obj.key, obj.object, None, obj.revision);
             watcher.offer(WatchItem::Event(ev), 0);
         }
         watcher.offer(WatchItem::Progress(rev), rev);
@@ -409,12 +441,25 @@ impl Shared {
         self.ready_tx.send_replace(true);
     }
 
-    /// Applies a batch of watch events (all of one etcd response) atomically;
-    /// afterwards the cache is at `revision`.
+    /// Applies a batch of watch events (one or more hub items, in order)
+    /// atomically; afterwards the cache is at `revision`.
     fn apply(&self, batch: Vec<StorageEvent>, revision: Revision) {
+        // Decode before taking the lock (readers wait on it).
+        let batch: Vec<(StorageEvent, Option<Arc<Value>>)> = batch
+            .into_iter()
+            .map(|ev| {
+                let object = match &ev {
+                    StorageEvent::Put { kv, .. } => {
+                        decode(&kv.value, kv.mod_revision, &kv.key).map(Arc::new)
+                    }
+                    _ => None,
+                };
+                (ev, object)
+            })
+            .collect();
         let mut state = self.lock();
         state.revision = state.revision.max(revision);
-        for ev in batch {
+        for (ev, decoded) in batch {
             match ev {
                 StorageEvent::Progress { revision } => {
                     state.revision = state.revision.max(revision);
@@ -422,10 +467,9 @@ impl Shared {
                 StorageEvent::Put { kv, .. } => {
                     let rev = kv.mod_revision;
                     state.revision = state.revision.max(rev);
-                    let Some(object) = decode(&kv.value, rev, &kv.key) else {
+                    let Some(object) = decoded else {
                         continue;
                     };
-                    let object = Arc::new(object);
                     let prev = state
                         .store
                         .insert(
@@ -442,13 +486,7 @@ impl Shared {
                     } else {
                         EventType::Added
                     };
-                    state.push(CacheEvent {
-                        event_type,
-                        key: kv.key,
-                        object,
-                        prev,
-                        revision: rev,
-                    });
+                    state.push(CacheEvent::new(event_type, kv.key, object, prev, rev));
                 }
                 StorageEvent::Delete { key, revision, .. } => {
                     state.revision = state.revision.max(revision);
@@ -457,13 +495,13 @@ impl Shared {
                     };
                     let mut last = (*old.object).clone();
                     set_resource_version(&mut last, revision);
-                    state.push(CacheEvent {
-                        event_type: EventType::Deleted,
+                    state.push(CacheEvent::new(
+                        EventType::Deleted,
                         key,
-                        object: Arc::new(last),
-                        prev: Some(old.object),
+                        Arc::new(last),
+                        Some(old.object),
                         revision,
-                    });
+                    ));
                 }
             }
         }
@@ -512,7 +550,9 @@ impl State {
                 self.oldest = self.oldest.max(old.revision);
             }
         }
-        self.ring.push_back(ev);
+        // The ring keeps no encoding: it is freed once the live watchers
+        // have sent the event (replays are rare).
+        self.ring.push_back(ev.unshared());
     }
 }
 
@@ -579,7 +619,16 @@ async fn run(shared: Arc<Shared>) {
                 item = changes.recv() => match item {
                     Some(HubItem { events, revision }) => {
                         // Changes up to the list revision are part of the list.
-                        let events = events.into_iter().filter(|e| e.revision() > listed).collect();
+                        let mut events: Vec<StorageEvent> =
+                            events.into_iter().filter(|e| e.revision() > listed).collect();
+                        let mut revision = revision;
+                        // Apply what else is queued in the same go: one lock
+                        // and one wake-up of readers for the lot. (A closed
+                        // channel shows at the next recv.)
+                        while let Ok(more) = changes.try_recv() {
+                            events.extend(more.events.into_iter().filter(|e| e.revision() > listed));
+                            revision = revision.max(more.revision);
+                        }
                         shared.apply(events, revision);
                     }
                     None => {
@@ -610,13 +659,13 @@ mod tests {
     }
 
     fn event(key: &str, rev: Revision) -> CacheEvent {
-        CacheEvent {
-            event_type: EventType::Added,
-            key: key.into(),
-            object: Arc::new(serde_json::json!({})),
-            prev: None,
-            revision: rev,
-        }
+        CacheEvent::new(
+            EventType::Added,
+            key.into(),
+            Arc::new(serde_json::json!({})),
+            None,
+            rev,
+        )
     }
 
     fn state(capacity: usize) -> State {

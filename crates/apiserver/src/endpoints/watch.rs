@@ -81,10 +81,11 @@ pub async fn serve_watch(
         let mut first_table = true;
         let encode = |ev: &WatchEvent, first: &mut bool| -> Bytes {
             let object = match out {
+                Output::Object => return encode_event(ev),
                 Output::Table if ev.event_type != "BOOKMARK" => {
                     let t = table::table(
                         store.strategy.as_ref(),
-                        std::slice::from_ref(&ev.object),
+                        std::slice::from_ref(&*ev.object),
                         json!({"resourceVersion": apimachinery::meta::resource_version(&ev.object)}),
                         include,
                         *first,
@@ -95,7 +96,7 @@ pub async fn serve_watch(
                 Output::PartialMetadata if ev.event_type != "BOOKMARK" => {
                     table::partial_metadata(&ev.object)
                 }
-                _ => ev.object.clone(),
+                _ => return encode_event(ev),
             };
             let mut line = serde_json::to_vec(&json!({"type": ev.event_type, "object": object}))
                 .unwrap_or_default();
@@ -115,7 +116,8 @@ pub async fn serve_watch(
         let mut last_rv = from;
         if opts.send_initial_events == Some(true) {
             let mut b = store.bookmark(from);
-            b.object["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            std::sync::Arc::make_mut(&mut b.object)["metadata"]["annotations"] =
+                json!({"k8s.io/initial-events-end": "true"});
             if tx
                 .send(Ok(Frame::data(encode(&b, &mut first_table))))
                 .await
@@ -167,4 +169,50 @@ pub async fn serve_watch(
         .header("Cache-Control", "no-cache, private")
         .body(body)
         .map_err(ApiError::internal)
+}
+
+/// One event line, `{"type":...,"object":...}` and a newline: the bytes
+/// `serde_json::to_vec(&json!({"type": .., "object": ..}))` gives, without
+/// copying the object (and with the cache's encoding of it when there is one).
+fn encode_event(ev: &WatchEvent) -> Bytes {
+    let mut line = Vec::with_capacity(
+        ev.encoded.as_ref().map_or(1024, |e| e.len()) + ev.event_type.len() + 24,
+    );
+    line.extend_from_slice(b"{\"type\":");
+    let _ = serde_json::to_writer(&mut line, ev.event_type);
+    line.extend_from_slice(b",\"object\":");
+    match &ev.encoded {
+        Some(e) => line.extend_from_slice(e),
+        None => {
+            let _ = serde_json::to_writer(&mut line, &*ev.object);
+        }
+    }
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_line_is_the_json_of_type_and_object() {
+        let object = json!({"kind": "Pod", "metadata": {"name": "a\"b", "labels": {"z": "1", "a": "2"}}, "spec": {}});
+        let want = {
+            let mut l = serde_json::to_vec(&json!({"type": "ADDED", "object": object})).unwrap();
+            l.push(b'\n');
+            l
+        };
+        let ev = WatchEvent {
+            event_type: "ADDED",
+            object: std::sync::Arc::new(object.clone()),
+            encoded: None,
+        };
+        assert_eq!(encode_event(&ev).as_ref(), want.as_slice());
+        let ev = WatchEvent {
+            encoded: Some(serde_json::to_vec(&object).unwrap().into()),
+            ..ev
+        };
+        assert_eq!(encode_event(&ev).as_ref(), want.as_slice());
+    }
 }

@@ -114,13 +114,13 @@ impl NamespaceLifecycle {
         }
     }
 
-    async fn lookup(&self, ns: &str) -> Result<Option<Value>, ApiError> {
+    async fn lookup(&self, ns: &str) -> Result<Option<Arc<Value>>, ApiError> {
         let key = format!("{}{ns}", self.namespaces_key_root);
         if let Ok(Some(c)) = self.namespaces.get(&key, None).await {
-            return Ok(Some((*c.object).clone()));
+            return Ok(Some(c.object));
         }
         let kv = self.storage.get(&key).await.map_err(ApiError::internal)?;
-        Ok(kv.map(|kv| serde_json::from_slice(&kv.value).unwrap_or(Value::Null)))
+        Ok(kv.map(|kv| Arc::new(serde_json::from_slice(&kv.value).unwrap_or(Value::Null))))
     }
 }
 

@@ -65,18 +65,19 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
                     }
                 }
                 let sub = if top && k == "metadata" {
-                    let mut mm = child.clone();
-                    if let Some(o) = mm.as_object_mut() {
-                        for f in IGNORED_META {
-                            o.remove(*f);
-                        }
-                    }
-                    let mut old_mm = old_child.cloned();
-                    if let Some(Value::Object(o)) = old_mm.as_mut() {
-                        for f in IGNORED_META {
-                            o.remove(*f);
-                        }
-                    }
+                    // The metadata without IGNORED_META, copying only the rest
+                    // (managedFields can be large).
+                    let strip = |v: &Value| match v {
+                        Value::Object(o) => Value::Object(
+                            super::entries_after_remove(o, IGNORED_META)
+                                .into_iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        ),
+                        other => other.clone(),
+                    };
+                    let mm = strip(child);
+                    let old_mm = old_child.map(strip);
                     if mm.as_object().is_some_and(|o| o.is_empty()) {
                         continue;
                     }
@@ -106,14 +107,18 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
             Some(Value::Object(out))
         }
         Value::Array(items) => {
-            if items.iter().all(|i| item_key(i).is_some()) && !items.is_empty() {
+            // Every item's key, when every item has one (computed once).
+            let keys: Option<Vec<String>> = items.iter().map(item_key).collect();
+            if let Some(keys) = keys.filter(|_| !items.is_empty()) {
                 let mut out = Map::new();
-                let old_items = old.and_then(|o| o.as_array());
-                for it in items {
-                    let Some(key) = item_key(it) else { continue };
-                    let old_it = old_items.and_then(|oi| {
+                let old_items: Option<Vec<(Option<String>, &Value)>> = old
+                    .and_then(|o| o.as_array())
+                    .map(|oi| oi.iter().map(|o| (item_key(o), o)).collect());
+                for (it, key) in items.iter().zip(keys) {
+                    let old_it = old_items.as_ref().and_then(|oi| {
                         oi.iter()
-                            .find(|o| item_key(o).as_deref() == Some(key.as_str()))
+                            .find(|(k, _)| k.as_deref() == Some(key.as_str()))
+                            .map(|(_, o)| *o)
                     });
                     if old.is_some() && old_it == Some(it) {
                         continue;
@@ -146,13 +151,13 @@ fn field_set(v: &Value, old: Option<&Value>, top: bool) -> Option<Value> {
     }
 }
 
-fn merge_sets(a: &mut Value, b: &Value) {
-    if let (Some(am), Some(bm)) = (a.as_object_mut(), b.as_object()) {
+fn merge_sets(a: &mut Value, b: Value) {
+    if let (Some(am), Value::Object(bm)) = (a.as_object_mut(), b) {
         for (k, v) in bm {
-            match am.get_mut(k) {
+            match am.get_mut(&k) {
                 Some(existing) => merge_sets(existing, v),
                 None => {
-                    am.insert(k.clone(), v.clone());
+                    am.insert(k, v);
                 }
             }
         }
@@ -234,7 +239,7 @@ pub fn record_update(
         }
     };
     if let Some(fs) = entry.get_mut("fieldsV1") {
-        merge_sets(fs, &changed);
+        merge_sets(fs, changed);
     }
     entry["time"] = Value::String(now.to_string());
     entry["apiVersion"] = Value::String(api_version.to_string());

@@ -22,6 +22,49 @@ use self::service_alloc::ServiceAllocator;
 use self::serviceaccount::ServiceAccountAdmission;
 use self::store::{Allocator, Store};
 
+/// The entries of a JSON map after `remove(k)` of each of `keys` in turn,
+/// without copying anything. serde_json's `remove` (with `preserve_order`)
+/// moves the last entry into the removed one's place; so does this, so that
+/// the entries come in the same order.
+pub(crate) fn entries_after_remove<'a>(
+    m: &'a serde_json::Map<String, serde_json::Value>,
+    keys: &[&str],
+) -> Vec<(&'a String, &'a serde_json::Value)> {
+    static SWAP_REMOVE: once_cell::sync::Lazy<bool> = once_cell::sync::Lazy::new(|| {
+        let mut m = serde_json::Map::new();
+        for k in ["a", "b", "c"] {
+            m.insert(k.into(), serde_json::Value::Null);
+        }
+        m.remove("a");
+        m.keys().next().map(String::as_str) == Some("c")
+    });
+    let mut v: Vec<_> = m.iter().collect();
+    for k in keys {
+        if let Some(i) = v.iter().position(|(x, _)| x.as_str() == *k) {
+            if *SWAP_REMOVE {
+                v.swap_remove(i);
+            } else {
+                v.remove(i);
+            }
+        }
+    }
+    v
+}
+
+/// Map entries serialized as a JSON object.
+pub(crate) struct MapEntries<'a>(pub Vec<(&'a String, &'a serde_json::Value)>);
+
+impl serde::Serialize for MapEntries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 /// Size of each watch cache's ring of recent events.
 pub const WATCH_CACHE_CAPACITY: usize = 4096;
 
@@ -172,5 +215,33 @@ fn version_priority(v: &str) -> (u8, u32, u32) {
         (1, major, a.parse().unwrap_or(0))
     } else {
         (0, major, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entries_after_remove_match_remove() {
+        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"name":"a","resourceVersion":"5","labels":{"x":"1"},"uid":"u","selfLink":"/x","managedFields":[]}"#,
+        )
+        .unwrap();
+        for keys in [
+            &["resourceVersion", "selfLink"][..],
+            &["selfLink", "resourceVersion"],
+            &["managedFields"],
+            &["name", "uid", "nothing", "managedFields", "labels"],
+        ] {
+            let mut want = m.clone();
+            for k in keys {
+                want.remove(*k);
+            }
+            let got = super::entries_after_remove(&m, keys);
+            assert_eq!(
+                serde_json::to_string(&super::MapEntries(got)).unwrap(),
+                serde_json::to_string(&want).unwrap(),
+                "{keys:?}"
+            );
+        }
     }
 }

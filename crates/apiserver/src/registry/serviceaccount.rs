@@ -178,17 +178,17 @@ impl ServiceAccountAdmission {
         }
     }
 
-    async fn lookup_once(&self, key: &str) -> Result<Option<Value>, ApiError> {
+    async fn lookup_once(&self, key: &str) -> Result<Option<Arc<Value>>, ApiError> {
         if let Ok(Some(c)) = self.accounts.get(key, None).await {
-            return Ok(Some((*c.object).clone()));
+            return Ok(Some(c.object));
         }
         let kv = self.storage.get(key).await.map_err(ApiError::internal)?;
-        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+        Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok().map(Arc::new)))
     }
 
     /// The service account, retrying `default` (created by the controller
     /// right after its namespace) up to 10 times.
-    async fn get_service_account(&self, ns: &str, name: &str) -> Result<Value, String> {
+    async fn get_service_account(&self, ns: &str, name: &str) -> Result<Arc<Value>, String> {
         let key = format!("{}{ns}/{name}", self.key_root);
         let attempts = if name == DEFAULT_SERVICE_ACCOUNT_NAME {
             10

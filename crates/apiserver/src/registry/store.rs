@@ -77,12 +77,23 @@ pub struct DeleteOptions {
 #[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub event_type: &'static str,
-    pub object: Value,
+    /// Shared with the watch cache when presenting the stored object
+    /// changes nothing (see [`Store::present_shared`]).
+    pub object: Arc<Value>,
+    /// The object's JSON, when the cache has it encoded already.
+    pub encoded: Option<Arc<[u8]>>,
 }
 
 /// The registry for one served group/version/resource.
 pub struct Store {
     pub strategy: Arc<dyn Strategy>,
+    /// `info().api_version()`, computed once.
+    api_version: String,
+    /// Whether the served version is the storage version, so that the
+    /// storage conversions are the identity (the two resources that convert,
+    /// events.k8s.io Events and autoscaling/v1 HPAs, are stored at another
+    /// version).
+    identity_conversion: bool,
     storage: EtcdStorage,
     cache: Arc<WatchCache>,
     key_root: String,
@@ -117,35 +128,76 @@ fn parse_rv(s: &str) -> Result<Revision, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
 }
 
-/// Everything outside metadata and status: what a generation bump tracks.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-        m.remove("apiVersion");
-        m.remove("kind");
+/// Equality of two JSON maps, leaving out the keys `skip` names and
+/// comparing the values of the keys `special` names with `eq` (JSON object
+/// equality does not depend on key order).
+fn map_eq_with(
+    a: &serde_json::Map<String, Value>,
+    b: &serde_json::Map<String, Value>,
+    skip: &dyn Fn(&str) -> bool,
+    special: &dyn Fn(&str, &Value, &Value) -> Option<bool>,
+) -> bool {
+    let count = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip(k)).count();
+    if count(a) != count(b) {
+        return false;
     }
-    v
+    a.iter()
+        .filter(|(k, _)| !skip(k))
+        .all(|(k, av)| match b.get(k) {
+            None => false,
+            Some(bv) => special(k, av, bv).unwrap_or_else(|| av == bv),
+        })
+}
+
+/// Whether everything outside metadata and status (what a generation bump
+/// tracks) is equal in `a` and `b`.
+fn same_spec_part(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(am), Some(bm)) => map_eq_with(
+            am,
+            bm,
+            &|k| matches!(k, "metadata" | "status" | "apiVersion" | "kind"),
+            &|_, _, _| None,
+        ),
+        _ => a == b,
+    }
 }
 
 /// Equality ignoring resourceVersion and managedFields timestamps: a no-op write.
 fn same_content(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
-                for e in mf.iter_mut() {
-                    if let Some(o) = e.as_object_mut() {
-                        o.remove("time");
-                    }
-                }
+    // managedFields entries compare without their "time".
+    let managed_fields_eq = |x: &Value, y: &Value| -> bool {
+        match (x, y) {
+            (Value::Array(xs), Value::Array(ys)) => {
+                xs.len() == ys.len()
+                    && xs.iter().zip(ys).all(|(xe, ye)| match (xe, ye) {
+                        (Value::Object(xo), Value::Object(yo)) => {
+                            map_eq_with(xo, yo, &|k| k == "time", &|_, _, _| None)
+                        }
+                        _ => xe == ye,
+                    })
             }
+            // Only arrays have their entries' times left out.
+            (Value::Array(_), _) | (_, Value::Array(_)) => false,
+            _ => x == y,
         }
-        v
     };
-    strip(a) == strip(b)
+    let metadata_eq = |x: &Value, y: &Value| -> bool {
+        match (x, y) {
+            (Value::Object(xm), Value::Object(ym)) => {
+                map_eq_with(xm, ym, &|k| k == "resourceVersion", &|k, xv, yv| {
+                    (k == "managedFields").then(|| managed_fields_eq(xv, yv))
+                })
+            }
+            _ => x == y,
+        }
+    };
+    match (a.as_object(), b.as_object()) {
+        (Some(am), Some(bm)) => map_eq_with(am, bm, &|_| false, &|k, x, y| {
+            (k == "metadata").then(|| metadata_eq(x, y))
+        }),
+        _ => a == b,
+    }
 }
 
 impl Store {
@@ -161,8 +213,13 @@ impl Store {
             storage.prefix().trim_end_matches('/'),
             strategy.info().storage_segment
         );
+        let info = strategy.info();
+        let api_version = info.api_version();
+        let identity_conversion = info.storage_api_version == api_version;
         Store {
             strategy,
+            api_version,
+            identity_conversion,
             storage,
             cache,
             key_root,
@@ -201,29 +258,73 @@ impl Store {
 
     /// Storage form → served form, with resourceVersion set.
     fn present(&self, stored: &Value, rv: Revision) -> Value {
-        let mut v = self.strategy.from_storage(stored.clone());
+        self.present_owned(stored.clone(), rv)
+    }
+
+    fn present_owned(&self, stored: Value, rv: Revision) -> Value {
+        let mut v = if self.identity_conversion {
+            stored
+        } else {
+            self.strategy.from_storage(stored)
+        };
         if let Some(m) = v.as_object_mut() {
-            m.insert(
-                "apiVersion".into(),
-                Value::String(self.info().api_version()),
-            );
+            m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
             m.insert("kind".into(), Value::String(self.info().kind.to_string()));
         }
         meta::set_resource_version(&mut v, &rv.to_string());
         v
     }
 
+    /// [`Store::present`] of a cached object, sharing it when presenting
+    /// would change nothing (no conversion; apiVersion, kind and
+    /// resourceVersion already as they would be set: inserting an existing
+    /// key keeps its position, so the result would be equal and serialize
+    /// to the same bytes).
+    pub fn present_shared(&self, stored: &Arc<Value>, rv: Revision) -> Arc<Value> {
+        if self.presents_unchanged(stored, rv) {
+            stored.clone()
+        } else {
+            Arc::new(self.present(stored, rv))
+        }
+    }
+
+    fn presents_unchanged(&self, stored: &Value, rv: Revision) -> bool {
+        self.identity_conversion
+            && stored.get("apiVersion").and_then(Value::as_str) == Some(self.api_version.as_str())
+            && stored.get("kind").and_then(Value::as_str) == Some(self.info().kind)
+            && stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s == rv.to_string())
+    }
+
     fn decode(&self, bytes: &[u8], rv: Revision) -> Result<Value, ApiError> {
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::internal(format!("decoding stored object: {e}")))?;
-        Ok(self.present(&v, rv))
+        Ok(self.present_owned(v, rv))
     }
 
     fn encode(&self, obj: &Value) -> Result<Vec<u8>, ApiError> {
+        const NOT_STORED: [&str; 2] = ["resourceVersion", "selfLink"];
+        if self.identity_conversion {
+            // As below without copying anything.
+            if let Some(root) = obj.as_object() {
+                if let Some(md) = root.get("metadata").and_then(Value::as_object) {
+                    if NOT_STORED.iter().any(|k| md.contains_key(*k)) {
+                        let metadata =
+                            super::MapEntries(super::entries_after_remove(md, &NOT_STORED));
+                        return serde_json::to_vec(&WithMetadata { root, metadata })
+                            .map_err(ApiError::internal);
+                    }
+                }
+            }
+            return serde_json::to_vec(obj).map_err(ApiError::internal);
+        }
         let mut v = self.strategy.to_storage(obj.clone());
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            m.remove("selfLink");
+            for k in NOT_STORED {
+                m.remove(k);
+            }
         }
         serde_json::to_vec(&v).map_err(ApiError::internal)
     }
@@ -464,10 +565,16 @@ impl Store {
         obj: Value,
     ) -> Result<Value, ApiError> {
         let generated = meta::name(&obj).is_empty();
+        // Only a generated name or an allocation can make us try again;
+        // otherwise the one attempt may consume the object.
+        let may_retry = generated || self.allocator.is_some();
+        let mut obj = Some(obj);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let prepared = self.prepare_create(ctx, ns, obj.clone()).await?;
+            let input = if may_retry { obj.clone() } else { obj.take() }
+                .ok_or_else(|| ApiError::internal("create retried without its object"))?;
+            let prepared = self.prepare_create(ctx, ns, input).await?;
             let name = meta::name(&prepared).to_string();
             if ctx.dry_run {
                 return Ok(self
@@ -500,8 +607,8 @@ impl Store {
                 }
                 Err(StorageError::AlreadyExists { .. }) if generated && attempts < 8 => continue,
                 Err(StorageError::ClaimTaken { key }) => {
-                    if let Some(a) = &self.allocator {
-                        let e = a.claim_taken(&obj, &key);
+                    if let (Some(a), Some(obj)) = (&self.allocator, &obj) {
+                        let e = a.claim_taken(obj, &key);
                         if e.code == 409 && attempts < 8 {
                             continue; // we chose a value that raced: choose again
                         }
@@ -530,121 +637,163 @@ impl Store {
         F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
     {
         let gr = self.gr();
+        let key = self.key(ns, name);
+        // As upstream's cacher: the first attempt starts from the watch
+        // cache's copy (no etcd read); if that copy was stale, the write's
+        // compare-and-swap fails, and any failure or no-op seen from it is
+        // confirmed from etcd by the next attempt.
+        // (A dry run writes nothing that would reveal a stale copy.)
+        let mut try_cache = self.cache.is_ready() && !ctx.dry_run;
         for _ in 0..16 {
-            let current = self
-                .storage
-                .get(&self.key(ns, name))
-                .await
-                .map_err(|e| storage_err(&gr, name, e))?;
-            let Some(kv) = current else {
-                if !self.strategy.allow_create_on_update() || !subresource.is_empty() {
-                    return Err(ApiError::not_found(&gr, name));
-                }
-                let new = transform(None)?;
-                return match self.create(ctx, ns, new).await {
-                    Ok(v) => Ok((v, true)),
-                    Err(e) if e.reason == "AlreadyExists" => continue,
-                    Err(e) => Err(e),
-                };
+            let cached = if std::mem::take(&mut try_cache) {
+                self.cache.get(&key, None).await.ok().flatten()
+            } else {
+                None
             };
-            let old = self.decode(&kv.value, kv.mod_revision)?;
-            let mut new = transform(Some(&old))?;
-            if !new.is_object() {
-                return Err(ApiError::bad_request(
-                    "the object provided is not a JSON object",
-                ));
-            }
-            // A client-supplied resourceVersion is a precondition.
-            let client_rv = meta::resource_version(&new).to_string();
-            let pinned = !client_rv.is_empty();
-            if pinned && client_rv != kv.mod_revision.to_string() {
-                return Err(ApiError::conflict_modified(&gr, name));
-            }
-            if meta::name(&new).is_empty() {
-                meta::set_name(&mut new, name);
-            }
-            if meta::name(&new) != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta::name(&new)
-                )));
-            }
-            let new = self.prepare_update(ctx, ns, new, &old, subresource).await?;
-            if same_content(&new, &old) {
-                return Ok((old, false));
-            }
-            // Removing the last finalizer of an object being deleted deletes it.
-            if meta::deletion_timestamp(&new).is_some()
-                && meta::finalizers(&new).is_empty()
-                && !self.is_graceful_pending(&new)
-                && !self.strategy.hold_deletion(&mut new.clone())
-            {
-                if ctx.dry_run {
-                    return Ok((new, false));
+            let from_cache = cached.is_some();
+            let (old, mod_revision): (Arc<Value>, Revision) = match cached {
+                Some(c) => (self.present_shared(&c.object, c.revision), c.revision),
+                None => {
+                    let current = self
+                        .storage
+                        .get(&key)
+                        .await
+                        .map_err(|e| storage_err(&gr, name, e))?;
+                    let Some(kv) = current else {
+                        if !self.strategy.allow_create_on_update() || !subresource.is_empty() {
+                            return Err(ApiError::not_found(&gr, name));
+                        }
+                        let new = transform(None)?;
+                        return match self.create(ctx, ns, new).await {
+                            Ok(v) => Ok((v, true)),
+                            Err(e) if e.reason == "AlreadyExists" => continue,
+                            Err(e) => Err(e),
+                        };
+                    };
+                    (
+                        Arc::new(self.decode(&kv.value, kv.mod_revision)?),
+                        kv.mod_revision,
+                    )
                 }
-                let claims = self
-                    .allocator
-                    .as_ref()
-                    .map(|a| a.claims(&old))
-                    .unwrap_or_default();
+            };
+            let warnings = if from_cache {
+                ctx.warnings.lock().map(|w| w.len()).unwrap_or(0)
+            } else {
+                0
+            };
+            // Ok(None): try again (a conflict, or what the cache showed
+            // needs confirming).
+            let attempt: Result<Option<(Value, bool)>, ApiError> = async {
+                let mut new = transform(Some(&*old))?;
+                if !new.is_object() {
+                    return Err(ApiError::bad_request(
+                        "the object provided is not a JSON object",
+                    ));
+                }
+                // A client-supplied resourceVersion is a precondition.
+                let client_rv = meta::resource_version(&new).to_string();
+                let pinned = !client_rv.is_empty();
+                if pinned && client_rv != mod_revision.to_string() {
+                    return Err(ApiError::conflict_modified(&gr, name));
+                }
+                if meta::name(&new).is_empty() {
+                    meta::set_name(&mut new, name);
+                }
+                if meta::name(&new) != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta::name(&new)
+                    )));
+                }
+                let new = self.prepare_update(ctx, ns, new, &old, subresource).await?;
+                if same_content(&new, &old) {
+                    // A no-op only against the object as etcd has it.
+                    return Ok((!from_cache).then(|| (Arc::unwrap_or_clone(old), false)));
+                }
+                // Removing the last finalizer of an object being deleted deletes it.
+                if meta::deletion_timestamp(&new).is_some()
+                    && meta::finalizers(&new).is_empty()
+                    && !self.is_graceful_pending(&new)
+                    && !self.strategy.hold_deletion(&mut new.clone())
+                {
+                    if ctx.dry_run {
+                        return Ok(Some((new, false)));
+                    }
+                    let claims = self
+                        .allocator
+                        .as_ref()
+                        .map(|a| a.claims(&old))
+                        .unwrap_or_default();
+                    match self
+                        .storage
+                        .delete(&self.key(ns, name), Some(mod_revision), &claims)
+                        .await
+                    {
+                        Ok(rev) => {
+                            let mut out = new;
+                            meta::set_resource_version(&mut out, &rev.to_string());
+                            return Ok(Some((out, false)));
+                        }
+                        Err(StorageError::Conflict { .. }) if !pinned => return Ok(None),
+                        Err(e) => return Err(storage_err(&gr, name, e)),
+                    }
+                }
+                if ctx.dry_run {
+                    return Ok(Some((new, false)));
+                }
+                let (add, release) = match &self.allocator {
+                    Some(a) => {
+                        let o: std::collections::BTreeSet<String> =
+                            a.claims(&old).into_iter().collect();
+                        let n: std::collections::BTreeSet<String> =
+                            a.claims(&new).into_iter().collect();
+                        (
+                            n.difference(&o)
+                                .map(|k| (k.clone(), name.as_bytes().to_vec()))
+                                .collect::<Vec<_>>(),
+                            o.difference(&n).cloned().collect::<Vec<_>>(),
+                        )
+                    }
+                    None => (Vec::new(), Vec::new()),
+                };
+                let bytes = self.encode(&new)?;
                 match self
                     .storage
-                    .delete(&self.key(ns, name), Some(kv.mod_revision), &claims)
+                    .update(
+                        &self.key(ns, name),
+                        bytes,
+                        Some(mod_revision),
+                        &add,
+                        &release,
+                    )
                     .await
                 {
                     Ok(rev) => {
                         let mut out = new;
                         meta::set_resource_version(&mut out, &rev.to_string());
-                        return Ok((out, false));
+                        Ok(Some((out, false)))
                     }
-                    Err(StorageError::Conflict { .. }) if !pinned => continue,
-                    Err(e) => return Err(storage_err(&gr, name, e)),
-                }
-            }
-            if ctx.dry_run {
-                return Ok((new, false));
-            }
-            let (add, release) = match &self.allocator {
-                Some(a) => {
-                    let o: std::collections::BTreeSet<String> =
-                        a.claims(&old).into_iter().collect();
-                    let n: std::collections::BTreeSet<String> =
-                        a.claims(&new).into_iter().collect();
-                    (
-                        n.difference(&o)
-                            .map(|k| (k.clone(), name.as_bytes().to_vec()))
-                            .collect::<Vec<_>>(),
-                        o.difference(&n).cloned().collect::<Vec<_>>(),
-                    )
-                }
-                None => (Vec::new(), Vec::new()),
-            };
-            let bytes = self.encode(&new)?;
-            match self
-                .storage
-                .update(
-                    &self.key(ns, name),
-                    bytes,
-                    Some(kv.mod_revision),
-                    &add,
-                    &release,
-                )
-                .await
-            {
-                Ok(rev) => {
-                    let mut out = new;
-                    meta::set_resource_version(&mut out, &rev.to_string());
-                    return Ok((out, false));
-                }
-                Err(StorageError::Conflict { .. }) if !pinned => continue,
-                Err(StorageError::ClaimTaken { key }) => {
-                    return Err(self
+                    Err(StorageError::Conflict { .. }) if !pinned => Ok(None),
+                    Err(StorageError::ClaimTaken { key }) => Err(self
                         .allocator
                         .as_ref()
                         .map(|a| a.claim_taken(&new, &key))
-                        .unwrap_or_else(|| ApiError::internal(key)))
+                        .unwrap_or_else(|| ApiError::internal(key))),
+                    Err(e) => Err(storage_err(&gr, name, e)),
                 }
-                Err(e) => return Err(storage_err(&gr, name, e)),
+            }
+            .await;
+            match attempt {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(e) if !from_cache => return Err(e),
+                Err(_) => {}
+            }
+            if from_cache {
+                // Not confirmed by etcd: forget what the attempt said.
+                if let Ok(mut w) = ctx.warnings.lock() {
+                    w.truncate(warnings);
+                }
             }
         }
         Err(ApiError::conflict_modified(&gr, name))
@@ -768,7 +917,7 @@ impl Store {
                 .await?;
         }
         self.strategy.default(&mut new);
-        if self.strategy.bumps_generation() && spec_part(&new) != spec_part(old) {
+        if self.strategy.bumps_generation() && !same_spec_part(&new, old) {
             meta::set_generation(&mut new, meta::generation(old) + 1);
         }
         if subresource.is_empty() {
@@ -1059,11 +1208,12 @@ impl Store {
                 .await
                 .map_err(|e| storage_err(&self.gr(), "", e))?;
             for o in objects.iter() {
-                let v = self.present(&o.object, o.revision);
+                let v = self.present_shared(&o.object, o.revision);
                 if self.matches(&v, opts) {
                     initial.push(WatchEvent {
                         event_type: "ADDED",
                         object: v,
+                        encoded: None,
                     });
                 }
             }
@@ -1086,37 +1236,41 @@ impl Store {
         opts: &ListOptions,
     ) -> Option<WatchEvent> {
         use storage::cache::EventType;
-        let cur = self.present(&ev.object, ev.revision);
-        let cur_match = self.matches(&cur, opts);
-        let prev_match = ev.prev.as_ref().map(|p| {
-            let pv = self.present(p, ev.revision);
-            self.matches(&pv, opts)
-        });
-        match ev.event_type {
-            EventType::Added => cur_match.then_some(WatchEvent {
-                event_type: "ADDED",
-                object: cur,
-            }),
-            EventType::Deleted => (cur_match || prev_match == Some(true)).then_some(WatchEvent {
-                event_type: "DELETED",
-                object: cur,
-            }),
+        let everything = opts.label_selector.is_empty() && opts.field_selector.is_empty();
+        // Without a conversion, presenting changes only apiVersion, kind and
+        // resourceVersion, which no selector looks at: match the stored form.
+        let matches_stored = |stored: &Arc<Value>| {
+            everything
+                || if self.identity_conversion {
+                    self.matches(stored, opts)
+                } else {
+                    self.matches(&self.present(stored, ev.revision), opts)
+                }
+        };
+        let cur_match = matches_stored(&ev.object);
+        let prev_match = ev.prev.as_ref().map(matches_stored);
+        let event_type = match ev.event_type {
+            EventType::Added => cur_match.then_some("ADDED"),
+            EventType::Deleted => (cur_match || prev_match == Some(true)).then_some("DELETED"),
             EventType::Modified => match (prev_match.unwrap_or(true), cur_match) {
-                (true, true) => Some(WatchEvent {
-                    event_type: "MODIFIED",
-                    object: cur,
-                }),
-                (false, true) => Some(WatchEvent {
-                    event_type: "ADDED",
-                    object: cur,
-                }),
-                (true, false) => Some(WatchEvent {
-                    event_type: "DELETED",
-                    object: cur,
-                }),
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
                 (false, false) => None,
             },
-        }
+        }?;
+        let unchanged = self.presents_unchanged(&ev.object, ev.revision);
+        Some(WatchEvent {
+            event_type,
+            object: if unchanged {
+                ev.object.clone()
+            } else {
+                Arc::new(self.present(&ev.object, ev.revision))
+            },
+            // The cache's encoding is of the stored form: good when
+            // presenting changes nothing.
+            encoded: if unchanged { Some(ev.encoded()) } else { None },
+        })
     }
 
     pub fn count(&self) -> usize {
@@ -1126,8 +1280,33 @@ impl Store {
     pub fn bookmark(&self, rev: Revision) -> WatchEvent {
         WatchEvent {
             event_type: "BOOKMARK",
-            object: json!({"kind": self.info().kind, "apiVersion": self.info().api_version(), "metadata": {"resourceVersion": rev.to_string()}}),
+            object: Arc::new(
+                json!({"kind": self.info().kind, "apiVersion": self.info().api_version(), "metadata": {"resourceVersion": rev.to_string()}}),
+            ),
+            encoded: None,
         }
+    }
+}
+
+/// A JSON object serialized with another value in place of its "metadata"
+/// (the same bytes as the object with that metadata substituted).
+struct WithMetadata<'a, M> {
+    root: &'a serde_json::Map<String, Value>,
+    metadata: M,
+}
+
+impl<M: serde::Serialize> serde::Serialize for WithMetadata<'_, M> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.root.len()))?;
+        for (k, v) in self.root {
+            if k == "metadata" {
+                m.serialize_entry(k, &self.metadata)?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -1155,4 +1334,78 @@ fn decode_continue(tok: &str) -> Result<(Revision, String), ApiError> {
         .trim_end_matches('\u{0}')
         .to_string();
     Ok((rv, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copying definitions these functions replace.
+    fn spec_part(obj: &Value) -> Value {
+        let mut v = obj.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        v
+    }
+
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf.iter_mut() {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn comparisons_agree_with_copying_ones() {
+        let base = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "resourceVersion": "5", "managedFields": [
+                {"manager": "m", "time": "t1", "fieldsV1": {"f:spec": {}}}, "odd"]},
+            "spec": {"nodeName": ""}, "status": {"phase": "Pending"},
+        });
+        let variants = [
+            base.clone(),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "resourceVersion": "6", "managedFields": [
+                    {"manager": "m", "time": "t2", "fieldsV1": {"f:spec": {}}}, "odd"]},
+                "spec": {"nodeName": ""}, "status": {"phase": "Pending"}}),
+            json!({"kind": "Pod", "apiVersion": "v2",
+                "metadata": {"name": "a", "managedFields": [
+                    {"manager": "m", "fieldsV1": {"f:spec": {}}}, "odd"]},
+                "spec": {"nodeName": ""}, "status": {"phase": "Running"}}),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "resourceVersion": "5", "managedFields": [
+                    {"manager": "n", "time": "t1", "fieldsV1": {"f:spec": {}}}, "odd"]},
+                "spec": {"nodeName": "x"}, "status": {"phase": "Pending"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "managedFields": {}},
+                "spec": {"nodeName": ""}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": "odd", "spec": {"nodeName": ""}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": ""}, "extra": 1}),
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": ""}}),
+            json!([1, 2]),
+            json!(null),
+        ];
+        for a in &variants {
+            for b in &variants {
+                assert_eq!(
+                    same_spec_part(a, b),
+                    spec_part(a) == spec_part(b),
+                    "spec {a} {b}"
+                );
+                assert_eq!(same_content(a, b), strip(a) == strip(b), "content {a} {b}");
+            }
+        }
+    }
 }
