@@ -23,9 +23,12 @@ pub fn command(netns: Option<&str>, program: &str, args: &[&str]) -> tokio::proc
     cmd
 }
 
-/// Apply an nft transaction (`nft -f -`): all of it or nothing.
-pub async fn apply(transaction: &str, netns: Option<&str>) -> Result<()> {
-    let mut child = command(netns, "nft", &["-f", "-"])
+/// Run `nft <flags> -f -` with `script` on its stdin; its stdout, or an
+/// error carrying nft's stderr when it fails.
+async fn run_script(netns: Option<&str>, flags: &[&str], script: &str) -> Result<Vec<u8>> {
+    let mut args = flags.to_vec();
+    args.extend(["-f", "-"]);
+    let mut child = command(netns, "nft", &args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -33,7 +36,7 @@ pub async fn apply(transaction: &str, netns: Option<&str>) -> Result<()> {
         .context("running nft")?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(transaction.as_bytes())
+            .write_all(script.as_bytes())
             .await
             .context("writing to nft")?;
         drop(stdin);
@@ -41,9 +44,19 @@ pub async fn apply(transaction: &str, netns: Option<&str>) -> Result<()> {
     let out = child.wait_with_output().await.context("waiting for nft")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("nft -f failed ({}): {}", out.status, stderr.trim());
+        bail!(
+            "nft {}-f failed ({}): {}",
+            flags.iter().map(|f| format!("{f} ")).collect::<String>(),
+            out.status,
+            stderr.trim()
+        );
     }
-    Ok(())
+    Ok(out.stdout)
+}
+
+/// Apply an nft transaction (`nft -f -`): all of it or nothing.
+pub async fn apply(transaction: &str, netns: Option<&str>) -> Result<()> {
+    run_script(netns, &[], transaction).await.map(drop)
 }
 
 /// Blocking variant of [`apply`] (for tests and tools without a runtime).
@@ -99,31 +112,7 @@ pub async fn list_table(netns: Option<&str>) -> Result<Option<String>> {
 /// Lists only names (`nft -t list chains/sets/maps`): listing the whole
 /// table would print every rule and element, which takes long at scale.
 pub async fn existing(netns: Option<&str>) -> Result<Existing> {
-    let mut child = command(netns, "nft", &["-t", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running nft")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(
-                format!("list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n")
-                    .as_bytes(),
-            )
-            .await
-            .context("writing to nft")?;
-        drop(stdin);
-    }
-    let out = child.wait_with_output().await.context("waiting for nft")?;
-    if !out.status.success() {
-        bail!(
-            "nft list failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(Existing::parse_listing(&String::from_utf8_lossy(
-        &out.stdout,
-    )))
+    let script = format!("list chains {FAMILY}\nlist sets {FAMILY}\nlist maps {FAMILY}\n");
+    let out = run_script(netns, &["-t"], &script).await?;
+    Ok(Existing::parse_listing(&String::from_utf8_lossy(&out)))
 }

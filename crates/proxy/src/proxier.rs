@@ -692,100 +692,87 @@ impl Syncer {
         prev: Option<&Ruleset>,
         existing: Existing,
     ) -> Result<()> {
-        let netns = self.proxier.settings.netns.clone();
-        let netns = netns.as_deref();
-        let Some(tx) = rs.render_with(prev, &existing, true) else {
-            self.stale.clear();
-            let tx = rs.render_recreate();
-            self.phases.end("render");
-            let r = crate::nft::apply(&tx, netns).await;
-            self.phases.end("nft");
-            return r;
-        };
-        self.phases.end("render");
-        let first = match crate::nft::apply(&tx, netns).await {
-            Ok(()) => {
-                self.phases.end("nft");
-                self.stale.clear();
-                return Ok(());
+        let tx = rs.render_with(prev, &existing, true);
+        self.send(rs, tx, |_| {
+            let stale = rs.stale_chains(&existing);
+            if stale.is_empty() {
+                return None;
             }
-            Err(e) => e,
-        };
-        let stale = rs.stale_chains(&existing);
-        if !stale.is_empty() {
-            if let Some(tx) = rs.render_with(prev, &existing, false) {
-                if crate::nft::apply(&tx, netns).await.is_ok() {
-                    self.phases.end("nft (retried)");
-                    tracing::debug!(
-                        count = stale.len(),
-                        "stale chains kept for the next sync: {first:#}"
-                    );
-                    self.stale = stale;
-                    return Ok(());
-                }
-            }
-        }
-        tracing::warn!("updating the kube-proxy table failed, recreating it: {first:#}");
-        self.stale.clear();
-        let r = crate::nft::apply(&rs.render_recreate(), netns).await;
-        self.phases.end("nft (recreated)");
-        r
+            Some((rs.render_with(prev, &existing, false)?, stale))
+        })
+        .await
+        .map(drop)
     }
 
     /// Apply a partial update (what `before` records) in one transaction;
     /// if that fails, again keeping stale chains for a later sync, and at
     /// last by recreating the table.
     async fn apply_delta(&mut self, rs: &Ruleset, before: &Before) -> Result<()> {
-        let netns = self.proxier.settings.netns.clone();
-        let netns = netns.as_deref();
         self.last_partial.clear();
-        let Some(tx) = rs.render_delta(before, &self.stale, true) else {
-            self.stale.clear();
-            let tx = rs.render_recreate();
+        let tx = rs.render_delta(before, &self.stale, true);
+        if tx.as_deref() == Some("") {
             self.phases.end("render");
-            let r = crate::nft::apply(&tx, netns).await;
-            self.phases.end("nft (recreated)");
-            return r;
-        };
-        self.phases.end("render");
-        if tx.is_empty() {
             return Ok(());
         }
-        let first = match crate::nft::apply(&tx, netns).await {
-            Ok(()) => {
-                self.phases.end("nft");
-                self.last_partial = tx;
-                self.stale.clear();
-                return Ok(());
-            }
-            Err(e) => e,
+        let sent = self
+            .send(rs, tx, |kept| {
+                let mut stale = rs.gone_chains(before);
+                stale.extend(kept.iter().filter(|c| !rs.chains.contains_key(*c)).cloned());
+                if stale.is_empty() {
+                    return None;
+                }
+                Some((rs.render_delta(before, kept, false)?, stale))
+            })
+            .await?;
+        if let Some(tx) = sent {
+            self.last_partial = tx;
+        }
+        Ok(())
+    }
+
+    /// Send `tx` (None: the table has to be recreated). When nft refuses
+    /// it, `retry` (given the chains kept so far) may offer a transaction
+    /// that keeps the chains it names for a later sync; when that fails
+    /// too, the table is recreated. Returns the transaction that went in,
+    /// unless it was a recreation.
+    async fn send(
+        &mut self,
+        rs: &Ruleset,
+        tx: Option<String>,
+        retry: impl FnOnce(&BTreeSet<String>) -> Option<(String, BTreeSet<String>)>,
+    ) -> Result<Option<String>> {
+        let netns = self.proxier.settings.netns.clone();
+        let netns = netns.as_deref();
+        self.phases.end("render");
+        let first = match tx {
+            Some(tx) => match crate::nft::apply(&tx, netns).await {
+                Ok(()) => {
+                    self.phases.end("nft");
+                    self.stale.clear();
+                    return Ok(Some(tx));
+                }
+                Err(e) => Some(e),
+            },
+            None => None,
         };
-        let mut stale = rs.gone_chains(before);
-        stale.extend(
-            self.stale
-                .iter()
-                .filter(|c| !rs.chains.contains_key(*c))
-                .cloned(),
-        );
-        if !stale.is_empty() {
-            if let Some(tx) = rs.render_delta(before, &self.stale, false) {
+        if let Some(first) = &first {
+            if let Some((tx, stale)) = retry(&self.stale) {
                 if crate::nft::apply(&tx, netns).await.is_ok() {
                     self.phases.end("nft (retried)");
                     tracing::debug!(
                         count = stale.len(),
                         "stale chains kept for the next sync: {first:#}"
                     );
-                    self.last_partial = tx;
                     self.stale = stale;
-                    return Ok(());
+                    return Ok(Some(tx));
                 }
             }
+            tracing::warn!("updating the kube-proxy table failed, recreating it: {first:#}");
         }
-        tracing::warn!("updating the kube-proxy table failed, recreating it: {first:#}");
         self.stale.clear();
         let r = crate::nft::apply(&rs.render_recreate(), netns).await;
         self.phases.end("nft (recreated)");
-        r
+        r.map(|()| None)
     }
 
     async fn nodeport_addresses(&self, node_ips: &[Ipv4Addr]) -> NodePortAddresses {

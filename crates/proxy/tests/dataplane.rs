@@ -397,9 +397,7 @@ mod syncs {
     use super::*;
     use clap::Parser;
     use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus, Service, ServiceSpec};
-    use k8s_openapi::api::discovery::v1::{
-        Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
-    };
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
     use kube::api::ObjectMeta;
     use proxy::proxier::{Proxier, Syncer};
     use std::sync::Arc;
@@ -426,34 +424,8 @@ mod syncs {
     }
 
     fn slice(svc: &str, ips: &[String]) -> EndpointSlice {
-        EndpointSlice {
-            metadata: ObjectMeta {
-                name: Some(format!("{svc}-1")),
-                namespace: Some("default".into()),
-                labels: Some([("kubernetes.io/service-name".to_string(), svc.to_string())].into()),
-                ..Default::default()
-            },
-            address_type: "IPv4".into(),
-            endpoints: ips
-                .iter()
-                .map(|ip| SliceEndpoint {
-                    addresses: vec![ip.clone()],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(true),
-                        serving: Some(true),
-                        terminating: Some(false),
-                    }),
-                    node_name: Some("node-a".into()),
-                    ..Default::default()
-                })
-                .collect(),
-            ports: Some(vec![EndpointPort {
-                name: Some("http".into()),
-                port: Some(8080),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-        }
+        let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+        crate::common::ready_slice(svc, &format!("{svc}-1"), &ips)
     }
 
     fn ips(i: usize) -> Vec<String> {

@@ -14,7 +14,7 @@ use common::Netns;
 use k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeStatus, Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
@@ -45,34 +45,7 @@ fn service(name: &str, node_port: bool) -> Service {
 }
 
 fn slice(svc: &str, name: &str, ips: &[&str]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            labels: Some([("kubernetes.io/service-name".to_string(), svc.to_string())].into()),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: ips
-            .iter()
-            .map(|ip| Endpoint {
-                addresses: vec![ip.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    serving: Some(true),
-                    terminating: Some(false),
-                }),
-                node_name: Some("node-a".into()),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-    }
+    common::ready_slice(svc, name, ips)
 }
 
 async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
