@@ -785,7 +785,10 @@ mod tests {
             spec: Some(PodSpec::default()),
             ..Default::default()
         };
-        assert_eq!(eviction_time(&pod, std::slice::from_ref(&taint), now), Some(now));
+        assert_eq!(
+            eviction_time(&pod, std::slice::from_ref(&taint), now),
+            Some(now)
+        );
         pod.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
             key: Some(TAINT_UNREACHABLE.into()),
             operator: Some("Exists".into()),
