@@ -684,6 +684,36 @@ impl Before {
     }
 }
 
+/// The objects `before` records (by name, with what was applied: None for
+/// "did not exist") that `now` has and that differ, with their new value.
+fn changed<'a, T: PartialEq>(
+    before: &'a BTreeMap<String, Option<T>>,
+    now: &'a BTreeMap<String, T>,
+) -> Vec<(&'a String, &'a T)> {
+    before
+        .iter()
+        .filter_map(|(name, old)| {
+            let new = now.get(name)?;
+            (old.as_ref() != Some(new)).then_some((name, new))
+        })
+        .collect()
+}
+
+/// The objects `before` records as applied that `now` no longer has, with
+/// their old value.
+fn gone<'a, T>(
+    before: &'a BTreeMap<String, Option<T>>,
+    now: &BTreeMap<String, T>,
+) -> Vec<(&'a String, &'a T)> {
+    before
+        .iter()
+        .filter_map(|(name, old)| match old {
+            Some(old) if !now.contains_key(name) => Some((name, old)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Ruleset {
     /// Add what the service port `owner` contributes.
     pub fn add_fragment(&mut self, owner: &str, f: &Fragment) {
@@ -803,36 +833,13 @@ impl Ruleset {
                 }
             }
         }
-        let changed_chains: Vec<(&String, &Chain)> = before
-            .chains
-            .iter()
-            .filter_map(|(name, old)| {
-                let new = self.chains.get(name)?;
-                (old.as_ref() != Some(new)).then_some((name, new))
-            })
-            .collect();
-        let gone_chains: Vec<&String> = before
-            .chains
-            .iter()
-            .filter(|(name, old)| old.is_some() && !self.chains.contains_key(*name))
+        let changed_chains = changed(&before.chains, &self.chains);
+        let gone_chains: Vec<&String> = gone(&before.chains, &self.chains)
+            .into_iter()
             .map(|(name, _)| name)
             .collect();
-        let changed_sets: Vec<(&String, &Set)> = before
-            .sets
-            .iter()
-            .filter_map(|(name, old)| {
-                let new = self.sets.get(name)?;
-                (old.as_ref() != Some(new)).then_some((name, new))
-            })
-            .collect();
-        let gone_sets: Vec<(&String, &Set)> = before
-            .sets
-            .iter()
-            .filter_map(|(name, old)| match (old, self.sets.contains_key(name)) {
-                (Some(old), false) => Some((name, old)),
-                _ => None,
-            })
-            .collect();
+        let changed_sets = changed(&before.sets, &self.sets);
+        let gone_sets = gone(&before.sets, &self.sets);
         // (key, old value, new value) of the shared-map elements that change.
         type ElementChange<'a> = (&'a (String, String), &'a Option<String>, Option<&'a String>);
         let elements: Vec<ElementChange> = before
@@ -925,10 +932,8 @@ impl Ruleset {
 
     /// The chains [`Ruleset::render_delta`] flushes because they went away.
     pub fn gone_chains(&self, before: &Before) -> BTreeSet<String> {
-        before
-            .chains
-            .iter()
-            .filter(|(name, old)| old.is_some() && !self.chains.contains_key(*name))
+        gone(&before.chains, &self.chains)
+            .into_iter()
             .map(|(name, _)| name.clone())
             .collect()
     }

@@ -724,11 +724,7 @@ impl Store {
                         .as_ref()
                         .map(|a| a.claims(&old))
                         .unwrap_or_default();
-                    match self
-                        .storage
-                        .delete(&self.key(ns, name), Some(mod_revision), &claims)
-                        .await
-                    {
+                    match self.storage.delete(&key, Some(mod_revision), &claims).await {
                         Ok(rev) => {
                             let mut out = new;
                             meta::set_resource_version(&mut out, &rev.to_string());
@@ -759,13 +755,7 @@ impl Store {
                 let bytes = self.encode(&new)?;
                 match self
                     .storage
-                    .update(
-                        &self.key(ns, name),
-                        bytes,
-                        Some(mod_revision),
-                        &add,
-                        &release,
-                    )
+                    .update(&key, bytes, Some(mod_revision), &add, &release)
                     .await
                 {
                     Ok(rev) => {
@@ -1259,17 +1249,14 @@ impl Store {
                 (false, false) => None,
             },
         }?;
-        let unchanged = self.presents_unchanged(&ev.object, ev.revision);
+        let object = self.present_shared(&ev.object, ev.revision);
+        // The cache's encoding is of the stored form: good when presenting
+        // changed nothing (the object is then the cache's own).
+        let encoded = Arc::ptr_eq(&object, &ev.object).then(|| ev.encoded());
         Some(WatchEvent {
             event_type,
-            object: if unchanged {
-                ev.object.clone()
-            } else {
-                Arc::new(self.present(&ev.object, ev.revision))
-            },
-            // The cache's encoding is of the stored form: good when
-            // presenting changes nothing.
-            encoded: if unchanged { Some(ev.encoded()) } else { None },
+            object,
+            encoded,
         })
     }
 
